@@ -1,0 +1,37 @@
+# The two front-door commands: `make train` and `make test`. Each creates .venv and installs the pinned
+# dependency set (constraints.txt) on first use, so a fresh clone needs nothing but python3 and make.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+# Parallel test workers: the suite is sized for 2 cores.
+TEST_WORKERS ?= 2
+
+.PHONY: install test train bench extras clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[learner,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the pinned learner + dev dependency set
+
+test: $(STAMP)  ## run the whole test suite
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+train: $(STAMP)  ## train AGaLiTe on T-Maze with the local stack (learner + actors); ARGS="--help" lists options
+	$(PY) -m learner.launch $(ARGS)
+
+bench: $(STAMP)  ## run the benchmarks in bench/ (writes bench/results/)
+	$(PY) -m bench.run_all
+
+extras: $(STAMP)  ## optional environment packages: memory-gym (Mystery Path)
+	$(PY) -m pip install --quiet -c constraints.txt pygame
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt memory-gym
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .hypothesis
