@@ -1,0 +1,54 @@
+"""One typed configuration for every model kind; the presets in ``configs/`` and the command line fill it in."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+ModelKind = Literal["agalite", "galite", "gtrxl", "lstm", "gru"]
+
+
+@dataclass
+class ModelConfig:
+    """Sizes default to the paper's (L4, d_model 128, 4 heads of 64, d_ffc 128, eta 4, r 2; GTrXL M 128)."""
+
+    kind: ModelKind = "agalite"
+    # transformer trunk (AGaLiTe, GaLiTe, GTrXL)
+    num_layers: int = 4
+    d_model: int = 128
+    num_heads: int = 4
+    d_head: int = 64
+    d_ffc: int = 128
+    gru_bias: float = 2.0
+    # AGaLiTe / GaLiTe
+    eta: int = 4
+    r: int = 2
+    frequencies: Literal["reference", "distinct"] = "reference"
+    """reference: linspace(-pi, pi, r) as in the paper's code (r=2 is rank 1); distinct: r frequencies in [0, pi]."""
+    reset_counter: bool = True
+    """Restart AGaLiTe's time counter at each episode start; False keeps the reference's never-reset counter."""
+    galite_variant: Literal["paper", "code"] = "paper"
+    feature_map: Literal["pp_relu", "elu1", "relu", "dpfp"] = "pp_relu"
+    gating: Literal["vector", "scalar", "none"] = "vector"
+    # GTrXL
+    memory_len: int = 128
+    memory_form: Literal["inputs", "kv"] = "inputs"
+    """inputs: the reference's memory of layer inputs (K/V recomputed every step); kv: a key/value cache."""
+    # LSTM / GRU
+    rnn_hidden: int = 256
+    # observation encoder and heads
+    encoder: Literal["auto", "flatten", "mlp", "cnn"] = "auto"
+    """auto: flatten vector observations, Nature-CNN for images (H, W, C)."""
+    encoder_hidden: int = 256
+    head_hidden: int = 128
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
