@@ -1,0 +1,117 @@
+"""Pieces shared by the gated transformers (AGaLiTe, GaLiTe, GTrXL): GRU gating, the pre-LN gated block, init.
+
+Every dense layer of the reference uses orthogonal(sqrt 2) kernels and zero biases (PAPER.md 2.6). Several
+logically separate matrices are fused into one ``nn.Linear`` here because ONNX Runtime's per-node overhead
+dominates a batch-1 acting step; to keep the *initial distribution* identical to the unfused reference, a fused
+Linear records its logical blocks (``fused_blocks``: output sizes, in order) and ``orthogonal_init_`` initialises
+each block as its own orthogonal matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+#: LayerNorm epsilon. PyTorch convention (1e-5), as in the Metta port; the Flax reference uses 1e-6 (PAPER.md 2.6).
+LN_EPS = 1e-5
+
+
+def fused_linear(in_features: int, blocks: Sequence[int], bias: bool = True) -> nn.Linear:
+    """One Linear standing for several stacked ones (outputs concatenated in ``blocks`` order)."""
+    if not blocks or any(b <= 0 for b in blocks):
+        raise ValueError(f"fused_linear needs positive block sizes, got {list(blocks)}")
+    lin = nn.Linear(in_features, int(sum(blocks)), bias=bias)
+    lin.fused_blocks = tuple(int(b) for b in blocks)  # type: ignore[attr-defined]
+    return lin
+
+
+def orthogonal_init_(module: nn.Module, gain: float = math.sqrt(2)) -> None:
+    """Orthogonal kernels (per fused block) and zero biases for every ``nn.Linear`` inside ``module``."""
+    for m in module.modules():
+        if not isinstance(m, nn.Linear):
+            continue
+        blocks = getattr(m, "fused_blocks", (m.out_features,))
+        with torch.no_grad():
+            start = 0
+            for size in blocks:
+                nn.init.orthogonal_(m.weight[start : start + size], gain=gain)
+                start += size
+            if m.bias is not None:
+                m.bias.zero_()
+
+
+class GRUGatingUnit(nn.Module):
+    """GTrXL's GRU-style gate g(x, y) replacing the residual add (PAPER.md 2.6).
+
+    x is the residual stream, y the sub-layer output::
+
+        r = sigmoid(W_r y + U_r x);  z = sigmoid(W_z y + U_z x - b_g);  h = tanh(W_g y + U_g (r * x))
+        g = (1 - z) * x + z * h
+
+    The six bias-free d_model x d_model matrices are fused into three Linears (W_r|W_z|W_g on y, U_r|U_z on x,
+    U_g on r*x) so the exported graph has three MatMuls; each logical matrix is still initialised as its own
+    orthogonal(sqrt 2) matrix. b_g starts at ``bias`` (2.0) so z ~ 0.12 and the block starts near identity.
+    """
+
+    def __init__(self, d_model: int, bias: float = 2.0) -> None:
+        super().__init__()
+        if d_model <= 0:
+            raise ValueError(f"d_model must be positive, got {d_model}")
+        self.d_model = d_model
+        self.w_y = fused_linear(d_model, (d_model, d_model, d_model), bias=False)  # W_r, W_z, W_g
+        self.u_x = fused_linear(d_model, (d_model, d_model), bias=False)  # U_r, U_z
+        self.u_g = nn.Linear(d_model, d_model, bias=False)  # U_g
+        self.b_g = nn.Parameter(torch.full((d_model,), float(bias)))
+        self.init_bias = float(bias)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        orthogonal_init_(self)
+        with torch.no_grad():
+            self.b_g.fill_(self.init_bias)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        d = self.d_model
+        wy = self.w_y(y)
+        ux = self.u_x(x)
+        rz = wy[..., : 2 * d] + ux
+        r = torch.sigmoid(rz[..., :d])
+        z = torch.sigmoid(rz[..., d:] - self.b_g)
+        h = torch.tanh(wy[..., 2 * d :] + self.u_g(r * x))
+        return x + z * (h - x)
+
+
+AttentionFn = Callable[[torch.Tensor], tuple[torch.Tensor, Any]]
+
+
+class GatedTransformerBlock(nn.Module):
+    """GTrXL "identity-map reordering" block around any attention-like sub-layer (PAPER.md 2.6)::
+
+        a = ReLU(attention(LN1(u)));  g1 = gate1(u, a);  f = ReLU(W2 ReLU(W1 LN2(g1) + b1) + b2);  out = gate2(g1, f)
+
+    The attention sub-layer is called with the normalised input and whatever extra arguments the caller passes
+    (reset flags, recurrent state), and must return ``(output[..., d_model], extra)``; ``extra`` (usually the new
+    state) is handed back unchanged. The first-layer embedding is not part of the block (the stack owns it).
+    """
+
+    def __init__(self, d_model: int, d_ffc: int, attention: nn.Module, gru_bias: float = 2.0) -> None:
+        super().__init__()
+        self.attention = attention
+        self.ln1 = nn.LayerNorm(d_model, eps=LN_EPS)
+        self.ln2 = nn.LayerNorm(d_model, eps=LN_EPS)
+        self.gate1 = GRUGatingUnit(d_model, gru_bias)
+        self.gate2 = GRUGatingUnit(d_model, gru_bias)
+        self.ffn1 = nn.Linear(d_model, d_ffc)
+        self.ffn2 = nn.Linear(d_ffc, d_model)
+        orthogonal_init_(self.ffn1)
+        orthogonal_init_(self.ffn2)
+
+    def forward(self, u: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+        a, extra = self.attention(self.ln1(u), *args, **kwargs)
+        g1 = self.gate1(u, torch.relu(a))
+        f = torch.relu(self.ffn2(torch.relu(self.ffn1(self.ln2(g1)))))
+        return self.gate2(g1, f), extra
