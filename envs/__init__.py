@@ -1,0 +1,31 @@
+"""Gymnasium environments of the paper, registered on import (cheaply: no adapter package is imported here).
+
+Torch-free by rule: actors import this package. See :mod:`envs.ids` for the ids and :mod:`envs.tmaze` for the
+T-Maze's definition.
+"""
+
+from envs.ids import (
+    MEMORY_MAZE_IDS,
+    MYSTERY_PATH_EASY_ID,
+    MYSTERY_PATH_GRID_EASY_ID,
+    OWN_ENV_IDS,
+    TMAZE_ID,
+    register_all,
+)
+from envs.registry import UnknownEnvironmentError, env_spaces, make_env
+from envs.tmaze import TMazeEnv
+
+register_all()
+
+__all__ = [
+    "MEMORY_MAZE_IDS",
+    "MYSTERY_PATH_EASY_ID",
+    "MYSTERY_PATH_GRID_EASY_ID",
+    "OWN_ENV_IDS",
+    "TMAZE_ID",
+    "TMazeEnv",
+    "UnknownEnvironmentError",
+    "env_spaces",
+    "make_env",
+    "register_all",
+]

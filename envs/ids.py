@@ -1,0 +1,47 @@
+"""The gymnasium ids this project registers, and their registration.
+
+Every entry point is a string, so registering imports nothing: the adapters' heavy packages (memory-gym/pygame,
+memory-maze/dm_control/mujoco) are imported only when such an env is made. Registration is idempotent, so
+importing ``envs`` again (or from several places) never triggers gymnasium's "overriding environment" warning.
+
+| id | entry point | kwargs |
+|---|---|---|
+| ``agalite/TMaze-v0`` | ``envs.tmaze:TMazeEnv`` (TimeLimit 1000) | ``corridor_length=120``, ``num_distractors=6`` |
+| ``agalite/MysteryPath-Grid-Easy-v0`` | ``envs.mystery_path:MysteryPathEasyEnv`` | ``grid=True`` (128 steps) |
+| ``agalite/MysteryPath-Easy-v0`` | ``envs.mystery_path:MysteryPathEasyEnv`` | ``grid=False`` (512 steps) |
+| ``agalite/MemoryMaze-{9x9,11x11,13x13,15x15}-v0`` | ``envs.memory_maze:MemoryMazeEnv`` | ``size=...`` |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+
+NAMESPACE = "agalite"
+TMAZE_ID = f"{NAMESPACE}/TMaze-v0"
+MYSTERY_PATH_GRID_EASY_ID = f"{NAMESPACE}/MysteryPath-Grid-Easy-v0"
+MYSTERY_PATH_EASY_ID = f"{NAMESPACE}/MysteryPath-Easy-v0"
+MEMORY_MAZE_SIZES = ("9x9", "11x11", "13x13", "15x15")
+MEMORY_MAZE_IDS = tuple(f"{NAMESPACE}/MemoryMaze-{size}-v0" for size in MEMORY_MAZE_SIZES)
+
+# id -> keyword arguments of gymnasium.register
+_SPECS: dict[str, dict[str, Any]] = {
+    TMAZE_ID: {"entry_point": "envs.tmaze:TMazeEnv", "max_episode_steps": 1000},
+    # Mystery Path and Memory Maze end their episodes themselves (time limit reported as truncation).
+    MYSTERY_PATH_GRID_EASY_ID: {"entry_point": "envs.mystery_path:MysteryPathEasyEnv", "kwargs": {"grid": True}},
+    MYSTERY_PATH_EASY_ID: {"entry_point": "envs.mystery_path:MysteryPathEasyEnv", "kwargs": {"grid": False}},
+    **{
+        env_id: {"entry_point": "envs.memory_maze:MemoryMazeEnv", "kwargs": {"size": size}}
+        for env_id, size in zip(MEMORY_MAZE_IDS, MEMORY_MAZE_SIZES)
+    },
+}
+
+OWN_ENV_IDS: tuple[str, ...] = tuple(_SPECS)
+
+
+def register_all() -> None:
+    """Register every id above with gymnasium unless it is registered already."""
+    for env_id, spec in _SPECS.items():
+        if env_id not in gymnasium.registry:
+            gymnasium.register(id=env_id, **spec)
