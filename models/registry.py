@@ -1,0 +1,88 @@
+"""Build models by name: the sequence-model registry, the actor-critic from gymnasium spaces, size presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from models.actor_critic import ActorCritic
+from models.base import SequenceModel
+from models.config import ModelConfig
+
+#: kind -> (module, class). Imported lazily so one model's absence or import error does not break the others.
+SEQUENCE_MODELS: dict[str, tuple[str, str]] = {
+    "agalite": ("models.agalite", "AGaLiTe"),
+    "galite": ("models.galite", "GaLiTe"),
+    "gtrxl": ("models.gtrxl", "GTrXL"),
+    "lstm": ("models.rnn", "LSTM"),
+    "gru": ("models.rnn", "GRU"),
+}
+
+#: Paper sizes (PAPER.md 8): every transformer L4, d_model 128, H4 x 64, d_ffc 128, eta 4, r 2; GTrXL M 128;
+#: the T-Maze LSTM has 600 units and the GRU 680.
+_PAPER: dict[str, Any] = dict(
+    num_layers=4, d_model=128, num_heads=4, d_head=64, d_ffc=128, eta=4, r=2, memory_len=128
+)
+_PAPER_HIDDEN = {"lstm": 600, "gru": 680}
+#: Small sizes for tests: same structure, fast on one CPU core.
+_SMALL: dict[str, Any] = dict(
+    num_layers=2, d_model=32, num_heads=2, d_head=16, d_ffc=32, eta=2, r=2, memory_len=8, rnn_hidden=32,
+    encoder_hidden=32, head_hidden=32,
+)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in SEQUENCE_MODELS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(SEQUENCE_MODELS)}")
+
+
+def paper_config(kind: str, **overrides: Any) -> ModelConfig:
+    """The paper's model size for ``kind`` (PAPER.md 8), with ``overrides`` applied on top."""
+    _check_kind(kind)
+    base = dict(_PAPER, rnn_hidden=_PAPER_HIDDEN.get(kind, ModelConfig.rnn_hidden))
+    return ModelConfig.from_dict({**base, "kind": kind, **overrides})
+
+
+def small_config(kind: str, **overrides: Any) -> ModelConfig:
+    """A small model of the same structure (L2, d_model 32, H2 x 16, eta 2, M 8, hidden 32) for tests."""
+    _check_kind(kind)
+    return ModelConfig.from_dict({**_SMALL, "kind": kind, **overrides})
+
+
+def build_sequence_model(cfg: ModelConfig, input_dim: int) -> SequenceModel:
+    """Instantiate the sequence model ``cfg.kind`` taking ``input_dim`` features per step."""
+    _check_kind(cfg.kind)
+    module_name, class_name = SEQUENCE_MODELS[cfg.kind]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name:
+            raise
+        raise NotImplementedError(f"model kind {cfg.kind!r} is not available: {module_name} is missing") from e
+    return getattr(module, class_name)(int(input_dim), cfg)
+
+
+def build_actor_critic(cfg: ModelConfig, observation_space: gym.Space, action_space: gym.Space) -> ActorCritic:
+    """Actor-critic for a Box observation space and a Discrete action space."""
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise TypeError(
+            f"only Box observation spaces are supported, got {type(observation_space).__name__}; "
+            "wrap the env (e.g. gymnasium.wrappers.FlattenObservation) first"
+        )
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise TypeError(f"only Discrete action spaces are supported, got {type(action_space).__name__}")
+    if int(action_space.start) != 0:
+        raise ValueError(f"Discrete action spaces must start at 0, got start={action_space.start}")
+    dtype = np.dtype(observation_space.dtype)
+    if dtype not in (np.dtype("float32"), np.dtype("float64"), np.dtype("uint8")):
+        raise TypeError(f"observation dtype {dtype} is not supported (float32, float64 or uint8)")
+    return ActorCritic(cfg, tuple(observation_space.shape), str(dtype), int(action_space.n))
+
+
+def config_with(cfg: ModelConfig, **changes: Any) -> ModelConfig:
+    """A copy of ``cfg`` with ``changes`` (validated field names)."""
+    return ModelConfig.from_dict({**dataclasses.asdict(cfg), **changes})

@@ -1,0 +1,96 @@
+"""LSTM and GRU baselines (one layer) behind the SequenceModel contract.
+
+The cells are written out (instead of ``nn.LSTM``) for two reasons: the input projection of all T steps is one
+matrix product before the time loop (the loop then only does the recurrent product), and the T=1 graph exports to a
+handful of plain ONNX nodes instead of an ``LSTM`` op with its own layout conventions. Gate order and equations are
+PyTorch's (``nn.LSTMCell`` / ``nn.GRUCell``), as is the default uniform(+-1/sqrt(hidden)) initialisation.
+Episode resets zero the carried state of that env before the step is consumed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from models.base import SequenceModel, State, StateSpec
+from models.config import ModelConfig
+
+
+class _RecurrentBase(SequenceModel):
+    gates: int = 4
+
+    def __init__(self, input_dim: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        if input_dim <= 0 or cfg.rnn_hidden <= 0:
+            raise ValueError(f"input_dim and rnn_hidden must be positive, got {input_dim}, {cfg.rnn_hidden}")
+        self.input_dim = int(input_dim)
+        self.hidden = int(cfg.rnn_hidden)
+        self.output_dim = self.hidden
+        self.w_ih = nn.Linear(self.input_dim, self.gates * self.hidden)
+        self.w_hh = nn.Linear(self.hidden, self.gates * self.hidden)
+        bound = 1.0 / math.sqrt(self.hidden)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def _check(self, x: torch.Tensor, reset: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[-1] != self.input_dim:
+            raise ValueError(f"expected x[T, B, {self.input_dim}], got {tuple(x.shape)}")
+        if reset.shape != x.shape[:2]:
+            raise ValueError(f"expected reset[T, B] = {tuple(x.shape[:2])}, got {tuple(reset.shape)}")
+
+
+class LSTM(_RecurrentBase):
+    """One-layer LSTM; state ``h`` and ``c`` of ``rnn_hidden`` floats each."""
+
+    gates = 4
+
+    def state_spec(self) -> dict[str, StateSpec]:
+        return {"h": StateSpec((self.hidden,), torch.float32), "c": StateSpec((self.hidden,), torch.float32)}
+
+    def forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        self._check(x, reset)
+        keep = (~reset).unsqueeze(-1).to(x.dtype)  # [T, B, 1]
+        xi = self.w_ih(x)  # all T input projections at once
+        h, c = state["h"], state["c"]
+        n = self.hidden
+        ys = []
+        for t in range(x.shape[0]):
+            h = h * keep[t]
+            c = c * keep[t]
+            g = xi[t] + self.w_hh(h)
+            i = torch.sigmoid(g[:, :n])
+            f = torch.sigmoid(g[:, n : 2 * n])
+            gg = torch.tanh(g[:, 2 * n : 3 * n])
+            o = torch.sigmoid(g[:, 3 * n :])
+            c = f * c + i * gg
+            h = o * torch.tanh(c)
+            ys.append(h)
+        return torch.stack(ys, 0), {"h": h, "c": c}
+
+
+class GRU(_RecurrentBase):
+    """One-layer GRU; state ``h`` of ``rnn_hidden`` floats."""
+
+    gates = 3
+
+    def state_spec(self) -> dict[str, StateSpec]:
+        return {"h": StateSpec((self.hidden,), torch.float32)}
+
+    def forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        self._check(x, reset)
+        keep = (~reset).unsqueeze(-1).to(x.dtype)
+        xi = self.w_ih(x)
+        h = state["h"]
+        n = self.hidden
+        ys = []
+        for t in range(x.shape[0]):
+            h = h * keep[t]
+            gh = self.w_hh(h)
+            rz = torch.sigmoid(xi[t, :, : 2 * n] + gh[:, : 2 * n])
+            r, z = rz[:, :n], rz[:, n:]
+            cand = torch.tanh(xi[t, :, 2 * n :] + r * gh[:, 2 * n :])
+            h = cand + z * (h - cand)  # (1 - z) * cand + z * h
+            ys.append(h)
+        return torch.stack(ys, 0), {"h": h}
