@@ -23,13 +23,13 @@ class UnknownEnvironmentError(ValueError):
 
 
 def _lookup(env_id: str) -> gymnasium.envs.registration.EnvSpec:
-    if not isinstance(env_id, str) or not env_id:
-        raise UnknownEnvironmentError(f"env_id must be a non-empty string, got {env_id!r}")
-    register_all()
     hint = (
         f"Known ids of this project: {', '.join(OWN_ENV_IDS)}. Any other gymnasium id works once its package is "
         f"imported; the form 'some.module:EnvId' imports the module for you."
     )
+    if not isinstance(env_id, str) or not env_id:
+        raise UnknownEnvironmentError(f"env_id must be a non-empty string, got {env_id!r}. {hint}")
+    register_all()
     if env_id.count(":") > 1:
         raise UnknownEnvironmentError(f"env id {env_id!r} has more than one ':'; expected 'EnvId' or 'module:EnvId'")
     module, _, name = env_id.rpartition(":")
