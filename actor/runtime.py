@@ -1,0 +1,345 @@
+"""Run an exported step function with ONNX Runtime alone (numpy + onnxruntime; torch is never imported here).
+
+:class:`StepFunction` is a stateless session: ``run(obs, reset, state) -> (logits, value, new_state)``. It validates
+every input against the policy's metadata, because a wrong shape deep inside ONNX Runtime gives an error that names
+an internal node, not the caller's mistake. :class:`Policy` adds what a program that acts needs: the recurrent state
+of ``B`` envs, seeded sampling outside the graph (so a run is reproducible and records the log-probability it used),
+value estimates that do not advance the state, and swapping in a new policy while keeping the state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from actor.policy_meta import METADATA_KEY, PolicyError, PolicyMetadata
+
+__all__ = ["Policy", "PolicyError", "StepFunction", "load_policy", "log_softmax", "sample_actions"]
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(bool)": "bool", "tensor(uint8)": "uint8",
+              "tensor(double)": "float64"}
+
+
+def _default_providers() -> list[str]:
+    """CUDA when this onnxruntime build has it (onnxruntime-gpu), CPU otherwise."""
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available] or available
+
+
+def _session_options(intra_op_threads: int, graph_optimization_level: ort.GraphOptimizationLevel) -> ort.SessionOptions:
+    if intra_op_threads < 1:
+        raise PolicyError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = intra_op_threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = graph_optimization_level
+    so.log_severity_level = 3
+    return so
+
+
+class StepFunction:
+    """One ONNX Runtime session of a step function plus its metadata. Thread-compatible, not thread-safe.
+
+    Build it with :meth:`from_bytes` or :meth:`from_file`; :meth:`with_weights` gives a new one with other weights.
+    """
+
+    def __init__(
+        self,
+        onnx_bytes: bytes,
+        *,
+        intra_op_threads: int = 1,
+        providers: list[str] | None = None,
+        graph_optimization_level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        check_protocol: bool = True,
+        _weights: dict[str, np.ndarray] | None = None,
+        _metadata: PolicyMetadata | None = None,
+    ) -> None:
+        if not isinstance(onnx_bytes, (bytes, bytearray, memoryview)):
+            raise PolicyError(f"onnx_bytes must be bytes, got {type(onnx_bytes).__name__}")
+        self._bytes = bytes(onnx_bytes)
+        self._options = dict(
+            intra_op_threads=intra_op_threads, providers=providers, graph_optimization_level=graph_optimization_level,
+            check_protocol=check_protocol,
+        )
+        so = _session_options(intra_op_threads, graph_optimization_level)
+        # Weights handed to add_initializer are used in place by the session: they are private copies, kept alive
+        # (and never written) for as long as this object exists.
+        self._weights: dict[str, np.ndarray] = dict(_weights or {})
+        self._ort_weights = [ort.OrtValue.ortvalue_from_numpy(a) for a in self._weights.values()]
+        for name, value in zip(self._weights, self._ort_weights, strict=True):
+            so.add_initializer(name, value)
+        try:
+            self._session = ort.InferenceSession(self._bytes, sess_options=so,
+                                                 providers=providers or _default_providers())
+        except Exception as exc:  # onnxruntime raises several private exception types for unreadable models
+            raise PolicyError(f"ONNX Runtime cannot load this policy: {exc}") from exc
+        if _metadata is None:
+            _metadata = self._read_metadata()
+        self._meta = _metadata
+        if check_protocol:
+            self._meta.check_protocol()
+        self._check_graph_matches_metadata()
+        self._state_by_name = {s.name: s for s in self._meta.state}
+        self._obs_dtype = np.dtype(self._meta.obs_dtype)
+        self._output_names = [o.name for o in self._session.get_outputs()]
+        self._state_outputs = [(s.name, self._output_names.index(s.output)) for s in self._meta.state]
+
+    # -- construction ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_bytes(cls, onnx_bytes: bytes, **options: Any) -> "StepFunction":
+        """A session from the bytes of an exported ``.onnx`` (options: ``intra_op_threads``, ``providers``, ...)."""
+        return cls(onnx_bytes, **options)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **options: Any) -> "StepFunction":
+        """A session from ``policy.onnx`` (or a directory holding one); metadata is read from inside the file."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "policy.onnx"
+        if not p.is_file():
+            raise PolicyError(f"policy file {str(p)!r} does not exist")
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise PolicyError(f"cannot read policy file {str(p)!r}: {exc}") from exc
+        try:
+            return cls(data, **options)
+        except PolicyError as exc:
+            raise PolicyError(f"{p}: {exc}") from exc
+
+    def _read_metadata(self) -> PolicyMetadata:
+        props = self._session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in props:
+            raise PolicyError(
+                f"the ONNX model has no '{METADATA_KEY}' metadata; export it with `python -m export` "
+                f"(found keys: {sorted(props)})"
+            )
+        return PolicyMetadata.from_json(props[METADATA_KEY])
+
+    def _check_graph_matches_metadata(self) -> None:
+        inputs = tuple(i.name for i in self._session.get_inputs())
+        outputs = tuple(o.name for o in self._session.get_outputs())
+        if inputs != self._meta.inputs or outputs != self._meta.outputs:
+            raise PolicyError(
+                f"graph and metadata disagree: graph inputs {inputs} / outputs {outputs}, metadata says "
+                f"{self._meta.inputs} / {self._meta.outputs}"
+            )
+        types = {i.name: _ORT_TYPES.get(i.type, i.type) for i in self._session.get_inputs()}
+        want = {"obs": self._meta.obs_dtype, "reset": "bool", **{s.name: s.dtype for s in self._meta.state}}
+        for name, dtype in want.items():
+            if types.get(name) != dtype:
+                raise PolicyError(f"graph input {name!r} has type {types.get(name)}, metadata says {dtype}")
+
+    def with_weights(self, weights: Mapping[str, np.ndarray], *, policy_version: int | None = None) -> "StepFunction":
+        """A new session of the same graph with some or all parameters replaced (the weights-only update).
+
+        ``weights`` maps initializer names (``metadata.weights``) to arrays of the recorded shapes; names not given
+        keep this function's values. The arrays are copied, so the caller may reuse them. Building the new session
+        costs about as much as :meth:`from_bytes`; do it off the step path and swap the result in.
+        """
+        known = self._meta.weights
+        unknown = sorted(set(weights) - set(known))
+        if unknown:
+            raise PolicyError(f"no weights named {unknown[:5]}{'...' if len(unknown) > 5 else ''} in this policy")
+        merged = dict(self._weights)
+        for name, arr in weights.items():
+            a = np.asarray(arr)
+            if tuple(a.shape) != tuple(known[name]):
+                raise PolicyError(f"weight {name!r}: expected shape {tuple(known[name])}, got {tuple(a.shape)}")
+            if a.dtype != np.float32:
+                raise PolicyError(f"weight {name!r}: expected dtype float32, got {a.dtype}")
+            if not np.isfinite(a).all():
+                raise PolicyError(f"weight {name!r} has non-finite values")
+            merged[name] = np.array(a, dtype=np.float32, order="C", copy=True)
+        meta = self._meta if policy_version is None else dataclasses.replace(self._meta, policy_version=policy_version)
+        return StepFunction(self._bytes, **self._options, _weights=merged, _metadata=meta)
+
+    # -- properties --------------------------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> PolicyMetadata:
+        return self._meta
+
+    @property
+    def onnx_bytes(self) -> bytes:
+        """The graph as loaded (weights from :meth:`with_weights` are not in it)."""
+        return self._bytes
+
+    @property
+    def providers(self) -> list[str]:
+        return self._session.get_providers()
+
+    def initial_state(self, batch: int) -> dict[str, np.ndarray]:
+        """The recurrent state of ``batch`` fresh envs."""
+        return {s.name: s.initial(batch) for s in self._meta.state}
+
+    # -- running -----------------------------------------------------------------------------------------------
+
+    def _feeds(self, obs: np.ndarray, reset: Any, state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not isinstance(obs, np.ndarray):
+            raise PolicyError(f"obs must be a numpy array, got {type(obs).__name__}")
+        meta = self._meta
+        if obs.ndim != 1 + len(meta.obs_shape) or tuple(obs.shape[1:]) != meta.obs_shape:
+            raise PolicyError(f"obs: expected shape (B, {', '.join(map(str, meta.obs_shape))}), got {obs.shape}")
+        if obs.dtype != self._obs_dtype:
+            raise PolicyError(f"obs: expected dtype {self._obs_dtype}, got {obs.dtype}")
+        batch = obs.shape[0]
+        reset_arr = np.asarray(reset)
+        if reset_arr.dtype != np.bool_:
+            if reset_arr.dtype.kind not in "iu":
+                raise PolicyError(f"reset: expected a bool array, got dtype {reset_arr.dtype}")
+            reset_arr = reset_arr.astype(np.bool_)
+        if reset_arr.shape != (batch,):
+            raise PolicyError(f"reset: expected shape ({batch},) to match obs, got {reset_arr.shape}")
+        if not isinstance(state, Mapping):
+            raise PolicyError(f"state must be a dict of arrays, got {type(state).__name__}")
+        if set(state) != set(self._state_by_name):
+            raise PolicyError(f"state: expected names {sorted(self._state_by_name)}, got {sorted(state)}")
+        feeds = {"obs": np.ascontiguousarray(obs), "reset": reset_arr}
+        for name, entry in self._state_by_name.items():
+            value = state[name]
+            if not isinstance(value, np.ndarray):
+                raise PolicyError(f"state {name!r} must be a numpy array, got {type(value).__name__}")
+            want = (batch, *entry.shape)
+            if value.shape != want:
+                raise PolicyError(f"state {name!r}: expected shape {want}, got {value.shape}")
+            if value.dtype != np.dtype(entry.dtype):
+                raise PolicyError(f"state {name!r}: expected dtype {entry.dtype}, got {value.dtype}")
+            feeds[name] = value
+        return feeds
+
+    def run(
+        self, obs: np.ndarray, reset: np.ndarray, state: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """One step for ``B`` envs: ``(logits[B, A], value[B], new_state)``; the inputs are not modified."""
+        outs = self._session.run(self._output_names, self._feeds(obs, reset, state))
+        return outs[0], outs[1], {name: outs[i] for name, i in self._state_outputs}
+
+
+def load_policy(path: str | os.PathLike[str], **options: Any) -> StepFunction:
+    """Shorthand for :meth:`StepFunction.from_file`."""
+    return StepFunction.from_file(path, **options)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable log-softmax over the last axis, in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def sample_actions(
+    logits: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Actions ``[B]`` (int64) drawn from ``softmax(logits)`` by inverse CDF with one uniform per env, and their
+    log-probabilities ``[B]`` (float32). ``greedy`` takes the argmax (still reporting its log-probability)."""
+    logp_all = log_softmax(logits)
+    if greedy:
+        actions = logp_all.argmax(axis=-1)
+    else:
+        cdf = np.cumsum(np.exp(logp_all), axis=-1)
+        u = rng.random(logp_all.shape[0])[:, None] * cdf[:, -1:]
+        actions = np.minimum((cdf < u).sum(axis=-1), logp_all.shape[-1] - 1)
+    actions = actions.astype(np.int64)
+    logp = np.take_along_axis(logp_all, actions[:, None], axis=-1)[:, 0]
+    return actions, logp.astype(np.float32)
+
+
+class Policy:
+    """A step function plus the recurrent state of ``batch`` envs: what an actor or a deployment drives.
+
+    Per step, pass ``reset[b] = True`` when ``obs[b]`` is the first observation of a new episode (also on the very
+    first step); the graph clears env ``b``'s memory before using it, so the state never needs resetting by hand
+    between episodes.
+    """
+
+    def __init__(self, step_function: StepFunction, batch: int = 1) -> None:
+        if batch < 1:
+            raise PolicyError(f"batch must be >= 1, got {batch}")
+        self._fn = step_function
+        self.batch = int(batch)
+        self._state = step_function.initial_state(self.batch)
+
+    @property
+    def step_function(self) -> StepFunction:
+        return self._fn
+
+    @property
+    def metadata(self) -> PolicyMetadata:
+        return self._fn.metadata
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """A copy of the current recurrent state (e.g. a segment's initial state)."""
+        return {k: v.copy() for k, v in self._state.items()}
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Replace the recurrent state (checked against the policy's layout); the arrays are copied."""
+        fresh = self._fn.initial_state(self.batch)
+        if set(state) != set(fresh):
+            raise PolicyError(f"state: expected names {sorted(fresh)}, got {sorted(state)}")
+        for name, ref in fresh.items():
+            v = np.asarray(state[name])
+            if v.shape != ref.shape or v.dtype != ref.dtype:
+                raise PolicyError(f"state {name!r}: expected {ref.shape} {ref.dtype}, got {v.shape} {v.dtype}")
+        self._state = {k: np.array(state[k], copy=True) for k in fresh}
+
+    def reset_state(self, envs: np.ndarray | None = None) -> None:
+        """Back to the initial state, for all envs or those where the bool mask ``envs`` is true."""
+        fresh = self._fn.initial_state(self.batch)
+        if envs is None:
+            self._state = fresh
+            return
+        mask = np.asarray(envs, dtype=bool)
+        if mask.shape != (self.batch,):
+            raise PolicyError(f"envs mask: expected shape ({self.batch},), got {mask.shape}")
+        for k in self._state:
+            self._state[k] = np.where(mask.reshape(-1, *([1] * (fresh[k].ndim - 1))), fresh[k], self._state[k])
+
+    def _check_batch(self, obs: np.ndarray) -> None:
+        if not isinstance(obs, np.ndarray) or obs.ndim < 1 or obs.shape[0] != self.batch:
+            shape = getattr(obs, "shape", None)
+            raise PolicyError(f"obs: expected a batch of {self.batch} observations, got shape {shape}")
+
+    def step(self, obs: np.ndarray, reset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Advance the state by one step; returns ``(logits[B, A], value[B])``."""
+        self._check_batch(obs)
+        logits, value, self._state = self._fn.run(obs, reset, self._state)
+        return logits, value
+
+    def act(
+        self, obs: np.ndarray, reset: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Advance one step and sample: ``(action[B] int64, logp[B] float32, value[B] float32)``."""
+        logits, value = self.step(obs, reset)
+        action, logp = sample_actions(logits, rng, greedy=greedy)
+        return action, logp, value
+
+    def value_of(self, obs: np.ndarray, reset: np.ndarray) -> np.ndarray:
+        """``V(obs)`` from the current state, without advancing it (bootstrap value of a truncated episode)."""
+        self._check_batch(obs)
+        _, value, _ = self._fn.run(obs, reset, self._state)
+        return value
+
+    def swap(self, step_function: StepFunction) -> None:
+        """Use another policy from the next step on, keeping the recurrent state (layouts must be equal)."""
+        old, new = self._fn.metadata, step_function.metadata
+        if new.state_layout() != old.state_layout():
+            raise PolicyError(
+                f"cannot swap policies with different recurrent state: current {old.state_layout()}, "
+                f"new {new.state_layout()}"
+            )
+        if (new.obs_shape, new.obs_dtype, new.num_actions) != (old.obs_shape, old.obs_dtype, old.num_actions):
+            raise PolicyError(
+                f"cannot swap policies with different interfaces: obs {old.obs_shape} {old.obs_dtype} / "
+                f"{old.num_actions} actions vs obs {new.obs_shape} {new.obs_dtype} / {new.num_actions} actions"
+            )
+        self._fn = step_function
