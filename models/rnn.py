@@ -2,8 +2,9 @@
 
 The cells are written out (instead of ``nn.LSTM``) for two reasons: the input projection of all T steps is one
 matrix product before the time loop (the loop then only does the recurrent product), and the T=1 graph exports to a
-handful of plain ONNX nodes instead of an ``LSTM`` op with its own layout conventions. Gate order and equations are
-PyTorch's (``nn.LSTMCell`` / ``nn.GRUCell``), as is the default uniform(+-1/sqrt(hidden)) initialisation.
+handful of plain ONNX nodes instead of an ``LSTM`` op with its own layout conventions. Equations are PyTorch's
+(``nn.LSTMCell`` / ``nn.GRUCell``), as is the default uniform(+-1/sqrt(hidden)) initialisation; the LSTM's gate
+rows are laid out i, f, o, g (PyTorch: i, f, g, o) so the three sigmoid gates are one contiguous block.
 Episode resets zero the carried state of that env before the step is consumed.
 """
 
@@ -60,10 +61,9 @@ class LSTM(_RecurrentBase):
             h = h * keep[t]
             c = c * keep[t]
             g = xi[t] + self.w_hh(h)
-            i = torch.sigmoid(g[:, :n])
-            f = torch.sigmoid(g[:, n : 2 * n])
-            gg = torch.tanh(g[:, 2 * n : 3 * n])
-            o = torch.sigmoid(g[:, 3 * n :])
+            ifo_pre, g_pre = g.split([3 * n, n], dim=-1)
+            i, f, o = torch.sigmoid(ifo_pre).chunk(3, dim=-1)
+            gg = torch.tanh(g_pre)
             c = f * c + i * gg
             h = o * torch.tanh(c)
             ys.append(h)
@@ -87,10 +87,10 @@ class GRU(_RecurrentBase):
         ys = []
         for t in range(x.shape[0]):
             h = h * keep[t]
-            gh = self.w_hh(h)
-            rz = torch.sigmoid(xi[t, :, : 2 * n] + gh[:, : 2 * n])
-            r, z = rz[:, :n], rz[:, n:]
-            cand = torch.tanh(xi[t, :, 2 * n :] + r * gh[:, 2 * n :])
+            xrz, xn = xi[t].split([2 * n, n], dim=-1)
+            hrz, hn = self.w_hh(h).split([2 * n, n], dim=-1)
+            r, z = torch.sigmoid(xrz + hrz).chunk(2, dim=-1)
+            cand = torch.tanh(xn + r * hn)
             h = cand + z * (h - cand)  # (1 - z) * cand + z * h
             ys.append(h)
         return torch.stack(ys, 0), {"h": h}
