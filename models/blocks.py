@@ -115,3 +115,29 @@ class GatedTransformerBlock(nn.Module):
         g1 = self.gate1(u, torch.relu(a))
         f = torch.relu(self.ffn2(torch.relu(self.ffn1(self.ln2(g1)))))
         return self.gate2(g1, f), extra
+
+
+class GatedStack(nn.Module):
+    """The trunk shared by AGaLiTe and GaLiTe: an input embedding then L gated blocks (PAPER.md 2.6).
+
+    The embedding is a Dense (orthogonal sqrt 2, zero bias) from ``input_dim`` to ``d_model``, followed by ReLU
+    when ``embed_relu`` (AGaLiTe, paper GaLiTe) or not (the reference GaLiTe code). No final LayerNorm.
+    """
+
+    def __init__(
+        self, input_dim: int, d_model: int, d_ffc: int, attentions: Sequence[nn.Module], gru_bias: float,
+        embed_relu: bool = True,
+    ) -> None:
+        super().__init__()
+        if input_dim <= 0 or d_model <= 0 or d_ffc <= 0:
+            raise ValueError(f"sizes must be positive: input_dim={input_dim} d_model={d_model} d_ffc={d_ffc}")
+        if not attentions:
+            raise ValueError("a gated stack needs at least one layer")
+        self.embed = nn.Linear(input_dim, d_model)
+        orthogonal_init_(self.embed)
+        self.embed_relu = embed_relu
+        self.blocks = nn.ModuleList(GatedTransformerBlock(d_model, d_ffc, a, gru_bias) for a in attentions)
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.embed(x)
+        return torch.relu(u) if self.embed_relu else u

@@ -1,0 +1,227 @@
+"""AGaLiTe: approximate gated linear transformer with a cosine low-rank state (PAPER.md 2, 10).
+
+Per layer and head the state is K~ (r x F), V~ (r x d) and the normaliser s (F), updated as
+``K~_j <- m (1-gamma) K~_j + c_j k_bar``, ``V~_j <- m (1-beta) V~_j + c_j v_bar``, ``s <- m (1-gamma) s + k_bar``
+(m = 0 at an episode start) and read out as ``sum_j V~_j (K~_j . phi(q)) / (2r (s . phi(q)) + 1e-5)``.
+
+Choices made here (the reference is JAX/Flax):
+* LayerNorm eps 1e-5 (PyTorch convention; Flax uses 1e-6). Orthogonal(sqrt 2) init, zero biases, GRU bias 2.
+* State layout is head-major: ``l{i}_tilde_k`` [B, H, r, F], ``l{i}_tilde_v`` [B, H, r, d], ``l{i}_s`` [B, H, F]
+  (the reference stores [B, r, H, .]); F = eta*d for the paper's pp_relu feature map.
+* Time counter: one int64 ``tick`` [B, 1] for the whole model (every layer's reference tick is identical),
+  holding (steps since start) mod P with P = 2(r-1) (2 for r <= 2). Every frequency is an integer multiple of
+  pi/(r-1), so cos(omega_j tau) is P-periodic in tau and is read from a float64-computed table: exactly the
+  reference's cosines (tau = 1 at init, the first processed step uses tau = 2) without float drift. The tick
+  starts at 0, so an all-zero state is a valid initial state.
+  ``cfg.reset_counter`` (default) restarts it at each episode start; False keeps the never-reset counter.
+* Frequencies: ``reference`` = linspace(-pi, pi, r) (r=1: -pi; r=2 is degenerate, PAPER.md 9.1);
+  ``distinct`` = omega_j = pi*j/(r-1), j = 0..r-1 (r=1: omega = 0), r distinct values in [0, pi].
+* ``cfg.feature_map`` and ``cfg.gating`` (see ``models/feature_maps.py``) apply here too: scalar gating decays K~,
+  V~ and s by 1-g, none by 1 only (all maps are non-negative, so the read-out bound still holds).
+* Training form (T > 1): Hillis-Steele parallel scan (``models/scan.py``), no Python loop over T; K~ and s share
+  their decay and are scanned together. T == 1 has a dedicated lean path (acting, ONNX export).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from models.base import SequenceModel, State, StateSpec
+from models.blocks import GatedStack, orthogonal_init_
+from models.config import ModelConfig
+from models.feature_maps import GatedFeatures, feature_dim
+from models.scan import linear_scan
+
+EPS = 1e-5
+FREQUENCY_GRIDS = ("reference", "distinct")
+
+
+def counter_period(r: int) -> int:
+    """Period of cos(omega_j * tau) in integer tau: 2(r-1), or 2 for r <= 2."""
+    if r < 1:
+        raise ValueError(f"r must be >= 1, got {r}")
+    return max(2, 2 * (r - 1))
+
+
+def frequency_multiples(r: int, grid: str = "reference") -> list[int]:
+    """omega_j as integer multiples k_j of pi/(r-1) (of pi for r = 1)."""
+    if r < 1:
+        raise ValueError(f"r must be >= 1, got {r}")
+    if grid == "reference":
+        return [-1] if r == 1 else [2 * j - (r - 1) for j in range(r)]
+    if grid == "distinct":
+        return [0] if r == 1 else list(range(r))
+    raise ValueError(f"unknown frequencies {grid!r}; expected one of {FREQUENCY_GRIDS}")
+
+
+def frequencies(r: int, grid: str = "reference") -> torch.Tensor:
+    """omega_j in float64 (reference: linspace(-pi, pi, r))."""
+    unit = math.pi if r == 1 else math.pi / (r - 1)
+    return torch.tensor([k * unit for k in frequency_multiples(r, grid)], dtype=torch.float64)
+
+
+def cosine_table(r: int, grid: str = "reference") -> torch.Tensor:
+    """[P, r] float64: row n holds cos(omega_j * (n + 1)), i.e. the cosines of tau = n + 1 (n = stored tick).
+
+    Computed from the exact integer phase (k_j * tau) mod 2(r-1), so entries such as cos(pi/2) are exactly 0.
+    """
+    period = counter_period(r)
+    half = 1 if r == 1 else r - 1  # omega = k * pi / half
+    rows = []
+    for n in range(period):
+        tau = n + 1
+        rows.append([math.cos(math.pi * ((k * tau) % (2 * half)) / half) for k in frequency_multiples(r, grid)])
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+class AGaLiTeAttention(nn.Module):
+    """One AGaLiTe attention layer: ``forward(x, m, c, tilde_k, tilde_v, s) -> (out, (tilde_k, tilde_v, s))``.
+
+    x is [B, d_model] (single step) or [T, B, d_model]; m is the keep-mask (0 at an episode start) shaped
+    [B, 1, 1] or [T, B, 1, 1]; c the cosines [B, 1, r, 1] or [T, B, 1, r, 1].
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.h, self.d, self.r = cfg.num_heads, cfg.d_head, cfg.r
+        self.features = GatedFeatures(cfg.d_model, cfg.num_heads, cfg.d_head, cfg.eta, cfg.feature_map, cfg.gating)
+        self.f = self.features.f
+        self.out = nn.Linear(cfg.num_heads * cfg.d_head, cfg.d_model)
+        orthogonal_init_(self.out)
+
+    def forward(
+        self, x: torch.Tensor, m: torch.Tensor, c: torch.Tensor, tilde_k: torch.Tensor, tilde_v: torch.Tensor,
+        s: torch.Tensor,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        if x.dim() == 2:
+            return self._step(x, m, c, tilde_k, tilde_v, s)
+        return self._sequence(x, m, c, tilde_k, tilde_v, s)
+
+    def _decays(self, feats, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if feats.gate_k is None:
+            return m, m
+        dk = m * (1.0 - feats.gate_k)
+        dv = dk if feats.gate_v is feats.gate_k else m * (1.0 - feats.gate_v)
+        return dk, dv
+
+    def _step(self, x, m, c, tilde_k, tilde_v, s):
+        f = self.features(x)
+        dk, dv = self._decays(f, m)
+        tilde_k = dk.unsqueeze(2) * tilde_k + c * f.k_bar.unsqueeze(2)
+        tilde_v = dv.unsqueeze(2) * tilde_v + c * f.v_bar.unsqueeze(2)
+        s = dk * s + f.k_bar
+        kq = torch.matmul(tilde_k, f.phi_q.unsqueeze(-1))  # [B, H, r, 1]
+        num = (kq * tilde_v).sum(2)
+        den = (s * f.phi_q).sum(-1, keepdim=True) * (2.0 * self.r) + EPS
+        o = (num / den).reshape(-1, self.h * self.d)
+        return self.out(o), (tilde_k, tilde_v, s)
+
+    def _sequence(self, x, m, c, tilde_k, tilde_v, s):
+        steps, batch = x.shape[0], x.shape[1]
+        f = self.features(x.reshape(steps * batch, x.shape[2]))
+        k_bar, v_bar, phi_q = (t.reshape(steps, batch, *t.shape[1:]) for t in (f.k_bar, f.v_bar, f.phi_q))
+        dk, dv = self._decays(f, m.reshape(steps * batch, 1, 1))
+        dk, dv = dk.reshape(steps, batch, *dk.shape[1:]), dv.reshape(steps, batch, *dv.shape[1:])
+        kb = k_bar.unsqueeze(3)
+        # K~ (r rows) and s (one more row) share the decay: scan them together
+        hk = linear_scan(dk.unsqueeze(3), torch.cat([c * kb, kb], dim=3), torch.cat([tilde_k, s.unsqueeze(2)], 2))
+        hv = linear_scan(dv.unsqueeze(3), c * v_bar.unsqueeze(3), tilde_v)
+        kq = torch.matmul(hk, phi_q.unsqueeze(-1))  # [T, B, H, r+1, 1]
+        num = (kq[:, :, :, : self.r] * hv).sum(3)
+        den = kq[:, :, :, self.r] * (2.0 * self.r) + EPS
+        o = (num / den).reshape(steps, batch, self.h * self.d)
+        last = hk[-1]
+        return self.out(o), (last[:, :, : self.r], hv[-1], last[:, :, self.r])
+
+
+class AGaLiTe(SequenceModel):
+    """The AGaLiTe stack (PAPER.md 2.6): Dense+ReLU embedding, L gated blocks around ``AGaLiTeAttention``."""
+
+    def __init__(self, input_dim: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.r < 1:
+            raise ValueError(f"AGaLiTe needs r >= 1, got r={cfg.r}")
+        if cfg.num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {cfg.num_layers}")
+        frequency_multiples(cfg.r, cfg.frequencies)  # validates the grid name
+        self.cfg = cfg
+        self.input_dim, self.output_dim = input_dim, cfg.d_model
+        self.num_layers, self.r = cfg.num_layers, cfg.r
+        self.period = counter_period(cfg.r)
+        self.reset_counter = cfg.reset_counter
+        self.stack = GatedStack(
+            input_dim, cfg.d_model, cfg.d_ffc, [AGaLiTeAttention(cfg) for _ in range(cfg.num_layers)], cfg.gru_bias
+        )
+        self.f = feature_dim(cfg.feature_map, cfg.d_head, cfg.eta)
+        table = cosine_table(cfg.r, cfg.frequencies).to(torch.float32)
+        self.register_buffer("cos_table", table.unsqueeze(-1), persistent=False)  # [P, r, 1]
+
+    def state_spec(self) -> dict[str, StateSpec]:
+        h, d, r, f = self.cfg.num_heads, self.cfg.d_head, self.r, self.f
+        spec: dict[str, StateSpec] = {}
+        for i in range(self.num_layers):
+            spec[f"l{i}_tilde_k"] = StateSpec((h, r, f), torch.float32)
+            spec[f"l{i}_tilde_v"] = StateSpec((h, r, d), torch.float32)
+            spec[f"l{i}_s"] = StateSpec((h, f), torch.float32)
+        spec["tick"] = StateSpec((1,), torch.int64)
+        return spec
+
+    def counter_steps(self, reset: torch.Tensor, tick: torch.Tensor) -> torch.Tensor:
+        """Per-step stored counter n_t [T, B] (tau_t = n_t + 1) for a call; its last row is the new tick.
+
+        With ``reset_counter`` the counter restarts at a reset step (n = 1, as the first step after init).
+        """
+        steps = reset.shape[0]
+        t = torch.arange(steps, device=reset.device).unsqueeze(1)
+        carried = tick.reshape(1, -1) + t + 1
+        if self.reset_counter:
+            last = torch.where(reset, t, torch.full_like(t, -1)).cummax(dim=0).values
+            carried = torch.where(last >= 0, t - last + 1, carried)
+        return carried % self.period
+
+    def _check(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> None:
+        if x.dim() != 3 or x.shape[2] != self.input_dim:
+            raise ValueError(f"x must be [T, B, {self.input_dim}], got {tuple(x.shape)}")
+        if reset.shape != x.shape[:2]:
+            raise ValueError(f"reset must be [T, B] = {tuple(x.shape[:2])}, got {tuple(reset.shape)}")
+        missing = set(self.state_spec()) - set(state)
+        if missing:
+            raise ValueError(f"state is missing {sorted(missing)}")
+
+    def forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        self._check(x, reset, state)
+        reset = reset.to(torch.bool)
+        if x.shape[0] == 1:
+            return self._step(x, reset, state)
+        return self._sequence(x, reset, state)
+
+    def _step(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        r1 = reset.reshape(-1, 1)
+        tick = state["tick"]
+        if self.reset_counter:
+            tick = tick.masked_fill(r1, 0)
+        tick = (tick + 1) % self.period
+        c = self.cos_table[tick]  # [B, 1, r, 1]
+        m = (~r1).to(x.dtype).reshape(-1, 1, 1)
+        u = self.stack.embedding(x.reshape(-1, self.input_dim))
+        new: State = {}
+        for i, block in enumerate(self.stack.blocks):
+            u, (kt, vt, s) = block(u, m, c, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
+            new[f"l{i}_tilde_k"], new[f"l{i}_tilde_v"], new[f"l{i}_s"] = kt, vt, s
+        new["tick"] = tick
+        return u.reshape(1, -1, self.output_dim), new
+
+    def _sequence(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        n = self.counter_steps(reset, state["tick"])  # [T, B]
+        c = self.cos_table[n].unsqueeze(2)  # [T, B, 1, r, 1]
+        m = (~reset).to(x.dtype).reshape(x.shape[0], x.shape[1], 1, 1)
+        u = self.stack.embedding(x)
+        new: State = {}
+        for i, block in enumerate(self.stack.blocks):
+            u, (kt, vt, s) = block(u, m, c, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
+            new[f"l{i}_tilde_k"], new[f"l{i}_tilde_v"], new[f"l{i}_s"] = kt, vt, s
+        new["tick"] = n[-1].unsqueeze(-1)
+        return u, new

@@ -1,0 +1,169 @@
+"""Projections, feature maps and gates shared by AGaLiTe and GaLiTe (PAPER.md 2.1-2.2, 3.1-3.2).
+
+One fused ``nn.Linear`` produces every per-head quantity, laid out per head as
+``[v | k^ q^ (p1 p2) | (beta^ gamma^ (p3)) or (g)]`` so that one Reshape and one Split yield the value, the
+pre-activation feature group (one Relu/Elu node for all of it) and the gate group (one Sigmoid node). At batch 1
+ONNX Runtime's per-node overhead dominates, so this ordering (not the reference's [k,q,v,beta,gamma] / [p1,p2,p3])
+is chosen for node count; weights are initialised as the reference's two orthogonal(sqrt 2) Dense layers
+(d_model -> 5Hd and d_model -> 3H*eta), whose rows are merely permuted here, so the initial distribution and the
+maths are identical (only weight porting would need the permutation).
+
+Feature maps (``cfg.feature_map``), for keys and queries alike:
+* ``pp_relu``: phi(k) = vec(ReLU(p1) (x) ReLU(k^)), eta-major (index n*d + i), dim eta*d (the paper's map);
+* ``elu1``: ELU(k^) + 1, dim d;  ``relu``: ReLU(k^), dim d;
+* ``dpfp``: Schlag et al.'s DPFP with nu = eta: x' = [ReLU(k^), ReLU(-k^)], phi = concat_{i=1..nu} x' * roll(x', i),
+  dim 2*d*eta.
+Gating (``cfg.gating``):
+* ``vector``: beta = sigmoid(beta^) in (0,1)^d on values; gamma on features: sigmoid(p3) (x) sigmoid(gamma^) for
+  pp_relu (PAPER.md 2.2), sigmoid(gamma^) for elu1/relu, sigmoid(p3) (x) [sigmoid(gamma^), sigmoid(gamma^)] for dpfp
+  (our choice: the same projected-sigmoid structure, matched to DPFP's layout);
+* ``scalar``: one g = sigmoid(w.x) per head for both (Peng et al.): writes g*phi(k), decay 1 - g;
+* ``none``: no gate (plain linear-transformer accumulation, decay 1).
+Write vectors: v_bar = beta * v (v for scalar/none), k_bar = gamma * phi(k) (g * phi(k) for scalar, phi(k) for none).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FEATURE_MAPS = ("pp_relu", "elu1", "relu", "dpfp")
+GATINGS = ("vector", "scalar", "none")
+
+
+@dataclass
+class Features:
+    """Per-step, per-head quantities; leading dims ``[N, H]``. Gates are None for ``gating='none'``."""
+
+    v_bar: torch.Tensor  # [N, H, d]
+    k_bar: torch.Tensor  # [N, H, F]
+    phi_q: torch.Tensor  # [N, H, F]
+    gate_v: torch.Tensor | None  # [N, H, d] (vector) or [N, H, 1] (scalar)
+    gate_k: torch.Tensor | None  # [N, H, F] (vector) or [N, H, 1] (scalar)
+
+
+def feature_dim(feature_map: str, d_head: int, eta: int) -> int:
+    """Feature dimension F per head."""
+    if feature_map == "pp_relu":
+        return eta * d_head
+    if feature_map in ("elu1", "relu"):
+        return d_head
+    if feature_map == "dpfp":
+        return 2 * d_head * eta
+    raise ValueError(f"unknown feature_map {feature_map!r}; expected one of {FEATURE_MAPS}")
+
+
+def _outer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """vec(a (x) b) over the last axis, a-major: [..., n] x [..., m] -> [..., n*m] (static sizes, export-safe)."""
+    n, m = a.shape[-1], b.shape[-1]
+    h = a.shape[-2]
+    return (a.unsqueeze(-1) * b.unsqueeze(-2)).reshape(-1, h, n * m)
+
+
+class GatedFeatures(nn.Module):
+    """x [N, d_model] (already layer-normed) -> ``Features``; one fused Linear, few graph nodes."""
+
+    def __init__(
+        self, d_model: int, num_heads: int, d_head: int, eta: int, feature_map: str = "pp_relu", gating: str = "vector"
+    ) -> None:
+        super().__init__()
+        if feature_map not in FEATURE_MAPS:
+            raise ValueError(f"unknown feature_map {feature_map!r}; expected one of {FEATURE_MAPS}")
+        if gating not in GATINGS:
+            raise ValueError(f"unknown gating {gating!r}; expected one of {GATINGS}")
+        for name, value in (("d_model", d_model), ("num_heads", num_heads), ("d_head", d_head), ("eta", eta)):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        self.h, self.d, self.eta = num_heads, d_head, eta
+        self.feature_map, self.gating = feature_map, gating
+        self.f = feature_dim(feature_map, d_head, eta)
+        uses_p = feature_map == "pp_relu"
+        uses_p3 = gating == "vector" and feature_map in ("pp_relu", "dpfp")
+        # per-head layout; reference block of each piece: 'a' = the 5Hd Dense, 'p' = the 3H*eta Dense, 'g' = own
+        pieces: list[tuple[str, int, str]] = [("v", d_head, "a"), ("k", d_head, "a"), ("q", d_head, "a")]
+        if uses_p:
+            pieces += [("p1", eta, "p"), ("p2", eta, "p")]
+        if gating == "vector":
+            pieces += [("beta", d_head, "a"), ("gamma", d_head, "a")]
+            if uses_p3:
+                pieces.append(("p3", eta, "p"))
+        elif gating == "scalar":
+            pieces.append(("g", 1, "g"))
+        self.pieces = pieces
+        self.width = sum(s for _, s, _ in pieces)
+        self.n_feat = 2 * d_head + (2 * eta if uses_p else 0)
+        self.n_gate = self.width - d_head - self.n_feat
+        self.proj = nn.Linear(d_model, num_heads * self.width)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Orthogonal(sqrt 2) per reference Dense (rows scattered into the per-head layout), zero bias."""
+        d_model = self.proj.in_features
+        with torch.no_grad():
+            rows: dict[str, torch.Tensor] = {}
+            for group in dict.fromkeys(g for _, _, g in self.pieces):
+                w = torch.empty(self.h * sum(s for _, s, g in self.pieces if g == group), d_model)
+                nn.init.orthogonal_(w, gain=math.sqrt(2))
+                rows[group] = w
+            used = {g: 0 for g in rows}
+            weight = self.proj.weight.view(self.h, self.width, d_model)
+            for head in range(self.h):
+                col = 0
+                for _, size, group in self.pieces:
+                    weight[head, col : col + size] = rows[group][used[group] : used[group] + size]
+                    used[group] += size
+                    col += size
+            self.proj.bias.zero_()
+
+    def _feature(self, z: torch.Tensor) -> torch.Tensor:
+        if self.feature_map == "relu" or self.feature_map == "pp_relu":
+            return torch.relu(z)
+        if self.feature_map == "elu1":
+            return F.elu(z) + 1.0
+        return torch.cat([torch.relu(z), torch.relu(-z)], dim=-1)  # dpfp first stage, per key / query below
+
+    def _dpfp(self, xp: torch.Tensor) -> torch.Tensor:
+        return torch.cat([xp * torch.roll(xp, shifts=i, dims=-1) for i in range(1, self.eta + 1)], dim=-1)
+
+    def forward(self, x: torch.Tensor) -> Features:
+        d, eta = self.d, self.eta
+        z = self.proj(x).reshape(-1, self.h, self.width)
+        if self.n_gate:
+            v, feat, gate = torch.split(z, [d, self.n_feat, self.n_gate], dim=-1)
+            gate = torch.sigmoid(gate)
+        else:
+            v, feat = torch.split(z, [d, self.n_feat], dim=-1)
+            gate = None
+        if self.feature_map == "pp_relu":
+            k, q, p1, p2 = torch.split(torch.relu(feat), [d, d, eta, eta], dim=-1)
+            phi_q = _outer(p2, q)
+        elif self.feature_map == "dpfp":
+            k, q = torch.split(feat, [d, d], dim=-1)
+            k, q = self._feature(k), self._feature(q)
+            phi_q = self._dpfp(q)
+        else:
+            k, q = torch.split(self._feature(feat), [d, d], dim=-1)
+            phi_q = q
+        if self.gating == "vector":
+            assert gate is not None
+            if self.feature_map == "pp_relu":
+                beta, sg, p3 = torch.split(gate, [d, d, eta], dim=-1)
+                k_bar = _outer(p1 * p3, k * sg)  # = gamma * phi(k), gamma = sigmoid(p3) (x) sigmoid(gamma^)
+                gamma = _outer(p3, sg)
+            elif self.feature_map == "dpfp":
+                beta, sg, p3 = torch.split(gate, [d, d, eta], dim=-1)
+                gamma = _outer(p3, torch.cat([sg, sg], dim=-1))
+                k_bar = gamma * self._dpfp(k)
+            else:
+                beta, gamma = torch.split(gate, [d, d], dim=-1)
+                k_bar = gamma * k
+            return Features(v_bar=beta * v, k_bar=k_bar, phi_q=phi_q, gate_v=beta, gate_k=gamma)
+        phi_k = _outer(p1, k) if self.feature_map == "pp_relu" else (self._dpfp(k) if self.feature_map == "dpfp" else k)
+        if self.gating == "scalar":
+            assert gate is not None
+            return Features(v_bar=v, k_bar=gate * phi_k, phi_q=phi_q, gate_v=gate, gate_k=gate)
+        return Features(v_bar=v, k_bar=phi_k, phi_q=phi_q, gate_v=None, gate_k=None)
