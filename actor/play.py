@@ -1,0 +1,114 @@
+"""``python -m actor.play POLICY.onnx --env ID --episodes N``: watch an exported policy play, without torch.
+
+Prints one line per episode (return, length, success where the env reports ``info["success"]``) and the means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+import envs
+from actor.policy_meta import PolicyError, space_to_dict
+from actor.runtime import Policy, StepFunction
+
+
+@dataclass
+class EpisodeResult:
+    episode_return: float
+    length: int
+    success: float | None
+
+
+def play(
+    step_function: StepFunction,
+    env_id: str,
+    episodes: int,
+    *,
+    seed: int = 0,
+    env_kwargs: dict | None = None,
+    greedy: bool = False,
+) -> list[EpisodeResult]:
+    """Run ``episodes`` episodes of ``env_id`` with one env, sampling with a Generator seeded by ``seed``."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    env = envs.make_env(env_id, **(env_kwargs or {}))
+    try:
+        meta = step_function.metadata
+        got = space_to_dict(env.observation_space)
+        if tuple(got["shape"]) != meta.obs_shape or got["dtype"] != meta.obs_dtype:
+            raise PolicyError(
+                f"env {env_id!r} observes {tuple(got['shape'])} {got['dtype']}, the policy expects "
+                f"{meta.obs_shape} {meta.obs_dtype}"
+            )
+        if getattr(env.action_space, "n", None) != meta.num_actions:
+            raise PolicyError(f"env {env_id!r} has action space {env.action_space}, the policy {meta.num_actions} actions")
+        policy = Policy(step_function, batch=1)
+        rng = np.random.default_rng(seed)
+        results = []
+        for ep in range(episodes):
+            obs, info = env.reset(seed=seed + ep)
+            reset = np.ones(1, dtype=bool)  # first step of an episode: the graph clears the memory
+            total, length, done = 0.0, 0, False
+            while not done:
+                action, _, _ = policy.act(np.asarray(obs)[None], reset, rng, greedy=greedy)
+                obs, reward, terminated, truncated, info = env.step(int(action[0]))
+                total += float(reward)
+                length += 1
+                done = terminated or truncated
+                reset = np.zeros(1, dtype=bool)
+            success = info.get("success")
+            results.append(EpisodeResult(total, length, None if success is None else float(success)))
+        return results
+    finally:
+        env.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m actor.play", description=__doc__.split("\n\n")[0])
+    p.add_argument("policy", help="policy .onnx file (or a directory holding policy.onnx)")
+    p.add_argument("--env", required=True, help="environment id, e.g. agalite/TMaze-v0")
+    p.add_argument("--episodes", type=int, default=10, help="number of episodes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the env resets and of action sampling")
+    p.add_argument("--env-kwargs", default="{}", help='JSON object for the env, e.g. \'{"corridor_length": 10}\'')
+    p.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        env_kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as exc:
+        print(f"error: --env-kwargs is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(env_kwargs, dict):
+        print(f"error: --env-kwargs must be a JSON object, got {args.env_kwargs!r}", file=sys.stderr)
+        return 2
+    try:
+        fn = StepFunction.from_file(args.policy, intra_op_threads=args.threads)
+        results = play(fn, args.env, args.episodes, seed=args.seed, env_kwargs=env_kwargs, greedy=args.greedy)
+    except (PolicyError, envs.UnknownEnvironmentError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    meta = fn.metadata
+    print(f"policy {args.policy}: {meta.model_kind}, version {meta.policy_version}; env {args.env} {env_kwargs}")
+    for i, r in enumerate(results):
+        success = "n/a" if r.success is None else f"{r.success:g}"
+        print(f"episode {i}: return {r.episode_return:.3f}  length {r.length}  success {success}")
+    successes = [r.success for r in results if r.success is not None]
+    mean_success = f"{np.mean(successes):.3f}" if successes else "n/a"
+    print(
+        f"mean over {len(results)} episodes: return {np.mean([r.episode_return for r in results]):.3f}  "
+        f"length {np.mean([r.length for r in results]):.1f}  success {mean_success}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
