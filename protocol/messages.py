@@ -1,0 +1,143 @@
+"""Message types of wire protocol v1, as frozen dataclasses.
+
+The annotations here are the schema: the codec and the validator read the field names and types from these
+classes, so a field is written down exactly once. Constructing a message checks nothing (cheap, and lets tests
+build broken ones); ``protocol.validate.validate_message`` checks, and ``encode``/``decode`` call it.
+
+Arrays are numpy arrays; ``PlainDict`` is a msgpack-able dict of str keys to None, bool, int, finite float,
+str, bytes, lists and nested PlainDicts (no arrays), used for free-form settings, stats and metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, TypeAlias, Union
+
+import numpy as np
+
+PlainDict: TypeAlias = dict[str, Any]
+ArrayDict: TypeAlias = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Hello:
+    """Actor -> learner on the control channel: first message after connecting."""
+
+    actor_id: str  # stable: from configuration or the host name
+    run_id: str  # random per process start; a restarted actor is a new run
+    num_envs: int  # B, the number of envs in every segment this actor sends
+    host: str
+    pid: int
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ModelUpdate:
+    """A new policy. ``kind == "full"`` carries a whole ONNX file; ``"weights"`` carries only new initializer
+    values for the graph whose full ONNX bytes hash to ``graph_sha256`` (which the actor must already have)."""
+
+    version: int
+    kind: Literal["full", "weights"]
+    onnx: bytes | None
+    weights: ArrayDict | None
+    graph_sha256: str  # lowercase hex sha256 of the full ONNX bytes
+    metadata: PlainDict
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Welcome:
+    """Learner -> actor in answer to Hello: the run's settings and the current policy (always ``full``).
+
+    ``settings`` carries the env id, env kwargs, segment length T, seed base, heartbeat interval, etc."""
+
+    run_name: str
+    settings: PlainDict
+    policy: ModelUpdate
+
+
+@dataclasses.dataclass(frozen=True)
+class Heartbeat:
+    """Either direction on the control channel; ``policy_version`` is the sender's current policy."""
+
+    sender_id: str
+    run_id: str
+    time: float  # sender's wall clock (time.time())
+    policy_version: int
+    stats: PlainDict
+
+
+@dataclasses.dataclass(frozen=True)
+class Bye:
+    """Actor -> learner when it leaves on purpose."""
+
+    actor_id: str
+    run_id: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Error:
+    """A refusal, e.g. at Hello from a peer with another protocol version. ``code`` is a ``Reason`` value when
+    the refusal comes from the protocol. Error keeps this shape in every protocol version, and is decoded
+    whatever version it says, so a refusal is readable by any peer."""
+
+    code: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Segment:
+    """One actor's vector of B envs over T steps, all produced by policy ``policy_version``.
+
+    Shapes (checked by the validator): ``obs [T+1, B, *obs_shape]`` (obs[T] starts the next segment),
+    ``actions [T, B, *action_shape]``, ``logp/rewards [T, B]`` float32, ``values [T+1, B]`` float32,
+    ``terminated/truncated [T, B]`` bool, ``reset [T+1, B]`` bool (obs[t] is the first of an episode),
+    ``bootstrap_values [T, B]`` float32 (value of the final observation where truncated, else 0),
+    ``initial_state`` name -> [B, ...] (state before consuming obs[0]).
+
+    Envs auto-reset in the same step: when step t ends an episode, obs[t+1] is the first observation of the
+    next one, so ``reset[t+1] == terminated[t] | truncated[t]`` (the validator holds senders to this).
+
+    ``episodes``: one dict per episode that ended in this segment, with keys ``env`` (int in [0, B)),
+    ``return`` (float), ``length`` (int >= 1), ``success`` (bool or None), and optionally other plain values.
+    """
+
+    actor_id: str
+    run_id: str
+    seq: int  # per (actor_id, run_id), counts up from 0
+    policy_version: int
+    obs: np.ndarray
+    actions: np.ndarray
+    logp: np.ndarray
+    values: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    reset: np.ndarray
+    bootstrap_values: np.ndarray
+    initial_state: ArrayDict
+    episodes: list[PlainDict]
+
+    @property
+    def num_steps(self) -> int:
+        """T."""
+        return int(self.actions.shape[0])
+
+    @property
+    def num_envs(self) -> int:
+        """B."""
+        return int(self.actions.shape[1])
+
+
+Message: TypeAlias = Union[Hello, Welcome, Heartbeat, Bye, Segment, ModelUpdate, Error]
+
+#: Wire name -> class. The wire name is the class name.
+MESSAGE_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Hello, Welcome, Heartbeat, Bye, Segment, ModelUpdate, Error)}
+
+
+def error_from(exc: Exception, message: str | None = None) -> Error:
+    """The Error to send back for a refused message (code = the ProtocolError's reason)."""
+    from protocol.errors import ProtocolError
+
+    if isinstance(exc, ProtocolError):
+        return Error(code=exc.reason.value, message=message or exc.detail)
+    return Error(code="INTERNAL", message=message or f"{type(exc).__name__}: {exc}")
