@@ -1,0 +1,158 @@
+"""ActorCritic: shapes and heads, sequence equals step-by-step through the wrapper, ONNX export at T=1."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+
+import gymnasium as gym
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from models import ActorCritic, build_actor_critic, small_config
+
+VEC_SPACE = gym.spaces.Box(-1.0, 1.0, (16,), np.float32)  # T-Maze-like
+IMG_SPACE = gym.spaces.Box(0, 255, (84, 84, 3), np.uint8)
+ACTIONS = gym.spaces.Discrete(4)
+
+
+def _kinds() -> list:
+    out = []
+    for kind, form in [("gtrxl", "inputs"), ("gtrxl", "kv"), ("lstm", None), ("gru", None), ("agalite", None),
+                       ("galite", None)]:
+        cfg = small_config(kind, **({"memory_form": form} if form else {}))
+        marks = []
+        if kind in ("agalite", "galite") and importlib.util.find_spec(f"models.{kind}") is None:
+            marks.append(pytest.mark.skip(reason=f"models/{kind}.py is not in the tree yet"))
+        out.append(pytest.param(cfg, id=kind + (f"-{form}" if form else ""), marks=marks))
+    return out
+
+
+KINDS = _kinds()
+
+
+def make(cfg, space=VEC_SPACE, seed: int = 0) -> ActorCritic:
+    torch.manual_seed(seed)
+    return build_actor_critic(cfg, space, ACTIONS)
+
+
+@pytest.mark.parametrize("cfg", KINDS)
+def test_sequence_equals_step_by_step_through_the_wrapper(cfg) -> None:
+    ac = make(cfg)
+    g = torch.Generator().manual_seed(0)
+    t_len, batch = 64, 3
+    obs = torch.rand(t_len, batch, 16, generator=g) * 2 - 1
+    reset = torch.rand(t_len, batch, generator=g) < 0.05
+    with torch.no_grad():
+        logits, value, s_seq = ac(obs, reset, ac.initial_state(batch))
+        state, ls, vs = ac.initial_state(batch), [], []
+        for t in range(t_len):
+            l, v, state = ac(obs[t : t + 1], reset[t : t + 1], state)
+            ls.append(l)
+            vs.append(v)
+    assert logits.shape == (t_len, batch, 4) and value.shape == (t_len, batch)
+    assert (torch.cat(ls) - logits).abs().max().item() < 1e-5
+    assert (torch.cat(vs) - value).abs().max().item() < 1e-5
+    for k in s_seq:
+        assert (s_seq[k].double() - state[k].double()).abs().max().item() < 1e-5
+
+
+def test_attributes_and_head_init() -> None:
+    ac = make(small_config("gru"))
+    assert ac.obs_shape == (16,) and ac.obs_dtype == "float32" and ac.num_actions == 4
+    assert ac.state_spec() == ac.core.state_spec()
+    # small policy head: near-uniform initial policy
+    with torch.no_grad():
+        logits, _, _ = ac(torch.randn(1, 8, 16), torch.zeros(1, 8, dtype=torch.bool), ac.initial_state(8))
+    assert logits.abs().max().item() < 0.2
+    last = ac.policy[2].weight
+    assert torch.allclose(last @ last.T, 1e-4 * torch.eye(4), atol=1e-6), "orthogonal(0.01) last policy layer"
+
+
+def test_image_observations_use_the_cnn_and_scale_uint8() -> None:
+    ac = make(small_config("lstm"), IMG_SPACE)
+    assert type(ac.encoder).__name__ == "NatureCNN" and ac.obs_dtype == "uint8"
+    obs = torch.randint(0, 256, (2, 2, 84, 84, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        l_u8, v_u8, _ = ac(obs, torch.zeros(2, 2, dtype=torch.bool), ac.initial_state(2))
+    # the same images as floats in [0, 1] through a float-typed twin give the same outputs
+    twin = ActorCritic(ac.cfg, (84, 84, 3), "float32", 4)
+    twin.load_state_dict(ac.state_dict())
+    with torch.no_grad():
+        l_f, v_f, _ = twin(obs.float() / 255, torch.zeros(2, 2, dtype=torch.bool), twin.initial_state(2))
+    assert (l_u8 - l_f).abs().max().item() < 1e-5 and (v_u8 - v_f).abs().max().item() < 1e-5
+
+
+def test_encoder_choices_and_bad_spaces() -> None:
+    assert type(make(small_config("gru", encoder="mlp")).encoder).__name__ == "MLPEncoder"
+    with pytest.raises(TypeError, match="Discrete"):
+        build_actor_critic(small_config("gru"), VEC_SPACE, gym.spaces.Box(-1, 1, (2,)))
+    with pytest.raises(TypeError, match="Box observation"):
+        build_actor_critic(small_config("gru"), gym.spaces.Discrete(3), ACTIONS)
+    with pytest.raises(ValueError, match="auto"):
+        build_actor_critic(small_config("gru"), gym.spaces.Box(0, 1, (4, 4), np.float32), ACTIONS)
+    with pytest.raises(ValueError, match="unknown model kind"):
+        small_config("transformer")
+
+
+class _Step(torch.nn.Module):
+    """T=1 step function: obs[B, ...], reset[B], *state -> logits, value, *state."""
+
+    def __init__(self, ac: ActorCritic) -> None:
+        super().__init__()
+        self.ac = ac
+        self.names = list(ac.state_spec())
+
+    def forward(self, obs, reset, *state):
+        logits, value, new = self.ac(obs[None], reset[None], dict(zip(self.names, state)))
+        return (logits[0], value[0], *[new[n] for n in self.names])
+
+
+@pytest.mark.parametrize(
+    "cfg,space",
+    [
+        pytest.param(small_config("gtrxl", memory_form="kv"), VEC_SPACE, id="gtrxl-kv-vector"),
+        pytest.param(small_config("gtrxl"), IMG_SPACE, id="gtrxl-inputs-image"),
+        pytest.param(small_config("lstm"), VEC_SPACE, id="lstm-vector"),
+        pytest.param(small_config("gru"), IMG_SPACE, id="gru-image"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_t1_step_exports_to_onnx_and_runs(cfg, space) -> None:
+    ac = make(cfg, space).eval()
+    step = _Step(ac)
+    names = step.names
+    batch = 2
+    state = ac.initial_state(batch)
+    if space is IMG_SPACE:
+        obs = torch.randint(0, 256, (batch, 84, 84, 3), dtype=torch.uint8)
+    else:
+        obs = torch.rand(batch, 16)
+    reset = torch.tensor([True, False])
+    io_names = ["obs", "reset", *names, "logits", "value", *[f"{n}_out" for n in names]]
+    buf = io.BytesIO()
+    torch.onnx.export(
+        step, (obs, reset, *[state[n] for n in names]), buf, dynamo=False, opset_version=17,
+        input_names=io_names[: 2 + len(names)], output_names=io_names[2 + len(names) :],
+        dynamic_axes={n: {0: "batch"} for n in io_names},
+    )  # fmt: skip
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    # run 3 steps at a batch size other than the traced one, carrying the state through ONNX
+    b2 = 3
+    st_np = {n: v.numpy() for n, v in ac.initial_state(b2).items()}
+    st_t = ac.initial_state(b2)
+    g = torch.Generator().manual_seed(1)
+    for t in range(3):
+        o = (torch.randint(0, 256, (b2, 84, 84, 3), dtype=torch.uint8, generator=g) if space is IMG_SPACE
+             else torch.rand(b2, 16, generator=g))  # fmt: skip
+        r = torch.tensor([t == 0, False, t == 2])
+        outs = sess.run(None, {"obs": o.numpy(), "reset": r.numpy(), **st_np})
+        with torch.no_grad():
+            logits, value, st_t = ac(o[None], r[None], st_t)
+        assert np.abs(outs[0] - logits[0].numpy()).max() < 1e-4
+        assert np.abs(outs[1] - value[0].numpy()).max() < 1e-4
+        st_np = dict(zip(names, outs[2:]))
+        for n in names:
+            assert st_np[n].dtype == st_t[n].numpy().dtype
