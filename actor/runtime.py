@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from actor.onnx_weights import replace_initializers
 from actor.policy_meta import METADATA_KEY, PolicyError, PolicyMetadata
 
 __all__ = ["Policy", "PolicyError", "StepFunction", "load_policy", "log_softmax", "sample_actions"]
@@ -58,7 +59,6 @@ class StepFunction:
         providers: list[str] | None = None,
         graph_optimization_level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         check_protocol: bool = True,
-        _weights: dict[str, np.ndarray] | None = None,
         _metadata: PolicyMetadata | None = None,
     ) -> None:
         if not isinstance(onnx_bytes, (bytes, bytearray, memoryview)):
@@ -69,12 +69,6 @@ class StepFunction:
             check_protocol=check_protocol,
         )
         so = _session_options(intra_op_threads, graph_optimization_level)
-        # Weights handed to add_initializer are used in place by the session: they are private copies, kept alive
-        # (and never written) for as long as this object exists.
-        self._weights: dict[str, np.ndarray] = dict(_weights or {})
-        self._ort_weights = [ort.OrtValue.ortvalue_from_numpy(a) for a in self._weights.values()]
-        for name, value in zip(self._weights, self._ort_weights, strict=True):
-            so.add_initializer(name, value)
         try:
             self._session = ort.InferenceSession(self._bytes, sess_options=so,
                                                  providers=providers or _default_providers())
@@ -142,14 +136,15 @@ class StepFunction:
         """A new session of the same graph with some or all parameters replaced (the weights-only update).
 
         ``weights`` maps initializer names (``metadata.weights``) to arrays of the recorded shapes; names not given
-        keep this function's values. The arrays are copied, so the caller may reuse them. Building the new session
-        costs about as much as :meth:`from_bytes`; do it off the step path and swap the result in.
+        keep this function's values. The values are copied into new model bytes (see :mod:`actor.onnx_weights` for
+        why not ``add_initializer``), so the caller may reuse the arrays. Costs about as much as :meth:`from_bytes`;
+        do it off the step path and swap the result in.
         """
         known = self._meta.weights
         unknown = sorted(set(weights) - set(known))
         if unknown:
             raise PolicyError(f"no weights named {unknown[:5]}{'...' if len(unknown) > 5 else ''} in this policy")
-        merged = dict(self._weights)
+        checked: dict[str, np.ndarray] = {}
         for name, arr in weights.items():
             a = np.asarray(arr)
             if tuple(a.shape) != tuple(known[name]):
@@ -158,9 +153,9 @@ class StepFunction:
                 raise PolicyError(f"weight {name!r}: expected dtype float32, got {a.dtype}")
             if not np.isfinite(a).all():
                 raise PolicyError(f"weight {name!r} has non-finite values")
-            merged[name] = np.array(a, dtype=np.float32, order="C", copy=True)
+            checked[name] = a
         meta = self._meta if policy_version is None else dataclasses.replace(self._meta, policy_version=policy_version)
-        return StepFunction(self._bytes, **self._options, _weights=merged, _metadata=meta)
+        return StepFunction(replace_initializers(self._bytes, checked), **self._options, _metadata=meta)
 
     # -- properties --------------------------------------------------------------------------------------------
 
@@ -170,7 +165,7 @@ class StepFunction:
 
     @property
     def onnx_bytes(self) -> bytes:
-        """The graph as loaded (weights from :meth:`with_weights` are not in it)."""
+        """The model this session runs (with the weights of :meth:`with_weights` when it came from there)."""
         return self._bytes
 
     @property

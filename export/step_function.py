@@ -242,6 +242,10 @@ def export_step_function(
         got = tuple(inits[name].dims)
         if want != got:
             raise PolicyError(f"initializer {name!r} has shape {got}, the parameter has {want}")
+        if inits[name].data_type != onnx.TensorProto.FLOAT:
+            raise PolicyError(f"parameter {name!r} is not float32; weights-only updates handle float32 only")
+        if not inits[name].HasField("raw_data"):  # the runtime patches weights in place of raw_data
+            inits[name].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(inits[name]), name))
     weights = {n: tuple(int(s) for s in params[n].shape) for n in sorted(used)}
     param_to_initializer = {n: n for n in weights}
     init_state = ac.initial_state(1)
