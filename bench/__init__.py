@@ -1,0 +1,1 @@
+"""Benchmark scripts; results (JSON + Markdown) go to bench/results/ together with the machine they ran on."""
