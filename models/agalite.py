@@ -6,8 +6,8 @@ Per layer and head the state is K~ (r x F), V~ (r x d) and the normaliser s (F),
 
 Choices made here (the reference is JAX/Flax):
 * LayerNorm eps 1e-5 (PyTorch convention; Flax uses 1e-6). Orthogonal(sqrt 2) init, zero biases, GRU bias 2.
-* State layout is head-major: ``l{i}_tilde_k`` [B, H, r, F], ``l{i}_tilde_v`` [B, H, r, d], ``l{i}_s`` [B, H, F]
-  (the reference stores [B, r, H, .]); F = eta*d for the paper's pp_relu feature map.
+* State layout is head-major: ``l{i}_tilde_k`` [B, H, F, r] (transposed: the read-out
+  is two MatMuls), ``l{i}_tilde_v`` [B, H, r, d], ``l{i}_s`` [B, H, F, 1] (the reference stores [B, r, H, .]); F = eta*d for the paper's pp_relu feature map.
 * Time counter: one int64 ``tick`` [B, 1] for the whole model (every layer's reference tick is identical),
   holding (steps since start) mod P with P = 2(r-1) (2 for r <= 2). Every frequency is an integer multiple of
   pi/(r-1), so cos(omega_j tau) is P-periodic in tau and is read from a float64-computed table: exactly the
@@ -81,7 +81,9 @@ class AGaLiTeAttention(nn.Module):
     """One AGaLiTe attention layer: ``forward(x, m, c, tilde_k, tilde_v, s) -> (out, (tilde_k, tilde_v, s))``.
 
     x is [B, d_model] (single step) or [T, B, d_model]; m is the keep-mask (0 at an episode start) shaped
-    [B, 1, 1] or [T, B, 1, 1]; c the cosines [B, 1, r, 1] or [T, B, 1, r, 1].
+    [B, 1, 1, 1] or [T, B, 1, 1, 1]; the cosines come as a row c_row [(T,) B, 1, 1, r] (for K~) and a column
+    c_col [(T,) B, 1, r, 1] (for V~). State: tilde_k [B, H, F, r] (stored transposed so that the read-out
+    phi(q) K~ V~ is two MatMuls), tilde_v [B, H, r, d], s [B, H, F, 1].
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -93,12 +95,12 @@ class AGaLiTeAttention(nn.Module):
         orthogonal_init_(self.out)
 
     def forward(
-        self, x: torch.Tensor, m: torch.Tensor, c: torch.Tensor, tilde_k: torch.Tensor, tilde_v: torch.Tensor,
-        s: torch.Tensor,
+        self, x: torch.Tensor, m: torch.Tensor, c_row: torch.Tensor, c_col: torch.Tensor, tilde_k: torch.Tensor,
+        tilde_v: torch.Tensor, s: torch.Tensor,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         if x.dim() == 2:
-            return self._step(x, m, c, tilde_k, tilde_v, s)
-        return self._sequence(x, m, c, tilde_k, tilde_v, s)
+            return self._step(x, m, c_row, c_col, tilde_k, tilde_v, s)
+        return self._sequence(x, m, c_row, c_col, tilde_k, tilde_v, s)
 
     def _decays(self, feats, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if feats.gate_k is None:
@@ -107,34 +109,33 @@ class AGaLiTeAttention(nn.Module):
         dv = dk if feats.gate_v is feats.gate_k else m * (1.0 - feats.gate_v)
         return dk, dv
 
-    def _step(self, x, m, c, tilde_k, tilde_v, s):
+    def _step(self, x, m, c_row, c_col, tilde_k, tilde_v, s):
         f = self.features(x)
         dk, dv = self._decays(f, m)
-        tilde_k = dk.unsqueeze(2) * tilde_k + c * f.k_bar.unsqueeze(2)
-        tilde_v = dv.unsqueeze(2) * tilde_v + c * f.v_bar.unsqueeze(2)
-        s = dk * s + f.k_bar
-        kq = torch.matmul(tilde_k, f.phi_q.unsqueeze(-1))  # [B, H, r, 1]
-        num = (kq * tilde_v).sum(2)
-        den = (s * f.phi_q).sum(-1, keepdim=True) * (2.0 * self.r) + EPS
+        tilde_k = dk * tilde_k + c_row * f.k_bar  # [B, H, F, r]
+        tilde_v = dv * tilde_v + c_col * f.v_bar  # [B, H, r, d]
+        s = dk * s + f.k_bar  # [B, H, F, 1]
+        num = torch.matmul(torch.matmul(f.phi_q, tilde_k), tilde_v)  # [B, H, 1, d]
+        den = torch.matmul(f.phi_q, s) * (2.0 * self.r) + EPS  # [B, H, 1, 1]
         o = (num / den).reshape(-1, self.h * self.d)
         return self.out(o), (tilde_k, tilde_v, s)
 
-    def _sequence(self, x, m, c, tilde_k, tilde_v, s):
+    def _sequence(self, x, m, c_row, c_col, tilde_k, tilde_v, s):
         steps, batch = x.shape[0], x.shape[1]
         f = self.features(x.reshape(steps * batch, x.shape[2]))
-        k_bar, v_bar, phi_q = (t.reshape(steps, batch, *t.shape[1:]) for t in (f.k_bar, f.v_bar, f.phi_q))
-        dk, dv = self._decays(f, m.reshape(steps * batch, 1, 1))
-        dk, dv = dk.reshape(steps, batch, *dk.shape[1:]), dv.reshape(steps, batch, *dv.shape[1:])
-        kb = k_bar.unsqueeze(3)
-        # K~ (r rows) and s (one more row) share the decay: scan them together
-        hk = linear_scan(dk.unsqueeze(3), torch.cat([c * kb, kb], dim=3), torch.cat([tilde_k, s.unsqueeze(2)], 2))
-        hv = linear_scan(dv.unsqueeze(3), c * v_bar.unsqueeze(3), tilde_v)
-        kq = torch.matmul(hk, phi_q.unsqueeze(-1))  # [T, B, H, r+1, 1]
-        num = (kq[:, :, :, : self.r] * hv).sum(3)
-        den = kq[:, :, :, self.r] * (2.0 * self.r) + EPS
+        dk, dv = self._decays(f, m.reshape(steps * batch, 1, 1, 1))
+        k_bar, v_bar, phi_q, dk, dv = (
+            t.reshape(steps, batch, *t.shape[1:]) for t in (f.k_bar, f.v_bar, f.phi_q, dk, dv)
+        )
+        # K~ (r columns) and s (one more column) share the decay: scan them together
+        hk = linear_scan(dk, torch.cat([c_row * k_bar, k_bar], dim=-1), torch.cat([tilde_k, s], dim=-1))
+        hv = linear_scan(dv, c_col * v_bar, tilde_v)
+        kq = torch.matmul(phi_q, hk)  # [T, B, H, 1, r+1]
+        num = torch.matmul(kq[..., : self.r], hv)  # [T, B, H, 1, d]
+        den = kq[..., self.r :] * (2.0 * self.r) + EPS
         o = (num / den).reshape(steps, batch, self.h * self.d)
         last = hk[-1]
-        return self.out(o), (last[:, :, : self.r], hv[-1], last[:, :, self.r])
+        return self.out(o), (last[..., : self.r], hv[-1], last[..., self.r :])
 
 
 class AGaLiTe(SequenceModel):
@@ -158,14 +159,15 @@ class AGaLiTe(SequenceModel):
         self.f = feature_dim(cfg.feature_map, cfg.d_head, cfg.eta)
         table = cosine_table(cfg.r, cfg.frequencies).to(torch.float32)
         self.register_buffer("cos_table", table.unsqueeze(-1), persistent=False)  # [P, r, 1]
+        self.register_buffer("cos_table_row", table.unsqueeze(-2), persistent=False)  # [P, 1, r]
 
     def state_spec(self) -> dict[str, StateSpec]:
         h, d, r, f = self.cfg.num_heads, self.cfg.d_head, self.r, self.f
         spec: dict[str, StateSpec] = {}
         for i in range(self.num_layers):
-            spec[f"l{i}_tilde_k"] = StateSpec((h, r, f), torch.float32)
+            spec[f"l{i}_tilde_k"] = StateSpec((h, f, r), torch.float32)
             spec[f"l{i}_tilde_v"] = StateSpec((h, r, d), torch.float32)
-            spec[f"l{i}_s"] = StateSpec((h, f), torch.float32)
+            spec[f"l{i}_s"] = StateSpec((h, f, 1), torch.float32)
         spec["tick"] = StateSpec((1,), torch.int64)
         return spec
 
@@ -204,24 +206,26 @@ class AGaLiTe(SequenceModel):
         if self.reset_counter:
             tick = tick.masked_fill(r1, 0)
         tick = (tick + 1) % self.period
-        c = self.cos_table[tick]  # [B, 1, r, 1]
-        m = (~r1).to(x.dtype).reshape(-1, 1, 1)
+        c_col = self.cos_table[tick]  # [B, 1, r, 1]
+        c_row = self.cos_table_row[tick]  # [B, 1, 1, r]
+        m = (~r1).to(x.dtype).reshape(-1, 1, 1, 1)
         u = self.stack.embedding(x.reshape(-1, self.input_dim))
         new: State = {}
         for i, block in enumerate(self.stack.blocks):
-            u, (kt, vt, s) = block(u, m, c, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
+            u, (kt, vt, s) = block(u, m, c_row, c_col, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
             new[f"l{i}_tilde_k"], new[f"l{i}_tilde_v"], new[f"l{i}_s"] = kt, vt, s
         new["tick"] = tick
         return u.reshape(1, -1, self.output_dim), new
 
     def _sequence(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         n = self.counter_steps(reset, state["tick"])  # [T, B]
-        c = self.cos_table[n].unsqueeze(2)  # [T, B, 1, r, 1]
-        m = (~reset).to(x.dtype).reshape(x.shape[0], x.shape[1], 1, 1)
+        c_col = self.cos_table[n].unsqueeze(2)  # [T, B, 1, r, 1]
+        c_row = self.cos_table_row[n].unsqueeze(2)  # [T, B, 1, 1, r]
+        m = (~reset).to(x.dtype).reshape(x.shape[0], x.shape[1], 1, 1, 1)
         u = self.stack.embedding(x)
         new: State = {}
         for i, block in enumerate(self.stack.blocks):
-            u, (kt, vt, s) = block(u, m, c, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
+            u, (kt, vt, s) = block(u, m, c_row, c_col, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
             new[f"l{i}_tilde_k"], new[f"l{i}_tilde_v"], new[f"l{i}_s"] = kt, vt, s
         new["tick"] = n[-1].unsqueeze(-1)
         return u, new

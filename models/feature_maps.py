@@ -37,13 +37,17 @@ GATINGS = ("vector", "scalar", "none")
 
 @dataclass
 class Features:
-    """Per-step, per-head quantities; leading dims ``[N, H]``. Gates are None for ``gating='none'``."""
+    """Per-step, per-head quantities, shaped so that state updates and read-outs need no extra reshapes.
 
-    v_bar: torch.Tensor  # [N, H, d]
-    k_bar: torch.Tensor  # [N, H, F]
-    phi_q: torch.Tensor  # [N, H, F]
-    gate_v: torch.Tensor | None  # [N, H, d] (vector) or [N, H, 1] (scalar)
-    gate_k: torch.Tensor | None  # [N, H, F] (vector) or [N, H, 1] (scalar)
+    Key-side quantities are columns [N, H, F, 1] (key-side states are stored [.., F, rows]), value-side ones rows
+    [N, H, 1, d], and phi(q) a row [N, H, 1, F] so read-outs are MatMuls. Gates are None for ``gating='none'``.
+    """
+
+    v_bar: torch.Tensor  # [N, H, 1, d]
+    k_bar: torch.Tensor  # [N, H, F, 1]
+    phi_q: torch.Tensor  # [N, H, 1, F]
+    gate_v: torch.Tensor | None  # [N, H, 1, d] (vector) or [N, H, 1, 1] (scalar)
+    gate_k: torch.Tensor | None  # [N, H, F, 1] (vector) or [N, H, 1, 1] (scalar)
 
 
 def feature_dim(feature_map: str, d_head: int, eta: int) -> int:
@@ -57,11 +61,13 @@ def feature_dim(feature_map: str, d_head: int, eta: int) -> int:
     raise ValueError(f"unknown feature_map {feature_map!r}; expected one of {FEATURE_MAPS}")
 
 
-def _outer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """vec(a (x) b) over the last axis, a-major: [..., n] x [..., m] -> [..., n*m] (static sizes, export-safe)."""
-    n, m = a.shape[-1], b.shape[-1]
-    h = a.shape[-2]
-    return (a.unsqueeze(-1) * b.unsqueeze(-2)).reshape(-1, h, n * m)
+def _outer(a: torch.Tensor, b: torch.Tensor, h: int, n: int, m: int, column: bool = False) -> torch.Tensor:
+    """vec(a (x) b), a-major, for a [N, H, 1, n] and b [N, H, 1, m] -> [N, H, 1, n*m] (or [N, H, n*m, 1]).
+
+    Only static sizes enter the reshapes, so the traced graph is Reshape, Mul, Reshape (no Shape/Gather nodes).
+    """
+    prod = a.reshape(-1, h, n, 1) * b
+    return prod.reshape(-1, h, n * m, 1) if column else prod.reshape(-1, h, 1, n * m)
 
 
 class GatedFeatures(nn.Module):
@@ -130,8 +136,9 @@ class GatedFeatures(nn.Module):
         return torch.cat([xp * torch.roll(xp, shifts=i, dims=-1) for i in range(1, self.eta + 1)], dim=-1)
 
     def forward(self, x: torch.Tensor) -> Features:
-        d, eta = self.d, self.eta
-        z = self.proj(x).reshape(-1, self.h, self.width)
+        """x [N, d_model] -> Features (N = batch when acting, T*B when training)."""
+        d, eta, h = self.d, self.eta, self.h
+        z = self.proj(x).reshape(-1, h, 1, self.width)
         if self.n_gate:
             v, feat, gate = torch.split(z, [d, self.n_feat, self.n_gate], dim=-1)
             gate = torch.sigmoid(gate)
@@ -140,7 +147,7 @@ class GatedFeatures(nn.Module):
             gate = None
         if self.feature_map == "pp_relu":
             k, q, p1, p2 = torch.split(torch.relu(feat), [d, d, eta, eta], dim=-1)
-            phi_q = _outer(p2, q)
+            phi_q = _outer(p2, q, h, eta, d)
         elif self.feature_map == "dpfp":
             k, q = torch.split(feat, [d, d], dim=-1)
             k, q = self._feature(k), self._feature(q)
@@ -148,21 +155,27 @@ class GatedFeatures(nn.Module):
         else:
             k, q = torch.split(self._feature(feat), [d, d], dim=-1)
             phi_q = q
+        col = (-1, h, self.f, 1)
         if self.gating == "vector":
             assert gate is not None
             if self.feature_map == "pp_relu":
                 beta, sg, p3 = torch.split(gate, [d, d, eta], dim=-1)
-                k_bar = _outer(p1 * p3, k * sg)  # = gamma * phi(k), gamma = sigmoid(p3) (x) sigmoid(gamma^)
-                gamma = _outer(p3, sg)
+                # gamma * phi(k) with gamma = sigmoid(p3) (x) sigmoid(gamma^), as one outer product
+                k_bar = _outer(p1 * p3, k * sg, h, eta, d, column=True)
+                gamma = _outer(p3, sg, h, eta, d, column=True)
             elif self.feature_map == "dpfp":
                 beta, sg, p3 = torch.split(gate, [d, d, eta], dim=-1)
-                gamma = _outer(p3, torch.cat([sg, sg], dim=-1))
-                k_bar = gamma * self._dpfp(k)
+                gamma = _outer(p3, torch.cat([sg, sg], dim=-1), h, eta, 2 * d, column=True)
+                k_bar = gamma * self._dpfp(k).reshape(col)
             else:
-                beta, gamma = torch.split(gate, [d, d], dim=-1)
-                k_bar = gamma * k
+                beta, sg = torch.split(gate, [d, d], dim=-1)
+                gamma = sg.reshape(col)
+                k_bar = gamma * k.reshape(col)
             return Features(v_bar=beta * v, k_bar=k_bar, phi_q=phi_q, gate_v=beta, gate_k=gamma)
-        phi_k = _outer(p1, k) if self.feature_map == "pp_relu" else (self._dpfp(k) if self.feature_map == "dpfp" else k)
+        if self.feature_map == "pp_relu":
+            phi_k = _outer(p1, k, h, eta, d, column=True)
+        else:
+            phi_k = (self._dpfp(k) if self.feature_map == "dpfp" else k).reshape(col)
         if self.gating == "scalar":
             assert gate is not None
             return Features(v_bar=v, k_bar=gate * phi_k, phi_q=phi_q, gate_v=gate, gate_k=gate)
