@@ -1,0 +1,205 @@
+"""Real ZeroMQ sockets on loopback exchange every message type through the channel helpers.
+
+Waits use poll() with a generous bound that only turns a hang into a failure; nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import zmq
+from protocol_testlib import all_messages, assert_same, make_full_update, make_segment
+
+from protocol import (
+    Bye,
+    Error,
+    Heartbeat,
+    Hello,
+    ModelUpdate,
+    ProtocolError,
+    Reason,
+    Segment,
+    Welcome,
+    bind_control,
+    bind_policies,
+    bind_trajectories,
+    bound_port,
+    connect_control,
+    connect_policies,
+    connect_trajectories,
+    create_socket,
+    decode,
+    encode,
+    error_from,
+    tcp_address,
+)
+
+WAIT_MS = 10_000  # upper bound before a test gives up; normally a few milliseconds
+HOST = "127.0.0.1"
+
+
+@pytest.fixture
+def ctx():
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+def recv_frames(sock: zmq.Socket) -> list[bytes]:
+    assert sock.poll(WAIT_MS, zmq.POLLIN), "nothing arrived"
+    return sock.recv_multipart()
+
+
+def recv_msg(sock: zmq.Socket):
+    (frame,) = recv_frames(sock)
+    return decode(frame)
+
+
+def address(sock: zmq.Socket) -> str:
+    return tcp_address(HOST, bound_port(sock))
+
+
+def test_tcp_address():
+    assert tcp_address("learner", 5555) == "tcp://learner:5555"
+    assert tcp_address("::1", 80) == "tcp://[::1]:80"
+    assert tcp_address("[::1]", 80) == "tcp://[::1]:80"
+    for host, port in (("", 1), ("h", 0), ("h", 70000)):
+        with pytest.raises(ValueError):
+            tcp_address(host, port)
+
+
+def test_sockets_get_bounded_queues_and_short_linger(ctx):
+    pull = bind_trajectories(ctx, port=0, host=HOST, rcvhwm=7, max_message_bytes=1234)
+    push = connect_trajectories(ctx, address(pull), sndhwm=3)
+    sub = connect_policies(ctx, "tcp://127.0.0.1:1")
+    assert pull.getsockopt(zmq.RCVHWM) == 7 and pull.getsockopt(zmq.MAXMSGSIZE) == 1234
+    assert push.getsockopt(zmq.SNDHWM) == 3
+    assert 0 <= push.getsockopt(zmq.LINGER) <= 1000
+    assert sub.getsockopt(zmq.CONFLATE) == 1
+    assert push.getsockopt(zmq.TCP_KEEPALIVE) == 1
+
+
+def test_segments_over_push_pull(ctx):
+    pull = bind_trajectories(ctx, port=0, host=HOST)
+    push = connect_trajectories(ctx, address(pull))
+    sent = [make_segment(seed=i, seq=i) for i in range(3)]
+    for seg in sent:
+        push.send(encode(seg))
+    for seg in sent:  # one PUSH peer: arrival order is send order
+        got = recv_msg(pull)
+        assert isinstance(got, Segment)
+        assert_same(got, seg)
+
+
+def test_oversize_segment_never_reaches_the_learner(ctx):
+    """MAXMSGSIZE drops the message in libzmq; the next connection's small message still arrives."""
+    pull = bind_trajectories(ctx, port=0, host=HOST, max_message_bytes=4096)
+    big = connect_trajectories(ctx, address(pull))
+    big.send(encode(make_segment(t=64, b=8)))
+    small = connect_trajectories(ctx, address(pull))
+    small.send(encode(Bye(actor_id="a", run_id="r", reason="marker")))
+    assert isinstance(recv_msg(pull), Bye)
+    assert pull.poll(0) == 0
+
+
+def _sync_subscribers(pub: zmq.Socket, subs: list[zmq.Socket]) -> None:
+    """Publish probes until every subscriber got one (PUB drops messages for not-yet-joined subscribers)."""
+    pending = set(range(len(subs)))
+    probe = encode(Error(code="PROBE", message="sync"))
+    for _ in range(WAIT_MS // 20):
+        pub.send(probe)
+        for i in list(pending):
+            if subs[i].poll(20):
+                pending.discard(i)
+        if not pending:
+            break
+    assert not pending, "subscribers never joined"
+    for sub in subs:  # drain the probes
+        while sub.poll(50):
+            sub.recv()
+
+
+def test_model_updates_over_pub_sub(ctx):
+    pub = bind_policies(ctx, port=0, host=HOST)
+    sub = connect_policies(ctx, address(pub))
+    _sync_subscribers(pub, [sub])
+    for update in (m for m in all_messages() if isinstance(m, ModelUpdate)):
+        pub.send(encode(update))
+        got = recv_msg(sub)
+        while isinstance(got, Error):  # a late probe
+            got = recv_msg(sub)
+        assert_same(got, update)
+
+
+def test_conflated_subscriber_reads_only_the_newest_policy(ctx):
+    pub = bind_policies(ctx, port=0, host=HOST, sndhwm=100)  # the default (4) would drop for the witness
+    conflated = connect_policies(ctx, address(pub))
+    witness = create_socket(ctx, zmq.SUB)  # sees every message: tells us when all have arrived
+    witness.setsockopt(zmq.SUBSCRIBE, b"")
+    witness.connect(address(pub))
+    _sync_subscribers(pub, [conflated, witness])
+
+    versions = range(10, 16)
+    for v in versions:
+        pub.send(encode(make_full_update(version=v, onnx=b"policy-%d" % v)))
+    seen = []
+    while not seen or seen[-1] != versions[-1]:
+        msg = recv_msg(witness)
+        if isinstance(msg, ModelUpdate):
+            seen.append(msg.version)
+    assert seen == list(versions)  # the non-conflated socket queues every policy, in order
+
+    newest = recv_msg(conflated)
+    assert isinstance(newest, ModelUpdate) and newest.version == versions[-1]
+    assert newest.onnx == b"policy-%d" % versions[-1]
+    assert conflated.poll(0) == 0  # the older five are gone, not queued behind it
+
+
+def test_control_messages_over_router_dealer(ctx):
+    router = bind_control(ctx, port=0, host=HOST)
+    dealer = connect_control(ctx, address(router), rcvtimeo_ms=WAIT_MS)
+    hello, welcome, heartbeat, bye, error = (
+        next(m for m in all_messages() if isinstance(m, cls)) for cls in (Hello, Welcome, Heartbeat, Bye, Error)
+    )
+
+    dealer.send(encode(hello))
+    identity, frame = recv_frames(router)
+    assert_same(decode(frame), hello)
+
+    router.send_multipart([identity, encode(welcome)])
+    assert_same(decode(dealer.recv()), welcome)
+
+    dealer.send(encode(heartbeat))
+    _, frame = recv_frames(router)
+    assert_same(decode(frame), heartbeat)
+    learner_beat = dataclasses.replace(heartbeat, sender_id="learner")
+    router.send_multipart([identity, encode(learner_beat)])
+    assert_same(decode(dealer.recv()), learner_beat)
+
+    router.send_multipart([identity, encode(error)])
+    assert_same(decode(dealer.recv()), error)
+
+    dealer.send(encode(bye))
+    _, frame = recv_frames(router)
+    assert_same(decode(frame), bye)
+
+
+def test_other_protocol_version_is_refused_at_hello_on_both_sides(ctx):
+    import msgpack
+
+    router = bind_control(ctx, port=0, host=HOST)
+    dealer = connect_control(ctx, address(router), rcvtimeo_ms=WAIT_MS)
+    future_hello = msgpack.packb({"type": "Hello", "protocol": 2, "actor_id": "a", "run_id": "r", "num_envs": 1,
+                                  "host": "h", "pid": 1, "new_field": True})
+    dealer.send(future_hello)
+
+    identity, frame = recv_frames(router)
+    with pytest.raises(ProtocolError) as info:  # the learner's side
+        decode(frame)
+    assert info.value.reason is Reason.BAD_VERSION and info.value.sender == "a"
+    router.send_multipart([identity, encode(error_from(info.value))])
+
+    reply = decode(dealer.recv())  # the actor's side: a readable refusal, not silence
+    assert isinstance(reply, Error) and reply.code == Reason.BAD_VERSION
+    assert "protocol 2" in reply.message
