@@ -106,7 +106,7 @@ class AGaLiTeAttention(nn.Module):
         if feats.gate_k is None:
             return m, m
         dk = m * (1.0 - feats.gate_k)
-        dv = dk if feats.gate_v is feats.gate_k else m * (1.0 - feats.gate_v)
+        dv = dk if self.features.gating == "scalar" else m * (1.0 - feats.gate_v)
         return dk, dv
 
     def _step(self, x, m, c_row, c_col, tilde_k, tilde_v, s):
