@@ -7,7 +7,9 @@ a nested message (Welcome.policy) is a map of its fields. numpy arrays travel as
     u8 ndim | u8 len(name) | name (ASCII numpy dtype name, e.g. "float32") | zero padding to 8 bytes
     | ndim x u64 little-endian shape | raw little-endian C-order data
 
-The header is a multiple of 8 bytes so the data of a decoded array is aligned. Only the dtypes in
+The header is a multiple of 8 bytes so the data of a decoded array is aligned. ``encode`` writes maps and
+array exts itself and joins all parts once, so array data is copied a single time; the result is ordinary
+msgpack that any msgpack library reads. Only the dtypes in
 ``SUPPORTED_DTYPES`` are accepted; object, void, string and complex arrays are refused, and no pickle is used.
 
 Decoded arrays are zero-copy views (``np.frombuffer``) of the received bytes and therefore READ-ONLY; pass
@@ -42,8 +44,8 @@ def _pad8(n: int) -> int:
 # ---------------------------------------------------------------- arrays
 
 
-def encode_array(arr: np.ndarray) -> msgpack.ExtType:
-    """One array as an ARRAY_EXT ext object (big-endian input is converted to little-endian)."""
+def _array_parts(arr: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The ext payload of one array as (header, data view); the data is not copied here."""
     name = arr.dtype.name
     if name not in SUPPORTED_DTYPES or arr.dtype.fields is not None:
         raise ProtocolError(Reason.BAD_DTYPE, f"cannot encode dtype {arr.dtype} ({sorted(SUPPORTED_DTYPES)})")
@@ -55,7 +57,13 @@ def encode_array(arr: np.ndarray) -> msgpack.ExtType:
     head = _HEAD.pack(arr.ndim, len(name_bytes)) + name_bytes
     head += b"\0" * (_pad8(len(head)) - len(head))
     head += struct.pack(f"<{arr.ndim}Q", *arr.shape)
-    return msgpack.ExtType(ARRAY_EXT, b"".join((head, arr.reshape(-1).view(np.uint8))))
+    return head, arr.reshape(-1).view(np.uint8)
+
+
+def encode_array(arr: np.ndarray) -> msgpack.ExtType:
+    """One array as an ARRAY_EXT ext object (big-endian input is converted to little-endian)."""
+    head, data = _array_parts(arr)
+    return msgpack.ExtType(ARRAY_EXT, b"".join((head, data)))
 
 
 def decode_array(payload: bytes) -> np.ndarray:
@@ -116,6 +124,38 @@ def _fields(msg: Any) -> dict[str, Any]:
     return out
 
 
+def _map_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x80 | n])
+    return b"\xde" + struct.pack(">H", n) if n < 2**16 else b"\xdf" + struct.pack(">I", n)
+
+
+def _ext_header(length: int) -> bytes:
+    if length < 2**8:
+        return struct.pack(">BBb", 0xC7, length, ARRAY_EXT)
+    if length < 2**16:
+        return struct.pack(">BHb", 0xC8, length, ARRAY_EXT)
+    if length < 2**32:
+        return struct.pack(">BIb", 0xC9, length, ARRAY_EXT)
+    raise ProtocolError(Reason.OVERSIZE, f"an array of {length} bytes does not fit in one msgpack ext")
+
+
+def _pack_parts(value: Any, parts: list[Any]) -> None:
+    """Append the msgpack encoding of ``value`` to ``parts``. Maps and arrays are written here so that array
+    data is referenced, not copied, until the single ``b"".join`` in ``encode``; everything else is packed
+    by msgpack (arrays nested in lists still work, through ``_default``, at the cost of one more copy)."""
+    if isinstance(value, np.ndarray):
+        head, data = _array_parts(value)
+        parts += (_ext_header(len(head) + data.nbytes), head, data)
+    elif isinstance(value, dict):
+        parts.append(_map_header(len(value)))
+        for key, item in value.items():
+            parts.append(msgpack.packb(key, use_bin_type=True))
+            _pack_parts(item, parts)
+    else:
+        parts.append(msgpack.packb(value, default=_default, use_bin_type=True, datetime=False))
+
+
 def encode(msg: Message, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, validate: bool = True) -> bytes:
     """Serialise one message. Validates it first (so a sender finds its own bugs) unless ``validate=False``,
     which exists for tests that need to produce invalid messages. Raises ProtocolError."""
@@ -124,15 +164,17 @@ def encode(msg: Message, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, validate
     if validate:
         validate_message(msg)
     body = {"type": type(msg).__name__, "protocol": PROTOCOL_VERSION, **_fields(msg)}
+    parts: list[Any] = []
     try:
-        data = msgpack.packb(body, default=_default, use_bin_type=True, datetime=False)
+        _pack_parts(body, parts)
     except ProtocolError:
         raise
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise ProtocolError(Reason.BAD_FIELD, f"cannot encode {type(msg).__name__}: {exc}") from None
-    if len(data) > max_bytes:
-        raise ProtocolError(Reason.OVERSIZE, f"{type(msg).__name__} is {len(data)} bytes, the limit is {max_bytes}")
-    return data
+    size = sum(memoryview(p).nbytes for p in parts)
+    if size > max_bytes:
+        raise ProtocolError(Reason.OVERSIZE, f"{type(msg).__name__} is {size} bytes, the limit is {max_bytes}")
+    return b"".join(parts)
 
 
 def _build(cls: type, body: dict[str, Any], where: str) -> Any:
