@@ -91,7 +91,8 @@ def decode_array(payload: bytes) -> np.ndarray:
         count *= dim  # Python ints: no overflow; the length check below bounds it
     if count * dtype.itemsize != len(payload) - data_start:
         raise ProtocolError(
-            Reason.BAD_ARRAY, f"array {name}{list(shape)} needs {count * dtype.itemsize} bytes, got {len(payload) - data_start}"
+            Reason.BAD_ARRAY,
+            f"array {name}{list(shape)} needs {count * dtype.itemsize} bytes, got {len(payload) - data_start}",
         )
     arr = np.frombuffer(payload, dtype=dtype, count=count, offset=data_start).reshape(shape)
     if dtype.kind == "b" and count and arr.view(np.uint8).max() > 1:

@@ -131,7 +131,9 @@ class Segment:
 Message: TypeAlias = Union[Hello, Welcome, Heartbeat, Bye, Segment, ModelUpdate, Error]
 
 #: Wire name -> class. The wire name is the class name.
-MESSAGE_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Hello, Welcome, Heartbeat, Bye, Segment, ModelUpdate, Error)}
+MESSAGE_TYPES: dict[str, type] = {
+    cls.__name__: cls for cls in (Hello, Welcome, Heartbeat, Bye, Segment, ModelUpdate, Error)
+}
 
 
 def error_from(exc: Exception, message: str | None = None) -> Error:

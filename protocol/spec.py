@@ -19,7 +19,7 @@ def _dtype_name(dtype: object, what: str) -> str:
     except TypeError as exc:
         raise ValueError(f"SegmentSpec.{what}: {dtype!r} is not a numpy dtype") from exc
     if name not in SUPPORTED_DTYPES:
-        raise ValueError(f"SegmentSpec.{what}: dtype {name!r} is not supported on the wire ({sorted(SUPPORTED_DTYPES)})")
+        raise ValueError(f"SegmentSpec.{what}: dtype {name!r} is not supported on the wire {sorted(SUPPORTED_DTYPES)}")
     return name
 
 

@@ -70,7 +70,8 @@ def _check_int(value: object, where: str) -> None:
 
 
 def _check_float(value: object, where: str) -> None:
-    if type(value) is bool or isinstance(value, np.bool_) or not isinstance(value, (int, float, np.integer, np.floating)):
+    is_number = isinstance(value, (int, float, np.integer, np.floating))
+    if not is_number or type(value) is bool or isinstance(value, np.bool_):
         _fail(Reason.BAD_FIELD, where, f"expected float, got {type(value).__name__}")
     if isinstance(value, (int, np.integer)):
         _check_int(value, where)
@@ -262,7 +263,8 @@ def _segment(m: Segment) -> None:
             _fail(Reason.INCONSISTENT, f"Segment.{name}", f"shape {arr.shape}, expected {shape} (T={t}, B={b})")
     for name, arr in m.initial_state.items():
         if arr.ndim < 1 or arr.shape[0] != b:
-            _fail(Reason.INCONSISTENT, f"Segment.initial_state[{name!r}]", f"shape {arr.shape} does not start with B={b}")
+            where = f"Segment.initial_state[{name!r}]"
+            _fail(Reason.INCONSISTENT, where, f"shape {arr.shape} does not start with B={b}")
     done = m.terminated | m.truncated
     if not np.array_equal(m.reset[1:], done):
         _fail(Reason.INCONSISTENT, "Segment.reset", "reset[t+1] must equal terminated[t] | truncated[t]")
@@ -313,13 +315,16 @@ def _mismatch(where: str, detail: str) -> typing.NoReturn:
     _fail(Reason.SPEC_MISMATCH, where, detail)
 
 
-def validate_segment(seg: Segment, spec: SegmentSpec) -> None:
-    """Check a (structurally valid) segment against the run's spaces, segment length and model state.
+def validate_segment(seg: Segment, spec: SegmentSpec, *, check_structure: bool = True) -> None:
+    """Check a segment against the run's spaces, segment length and model state.
 
-    Run after ``decode`` (which has already called ``validate_message``). Raises ProtocolError with reason
-    SPEC_MISMATCH (shapes, dtypes, names, sizes) or OUT_OF_RANGE (action values, log-probabilities)."""
+    Raises ProtocolError with reason SPEC_MISMATCH (shapes, dtypes, names, sizes) or OUT_OF_RANGE (action
+    values, log-probabilities). It first runs ``validate_message`` so any object is safe to pass; a segment
+    that just came out of ``decode`` has had that done, and ``check_structure=False`` skips repeating it."""
     if not isinstance(seg, Segment):
         _mismatch("Segment", f"expected a Segment, got {type(seg).__name__}")
+    if check_structure:
+        validate_message(seg)
     t, b = seg.actions.shape[:2]
     if t != spec.segment_length:
         _mismatch("Segment", f"T={t}, the run uses segment length {spec.segment_length}")

@@ -53,7 +53,12 @@ def make_segment(t: int = 6, b: int = 3, seed: int = 0, **overrides: object) -> 
 
 def make_spec(t: int = 6, max_envs: int = 8) -> SegmentSpec:
     return SegmentSpec(
-        obs_shape=OBS_SHAPE, obs_dtype="float32", num_actions=NUM_ACTIONS, segment_length=t, state=STATE, max_envs=max_envs
+        obs_shape=OBS_SHAPE,
+        obs_dtype="float32",
+        num_actions=NUM_ACTIONS,
+        segment_length=t,
+        state=STATE,
+        max_envs=max_envs,
     )
 
 

@@ -23,7 +23,7 @@ def _decode_only_protocol_errors(data: bytes) -> None:
         return
     if isinstance(msg, Segment):
         try:
-            validate_segment(msg, SPEC)
+            validate_segment(msg, SPEC, check_structure=False)
         except ProtocolError:
             pass
 

@@ -104,6 +104,7 @@ def test_error_from_turns_a_refusal_into_a_reply():
         ("a str", Reason.NOT_MSGPACK),
         (None, Reason.NOT_MSGPACK),
     ],
+    ids=lambda v: v.value if isinstance(v, Reason) else "input",
 )
 def test_malformed_envelopes_are_refused(data, reason):
     assert _refused(data).reason is reason
@@ -282,6 +283,9 @@ def test_segments_not_matching_the_spec_are_refused():
     retyped = dict(seg.initial_state, tick=np.zeros(b, np.int32))
     assert _spec_refusal(dataclasses.replace(seg, initial_state=retyped)) is Reason.SPEC_MISMATCH
     assert _spec_refusal(make_full_update()) is Reason.SPEC_MISMATCH  # not a segment at all
+    # an object that never went through decode is checked structurally first
+    assert _spec_refusal(dataclasses.replace(seg, actions=[[0]])) is Reason.BAD_FIELD
+    assert _spec_refusal(dataclasses.replace(seg, rewards=seg.rewards[:-1])) is Reason.INCONSISTENT
 
 
 def test_continuous_action_spec_checks_shape_not_range():
