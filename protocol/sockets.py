@@ -90,7 +90,6 @@ def create_socket(
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, options.reconnect_ivl_max_ms)
         sock.setsockopt(zmq.HEARTBEAT_IVL, options.heartbeat_ivl_ms)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, options.heartbeat_timeout_ms)
-        sock.setsockopt(zmq.IPV6, 1)  # accept both families; harmless for IPv4 addresses
         if options.tcp_keepalive:
             sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
             sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 30)
@@ -108,6 +107,7 @@ def create_socket(
 def _bind(sock: zmq.Socket, host: str, port: int) -> zmq.Socket:
     """Bind to ``port``, or to a random free port when ``port == 0`` (read it back with ``bound_port``)."""
     try:
+        sock.setsockopt(zmq.IPV6, int(_is_ipv6(host)))
         if port == 0:
             sock.bind_to_random_port(f"tcp://{host if not _is_ipv6(host) else f'[{host}]'}")
         else:
@@ -120,6 +120,8 @@ def _bind(sock: zmq.Socket, host: str, port: int) -> zmq.Socket:
 
 def _connect(sock: zmq.Socket, address: str) -> zmq.Socket:
     try:
+        # IPv6 only for bracketed literals: enabling it everywhere breaks hosts where IPv6 is switched off
+        sock.setsockopt(zmq.IPV6, int("[" in address))
         sock.connect(address)
     except BaseException:
         sock.close(linger=0)

@@ -203,3 +203,13 @@ def test_other_protocol_version_is_refused_at_hello_on_both_sides(ctx):
     reply = decode(dealer.recv())  # the actor's side: a readable refusal, not silence
     assert isinstance(reply, Error) and reply.code == Reason.BAD_VERSION
     assert "protocol 2" in reply.message
+
+
+def test_ipv6_loopback_when_the_host_has_it(ctx):
+    try:
+        pull = bind_trajectories(ctx, port=0, host="::1")
+    except zmq.ZMQError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    push = connect_trajectories(ctx, tcp_address("::1", bound_port(pull)))
+    push.send(encode(Bye(actor_id="a", run_id="r", reason="v6")))
+    assert recv_msg(pull).reason == "v6"
