@@ -98,6 +98,12 @@ class AGaLiTeAttention(nn.Module):
         self, x: torch.Tensor, m: torch.Tensor, c_row: torch.Tensor, c_col: torch.Tensor, tilde_k: torch.Tensor,
         tilde_v: torch.Tensor, s: torch.Tensor,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        o, state = self.attend(x, m, c_row, c_col, tilde_k, tilde_v, s)
+        lead = (-1,) if x.dim() == 2 else (x.shape[0], x.shape[1])
+        return self.out(o.reshape(*lead, self.h * self.d)), state
+
+    def attend(self, x, m, c_row, c_col, tilde_k, tilde_v, s):
+        """Per-head read-out o [(T,) B, H, 1, d] before the output projection, and the new state."""
         if x.dim() == 2:
             return self._step(x, m, c_row, c_col, tilde_k, tilde_v, s)
         return self._sequence(x, m, c_row, c_col, tilde_k, tilde_v, s)
@@ -117,8 +123,7 @@ class AGaLiTeAttention(nn.Module):
         s = dk * s + f.k_bar  # [B, H, F, 1]
         num = torch.matmul(torch.matmul(f.phi_q, tilde_k), tilde_v)  # [B, H, 1, d]
         den = torch.matmul(f.phi_q, s) * (2.0 * self.r) + EPS  # [B, H, 1, 1]
-        o = (num / den).reshape(-1, self.h * self.d)
-        return self.out(o), (tilde_k, tilde_v, s)
+        return num / den, (tilde_k, tilde_v, s)
 
     def _sequence(self, x, m, c_row, c_col, tilde_k, tilde_v, s):
         steps, batch = x.shape[0], x.shape[1]
@@ -133,9 +138,8 @@ class AGaLiTeAttention(nn.Module):
         kq = torch.matmul(phi_q, hk)  # [T, B, H, 1, r+1]
         num = torch.matmul(kq[..., : self.r], hv)  # [T, B, H, 1, d]
         den = kq[..., self.r :] * (2.0 * self.r) + EPS
-        o = (num / den).reshape(steps, batch, self.h * self.d)
         last = hk[-1]
-        return self.out(o), (last[..., : self.r], hv[-1], last[..., self.r :])
+        return num / den, (last[..., : self.r], hv[-1], last[..., self.r :])
 
 
 class AGaLiTe(SequenceModel):

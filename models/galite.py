@@ -75,8 +75,8 @@ class GaLiTeAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, m: torch.Tensor, c: torch.Tensor, s: torch.Tensor):
         o, state = self.attend(x, m, c, s)
-        lead = o.shape[:-3]
-        return self.out(o.reshape(*lead, self.h * self.d) if len(lead) > 1 else o.reshape(-1, self.h * self.d)), state
+        lead = (-1,) if x.dim() == 2 else (x.shape[0], x.shape[1])
+        return self.out(o.reshape(*lead, self.h * self.d)), state
 
     def attend(self, x: torch.Tensor, m: torch.Tensor, c: torch.Tensor, s: torch.Tensor):
         """Per-head read-out o [(T,) B, H, 1, d] and the new (C, s). m: [(T,) B, 1, 1, 1] keep-mask."""

@@ -1,0 +1,288 @@
+"""AGaLiTe (models/agalite.py): training form vs acting form, resets, gradients, state size, long-run
+boundedness, the integer time counter, and ONNX export of the single step."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.agalite import AGaLiTe, cosine_table, counter_period, frequencies
+from models.config import ModelConfig
+from models.scan import linear_scan
+
+IN = 5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The machine is shared: one intra-op thread (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small(**kw) -> ModelConfig:
+    base = dict(kind="agalite", num_layers=2, d_model=16, num_heads=2, d_head=8, d_ffc=16, eta=2, r=2)
+    return ModelConfig(**{**base, **kw})
+
+
+def make(cfg: ModelConfig, seed: int = 0) -> AGaLiTe:
+    torch.manual_seed(seed)
+    return AGaLiTe(IN, cfg)
+
+
+def run_steps(model, x, reset, state):
+    ys = []
+    for t in range(x.shape[0]):
+        y, state = model(x[t : t + 1], reset[t : t + 1], state)
+        ys.append(y)
+    return torch.cat(ys), state
+
+
+def state_diff(a, b) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+def check_sequence_equals_steps(model, t_len: int, batch: int = 3, seed: int = 1) -> None:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(t_len, batch, IN, generator=g)
+    reset = torch.rand(t_len, batch, generator=g) < 0.05
+    reset[0, 0] = True
+    with torch.no_grad():
+        _, s0 = model(torch.randn(7, batch, IN, generator=g), torch.zeros(7, batch, dtype=torch.bool),
+                      model.initial_state(batch))
+        y_seq, s_seq = model(x, reset, s0)
+        y_step, s_step = run_steps(model, x, reset, s0)
+        cut = t_len // 3
+        y_a, s_mid = model(x[:cut], reset[:cut], s0)
+        y_b, s_end = model(x[cut:], reset[cut:], s_mid)
+    assert (y_seq - y_step).abs().max().item() < 1e-5
+    assert state_diff(s_seq, s_step) < 1e-5
+    assert (torch.cat([y_a, y_b]) - y_step).abs().max().item() < 1e-5
+    assert torch.equal(s_seq["tick"], s_step["tick"]) and torch.equal(s_end["tick"], s_step["tick"])
+
+
+def test_linear_scan_matches_loop_and_gradcheck() -> None:
+    g = torch.Generator().manual_seed(0)
+    t_len = 37
+    a = torch.rand(t_len, 2, 1, 3, generator=g, dtype=torch.float64).requires_grad_()
+    b = torch.randn(t_len, 2, 4, 3, generator=g, dtype=torch.float64).requires_grad_()
+    h0 = torch.randn(2, 4, 3, generator=g, dtype=torch.float64).requires_grad_()
+    h, ref = linear_scan(a, b, h0), []
+    state = h0
+    for t in range(t_len):
+        state = a[t] * state + b[t]
+        ref.append(state)
+    assert (h - torch.stack(ref)).abs().max().item() < 1e-12
+    assert torch.autograd.gradcheck(linear_scan, (a[:9], b[:9], h0))
+
+
+def test_linear_scan_survives_tiny_decays() -> None:
+    """Products of many small decays underflow; the scan must not divide by them (no nan/inf)."""
+    a = torch.full((256, 4), 1e-3)
+    b = torch.ones(256, 4)
+    h = linear_scan(a, b, torch.zeros(4))
+    assert torch.isfinite(h).all() and (h[0] == 1).all() and (h[1:] - 1.001001).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("reset_counter", [True, False])
+@pytest.mark.parametrize("grid", ["reference", "distinct"])
+@pytest.mark.parametrize("r", [1, 2, 3, 8])
+def test_sequence_equals_step_by_step(r: int, grid: str, reset_counter: bool) -> None:
+    model = make(small(r=r, frequencies=grid, reset_counter=reset_counter))
+    check_sequence_equals_steps(model, t_len=256 if (r, grid, reset_counter) == (3, "distinct", True) else 48)
+
+
+@pytest.mark.parametrize("gating", ["vector", "scalar", "none"])
+@pytest.mark.parametrize("feature_map", ["pp_relu", "elu1", "relu", "dpfp"])
+def test_sequence_equals_step_by_step_feature_maps_and_gating(feature_map: str, gating: str) -> None:
+    check_sequence_equals_steps(make(small(r=3, feature_map=feature_map, gating=gating)), t_len=32, batch=2)
+
+
+@pytest.mark.parametrize("cfg", [small(r=8, frequencies="distinct"), small(r=4), small(r=2, gating="scalar")])
+def test_reset_mid_sequence_equals_fresh_state(cfg: ModelConfig) -> None:
+    model = make(cfg)
+    g = torch.Generator().manual_seed(2)
+    t_len, batch, k = 40, 2, 23
+    x = torch.randn(t_len, batch, IN, generator=g)
+    reset = torch.zeros(t_len, batch, dtype=torch.bool)
+    reset[k] = True
+    x2 = x.clone()
+    x2[:k] = torch.randn(k, batch, IN, generator=g)
+    with torch.no_grad():
+        y, _ = model(x, reset, model.initial_state(batch))
+        y_fresh, _ = model(x[k:], reset[k:], model.initial_state(batch))
+        y2, _ = model(x2[:k], reset[:k], model.initial_state(batch))
+        y2b, _ = run_steps(model, x2, reset, model.initial_state(batch))
+    assert (y[k:] - y_fresh).abs().max().item() < 1e-5
+    assert (y2b[k:] - y_fresh).abs().max().item() < 1e-5
+    assert (y2 - y[:k]).abs().max().item() > 1e-3  # the history did matter before the reset
+
+
+def test_reset_without_counter_reset_clears_memory_but_keeps_time() -> None:
+    model = make(small(r=4, reset_counter=False))
+    g = torch.Generator().manual_seed(3)
+    t_len, batch, k = 30, 2, 11
+    x = torch.randn(t_len, batch, IN, generator=g)
+    reset = torch.zeros(t_len, batch, dtype=torch.bool)
+    reset[k] = True
+    with torch.no_grad():
+        y, _ = model(x, reset, model.initial_state(batch))
+        fresh = model.initial_state(batch)
+        fresh["tick"] = torch.full((batch, 1), k % model.period, dtype=torch.int64)  # same absolute time
+        y_fresh, _ = model(x[k:], reset[k:], fresh)
+        y_time0, _ = model(x[k:], reset[k:], model.initial_state(batch))
+    assert (y[k:] - y_fresh).abs().max().item() < 1e-5
+    assert (y[k:] - y_time0).abs().max().item() > 1e-4  # r=4: the cosines depend on absolute time
+
+
+@pytest.mark.parametrize("cfg", [small(r=3), small(r=2, gating="scalar", feature_map="dpfp"), small(r=1)])
+def test_gradients_reach_every_parameter(cfg: ModelConfig) -> None:
+    model = make(cfg)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        _, state = model(torch.randn(9, 2, IN, generator=g), torch.zeros(9, 2, dtype=torch.bool),
+                         model.initial_state(2))
+    reset = torch.zeros(16, 2, dtype=torch.bool)
+    reset[5, 1] = True
+    y, _ = model(torch.randn(16, 2, IN, generator=g), reset, state)
+    (y * torch.randn(y.shape, generator=g)).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+
+
+@pytest.mark.parametrize("eta,per_layer", [(4, 3585), (8, 6657)])
+def test_state_floats_match_paper(eta: int, per_layer: int) -> None:
+    """PAPER.md 2.7: H d (r eta + r + eta) + 1 per layer; the +1 float tick is one int64 counter here."""
+    model = AGaLiTe(128, ModelConfig(eta=eta))
+    assert model.state_floats_per_env() == 4 * (per_layer - 1)
+    spec = model.state_spec()
+    ints = [name for name, s in spec.items() if not s.dtype.is_floating_point]
+    assert ints == ["tick"] and spec["tick"].dtype == torch.int64 and spec["tick"].numel == 1
+
+
+def test_paper_init_orthogonal_and_gate_bias() -> None:
+    model = AGaLiTe(128, ModelConfig())
+    attn = model.stack.blocks[0].attention
+    w = attn.features.proj.weight.view(4, -1, 128)
+    # the rows that came from the reference's 5Hd Dense are one orthogonal(sqrt 2) matrix (columns orthonormal*2)
+    a_rows = torch.cat([w[:, :192], w[:, 200:328]], dim=1).reshape(-1, 128)  # v,k,q | beta,gamma per head
+    assert torch.allclose(a_rows.T @ a_rows, 2 * torch.eye(128), atol=1e-4)
+    assert torch.all(attn.features.proj.bias == 0)
+    assert torch.all(model.stack.blocks[0].gate1.b_g == 2.0)
+
+
+def _read_out_bound_run(r: int, steps: int, chunk: int) -> None:
+    torch.manual_seed(5)
+    cfg = small(num_layers=1, d_model=8, num_heads=1, d_head=4, eta=2, r=r)
+    model = AGaLiTe(IN, cfg)
+    attn = model.stack.blocks[0].attention
+    g = torch.Generator().manual_seed(6)
+    st = model.initial_state(1)
+    tk, tv, s, tick = st["l0_tilde_k"], st["l0_tilde_v"], st["l0_s"], st["tick"]
+    worst, vmax = 0.0, torch.zeros(1, 4)
+    with torch.no_grad():
+        for _ in range(steps // chunk):
+            x = torch.randn(chunk, 1, 8, generator=g) * 3
+            reset = torch.rand(chunk, 1, generator=g) < 1e-4
+            n = model.counter_steps(reset, tick)
+            tick = n[-1:].T
+            c_col, c_row = model.cos_table[n].unsqueeze(2), model.cos_table_row[n].unsqueeze(2)
+            m = (~reset).float().reshape(chunk, 1, 1, 1, 1)
+            o, (tk, tv, s) = attn.attend(x, m, c_row, c_col, tk, tv, s)
+            v = attn.features.proj(x).view(chunk, 1, 1, -1)[..., :4]
+            assert torch.isfinite(o).all() and torch.isfinite(tk).all() and torch.isfinite(s).all()
+            assert int(tick.min()) >= 0 and int(tick.max()) < model.period
+            vmax = torch.maximum(vmax, v.abs().amax(dim=(0, 1)))  # [H, d], running max over all steps so far
+            worst = max(worst, (o.abs().amax(dim=(0, 1, 3)) / vmax).max().item())
+    assert worst <= 0.5 + 1e-4, worst  # PAPER.md 2.4: |o| <= max|v| / 2
+
+
+@pytest.mark.parametrize("r", [2, 8])
+def test_read_out_bounded_over_a_million_steps(r: int) -> None:
+    _read_out_bound_run(r, steps=1_000_000 if r == 2 else 131_072, chunk=8192)
+
+
+@pytest.mark.parametrize("r", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("grid", ["reference", "distinct"])
+def test_integer_counter_gives_reference_cosines(r: int, grid: str) -> None:
+    model = make(small(r=r, frequencies=grid, reset_counter=True))
+    steps = 100_000
+    n = model.counter_steps(torch.zeros(steps, 1, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.int64))
+    ours = model.cos_table[n[:, 0], :, 0].numpy()  # [steps, r], float32
+    tau = np.arange(2, steps + 2)
+    omega = frequencies(r, grid).numpy()
+    exact = np.cos(np.outer(tau, omega))  # float64 truth
+    ref32 = np.cos(np.outer(tau.astype(np.float32), omega.astype(np.float32)).astype(np.float32))  # the reference
+    assert np.abs(ours - exact).max() < 1e-6  # no drift at all over 1e5 steps
+    ref_ok = np.abs(ref32 - exact).max(axis=1) < 1e-5
+    prefix = int(np.argmin(ref_ok)) if not ref_ok.all() else steps  # where the float reference is still exact
+    assert prefix >= 50
+    assert np.abs(ours[:prefix] - ref32[:prefix]).max() < 1e-5
+    if grid == "reference":
+        assert np.allclose(omega, np.linspace(-math.pi, math.pi, r) if r > 1 else [-math.pi])
+    assert cosine_table(r, grid).shape == (counter_period(r), r)
+    # reset_counter: after an episode start the cosines restart from tau = 2
+    reset = torch.zeros(50, 1, dtype=torch.bool)
+    reset[17] = True
+    n2 = model.counter_steps(reset, torch.full((1, 1), 3, dtype=torch.int64))
+    assert torch.equal(model.cos_table[n2[17:]], model.cos_table[n[:33]])
+
+
+def test_distinct_frequencies_are_distinct() -> None:
+    for r in (2, 3, 8):
+        omega = frequencies(r, "distinct")
+        assert len(set(omega.tolist())) == r and omega.min() >= 0 and omega.max() <= math.pi + 1e-12
+
+
+def test_bad_config_raises() -> None:
+    for bad in (dict(feature_map="softmax"), dict(gating="matrix"), dict(frequencies="dft"), dict(r=0)):
+        with pytest.raises(ValueError):
+            AGaLiTe(IN, small(**bad))
+    model = make(small())
+    with pytest.raises(ValueError):
+        model(torch.zeros(3, 2, IN + 1), torch.zeros(3, 2, dtype=torch.bool), model.initial_state(2))
+
+
+def test_single_step_exports_to_onnx_and_matches() -> None:
+    ort = pytest.importorskip("onnxruntime")
+    model = make(small(r=3)).eval()
+    names = list(model.state_spec())
+
+    class Step(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x, reset, *state):
+            y, new = self.m(x, reset, dict(zip(names, state)))
+            return (y, *[new[k] for k in names])
+
+    batch = 2
+    state = model.initial_state(batch)
+    buf = io.BytesIO()
+    torch.onnx.export(
+        Step(model), (torch.zeros(1, batch, IN), torch.zeros(1, batch, dtype=torch.bool), *state.values()), buf,
+        dynamo=False, opset_version=17, input_names=["x", "reset", *names],
+        output_names=["y", *[f"new_{k}" for k in names]],
+        dynamic_axes={"x": {1: "b"}, "reset": {1: "b"}, **{k: {0: "b"} for k in names}},
+    )
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(7)
+    ort_state = {k: v.numpy() for k, v in state.items()}
+    for t in range(12):
+        x = torch.randn(1, batch, IN, generator=g)
+        reset = torch.tensor([[t == 5, t == 8]])
+        with torch.no_grad():
+            y, state = model(x, reset, state)
+        out = sess.run(None, {"x": x.numpy(), "reset": reset.numpy(), **ort_state})
+        ort_state = dict(zip(names, out[1:]))
+        assert np.abs(out[0] - y.numpy()).max() < 1e-5
+        assert all(np.abs(ort_state[k] - state[k].numpy()).max() < 1e-5 for k in names)
