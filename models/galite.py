@@ -15,10 +15,11 @@ projection, the d-major feature layout, the unused rotary tick, the sequential s
 ``cfg.feature_map`` / ``cfg.gating`` switch the feature map and gating (``models/feature_maps.py``); scalar and
 no gating decay C and s by one number per head, so both variants coincide there (except epsilon/embedding).
 
-Training form (T > 1): a Python loop over chunks of ``chunk_size`` steps (not over T). Paper form: inside a chunk
-the causal, decay-weighted "attention" between steps t >= i uses pairwise decay products D[t, i] (cumulative
-products of numbers in (0, 1], never divided), and only C at chunk boundaries is materialised. Code form: the
-chunk's C states are materialised with the parallel scan and recomputed in backward (activation checkpointing).
+Training form (T > 1): a Python loop over chunks of ``chunk_size`` steps (not over T). Paper form with autograd:
+inside a chunk the causal, decay-weighted "attention" between steps t >= i uses pairwise decay products D[t, i]
+(cumulative products of numbers in (0, 1], never divided), and only C at chunk boundaries is materialised. Code
+form, or no autograd: the chunk's C states are materialised with the parallel scan (recomputed in backward by
+activation checkpointing). See ``GaLiTeAttention.form``.
 T == 1 has a dedicated lean path (acting, ONNX export).
 """
 
@@ -53,7 +54,13 @@ def _pair_decays(decay: torch.Tensor) -> torch.Tensor:
 
 
 class GaLiTeAttention(nn.Module):
-    """One GaLiTe attention layer: ``forward(x, m, c, s) -> (out, (c, s))``; ``attend`` gives the head read-out."""
+    """One GaLiTe attention layer: ``forward(x, m, c, s) -> (out, (c, s))``; ``attend`` gives the head read-out.
+
+    ``form`` picks the multi-step computation per chunk: ``pairwise`` (decay-weighted causal attention inside the
+    chunk; memory O(chunk^2 F) instead of O(chunk F d); factorised decays only), ``scan`` (materialise the chunk's
+    C states with the parallel scan; recomputed in backward), or ``auto``: pairwise when gradients are needed and
+    the decay factorises, otherwise scan (cheapest without autograd, e.g. long evaluation runs).
+    """
 
     def __init__(self, cfg: ModelConfig, chunk_size: int = 16) -> None:
         super().__init__()
@@ -65,6 +72,7 @@ class GaLiTeAttention(nn.Module):
         self.features = GatedFeatures(cfg.d_model, cfg.num_heads, cfg.d_head, cfg.eta, cfg.feature_map, cfg.gating)
         self.f = self.features.f
         self.chunk_size = chunk_size
+        self.form = "auto"
         self.out = nn.Linear(cfg.num_heads * cfg.d_head, cfg.d_model)
         orthogonal_init_(self.out)
 
@@ -91,7 +99,12 @@ class GaLiTeAttention(nn.Module):
         for start in range(0, steps, size):
             sl = slice(start, start + size)
             part = Features(*(None if t is None else t[sl] for t in (fs.v_bar, fs.k_bar, fs.phi_q, fs.gate_v, fs.gate_k)))
-            if self.factorised:
+            form = self.form
+            if form == "auto":
+                form = "pairwise" if (self.factorised and torch.is_grad_enabled()) else "scan"
+            if form == "pairwise":
+                if not self.factorised:
+                    raise ValueError("the pairwise form needs a factorised decay; the code form's vector gating is not")
                 o, c, s = self._chunk_factorised(part, m[sl], c, s)
             elif torch.is_grad_enabled():
                 o, c, s = checkpoint(self._chunk_materialised, part.v_bar, part.k_bar, part.phi_q, part.gate_v,
@@ -151,10 +164,14 @@ class GaLiTeAttention(nn.Module):
         return (o / den.unsqueeze(-1)).unsqueeze(-2), c_end, s_end
 
     def _chunk_materialised(self, v_bar, k_bar, phi_q, gate_v, gate_k, m, c0, s0):
-        """Non-factorised decay (code form): scan the chunk's C states, then read out."""
-        dc = m * (1.0 - gate_k * gate_v)  # [n, B, H, F, d]
+        """Scan the chunk's C states [n, B, H, F, d] (any decay), then read out."""
+        dk, dv = self._decays(Features(v_bar, k_bar, phi_q, gate_v, gate_k), m)
+        if self.factorised:
+            dc = dk if dv is None else dk * dv
+        else:
+            dc = m * (1.0 - gate_k * gate_v)
         cs = linear_scan(dc, k_bar * v_bar, c0)
-        ss = linear_scan(m * (1.0 - gate_k), k_bar, s0)
+        ss = linear_scan(dk, k_bar, s0)
         o = torch.matmul(phi_q, cs) / (torch.matmul(phi_q, ss) + self.eps)
         return o, cs[-1], ss[-1]
 
@@ -180,6 +197,13 @@ class GaLiTe(SequenceModel):
     @property
     def chunk_size(self) -> int:
         return self.stack.blocks[0].attention.chunk_size
+
+    def set_form(self, form: str) -> None:
+        """Force the multi-step computation of every layer (``auto``, ``pairwise`` or ``scan``)."""
+        if form not in ("auto", "pairwise", "scan"):
+            raise ValueError(f"unknown form {form!r}; expected auto, pairwise or scan")
+        for block in self.stack.blocks:
+            block.attention.form = form
 
     @chunk_size.setter
     def chunk_size(self, value: int) -> None:
