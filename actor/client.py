@@ -1,0 +1,286 @@
+"""The actor process: join a learner, step envs with the ONNX policy, push segments, follow new policies.
+
+Failure handling is the point of this module. The learner may go away at any moment and come back restarted from
+a checkpoint; the actor notices through heartbeats (no answer for ``learner_timeout_s``, or an answer from a new
+learner run), says Hello again and carries on with the policy it is given, without restarting. Sends block when the
+learner is behind (ZeroMQ high-water marks), which is the backpressure that bounds every queue; while blocked the
+actor keeps servicing heartbeats and its stop flag.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from actor.rollout import SegmentCollector
+from actor.runtime import Policy, StepFunction
+from envs import make_env
+from protocol import (
+    Bye,
+    Error,
+    Heartbeat,
+    Hello,
+    ModelUpdate,
+    ProtocolError,
+    Segment,
+    Welcome,
+    decode,
+    encode,
+)
+from protocol.curve import CurveClient, load_keypair, load_public_key
+from protocol.sockets import connect_control, connect_policies, connect_trajectories, tcp_address
+
+log = logging.getLogger("actor")
+
+
+@dataclass
+class ActorConfig:
+    """Command-line settings of one actor process (``python -m actor --help``)."""
+
+    learner_host: str = "127.0.0.1"
+    """Address (host name or IP) of the learner; the only thing an actor must be told."""
+    trajectory_port: int = 5555
+    policy_port: int = 5556
+    control_port: int = 5557
+    actor_id: str | None = None
+    """Stable identity; default: the host name plus the process id."""
+    num_envs: int | None = None
+    """Environments stepped in lockstep; default: the learner's envs_per_actor."""
+    seed: int | None = None
+    """Seed for env resets and action sampling; default: derived from the run seed and actor_id."""
+    threads: int = 1
+    """ONNX Runtime intra-op threads."""
+    curve_dir: str | None = None
+    """Directory with CurveZMQ keys (server.key, client.key_secret); None: no authentication."""
+    max_segments: int | None = None
+    """Stop after sending this many segments (for tests and benchmarks); None: run until stopped."""
+    hello_timeout_s: float = 5.0
+    """How long to wait for a Welcome before saying Hello again."""
+
+
+class LearnerGone(Exception):
+    """The learner stopped answering, or a new learner run answered: say Hello again."""
+
+
+class Actor:
+    def __init__(self, cfg: ActorConfig) -> None:
+        self.cfg = cfg
+        self.actor_id = cfg.actor_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.run_id = uuid.uuid4().hex[:12]
+        self.ctx = zmq.Context()
+        self.stop = threading.Event()
+        self.seq = 0
+        self.segments_sent = 0
+        self.reconnects = 0
+        self.control: zmq.Socket | None = None
+        self.push: zmq.Socket | None = None
+        self.sub: zmq.Socket | None = None
+        self.collector: SegmentCollector | None = None
+        self.policy: Policy | None = None
+        self.version = 0
+        self.graph_id = ""
+        self.settings: dict[str, Any] = {}
+        self.learner_run_id = ""
+        self.last_heard = time.monotonic()
+        self.last_heartbeat = 0.0
+
+    def _addr(self, port: int) -> str:
+        return tcp_address(self.cfg.learner_host, port)
+
+    def _curve(self) -> CurveClient | None:
+        """Layout of --curve-dir: client.key_secret (this actor's key pair), server.key (the learner's)."""
+        if not self.cfg.curve_dir:
+            return None
+        d = Path(self.cfg.curve_dir)
+        return CurveClient(load_keypair(d / "client.key_secret"), load_public_key(d / "server.key"))
+
+    # ---- connection -------------------------------------------------------------------------------------------
+    def _close_sockets(self) -> None:
+        for s in (self.control, self.push, self.sub):
+            if s is not None:
+                s.close(linger=0)
+        self.control = self.push = self.sub = None
+
+    def _connect(self) -> Welcome:
+        """(Re)open the three sockets and say Hello until a Welcome comes back (or we are told to stop)."""
+        curve = self._curve()
+        while not self.stop.is_set():
+            self._close_sockets()
+            self.control = connect_control(self.ctx, self._addr(self.cfg.control_port), curve=curve)
+            hello = Hello(actor_id=self.actor_id, run_id=self.run_id, num_envs=self._num_envs_hint(),
+                          host=socket.gethostname(), pid=os.getpid())
+            self.control.send(encode(hello))
+            deadline = time.monotonic() + self.cfg.hello_timeout_s
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                if not self.control.poll(100):
+                    continue
+                try:
+                    msg = decode(self.control.recv())
+                except ProtocolError as err:
+                    log.warning("bad reply to Hello: %s", err)
+                    continue
+                if isinstance(msg, Error):
+                    raise SystemExit(f"learner refused this actor: {msg.code}: {msg.message}")
+                if isinstance(msg, Welcome):
+                    self.push = connect_trajectories(self.ctx, self._addr(self.cfg.trajectory_port), curve=curve)
+                    self.sub = connect_policies(self.ctx, self._addr(self.cfg.policy_port), curve=curve)
+                    self.last_heard = time.monotonic()
+                    return msg
+            log.info("no Welcome from %s yet; saying Hello again", self._addr(self.cfg.control_port))
+        raise LearnerGone("stopped while connecting")
+
+    def _num_envs_hint(self) -> int:
+        if self.cfg.num_envs is not None:
+            return self.cfg.num_envs
+        return int(self.settings.get("envs_per_actor", 1)) if self.settings else 1
+
+    def _apply_welcome(self, welcome: Welcome) -> None:
+        settings = welcome.settings
+        new_env = (settings.get("env_id"), settings.get("env_kwargs")) != (
+            self.settings.get("env_id"), self.settings.get("env_kwargs"))
+        segment_changed = settings.get("segment_length") != self.settings.get("segment_length")
+        self.settings = dict(settings)
+        self.learner_run_id = str(settings.get("learner_run_id", welcome.run_name))
+        step_fn = StepFunction.from_bytes(welcome.policy.onnx, intra_op_threads=self.cfg.threads)
+        self.graph_id = str(welcome.policy.metadata.get("graph_sha256", welcome.policy.graph_sha256))
+        self.version = welcome.policy.version
+        num_envs = self.cfg.num_envs or int(settings.get("envs_per_actor", 1))
+        if self.collector is None or new_env or segment_changed:
+            if self.collector is not None:
+                self.collector.close()
+            seed = self.cfg.seed
+            if seed is None:
+                seed = int(settings.get("seed", 0)) * 1_000_003 + zlib.crc32(self.actor_id.encode()) % 1_000_003
+            envs = [make_env(settings["env_id"], **settings.get("env_kwargs", {})) for _ in range(num_envs)]
+            self.collector = SegmentCollector(envs, int(settings["segment_length"]), seed)
+            self.policy = Policy(step_fn, num_envs)
+        else:
+            # Same envs, new learner: keep the episodes running, start a fresh memory for every env.
+            assert self.policy is not None
+            self.policy = Policy(step_fn, num_envs)
+            self.collector.reset[:] = True
+        log.info("joined learner run %s: %s, policy version %d", self.learner_run_id, settings.get("env_id"),
+                 self.version)
+
+    # ---- steady state -------------------------------------------------------------------------------------------
+    def _service_control(self) -> None:
+        assert self.control is not None
+        now = time.monotonic()
+        interval = float(self.settings.get("heartbeat_interval_s", 1.0))
+        if now - self.last_heartbeat >= interval:
+            self.last_heartbeat = now
+            try:
+                self.control.send(encode(Heartbeat(sender_id=self.actor_id, run_id=self.run_id, time=time.time(),
+                                                   policy_version=self.version,
+                                                   stats={"segments": self.segments_sent})), zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+        while self.control.poll(0):
+            try:
+                msg = decode(self.control.recv())
+            except ProtocolError as err:
+                log.warning("bad control message: %s", err)
+                continue
+            if isinstance(msg, Heartbeat):
+                if msg.run_id != self.learner_run_id:
+                    raise LearnerGone(f"a new learner run {msg.run_id} answered")
+                self.last_heard = now
+            elif isinstance(msg, Error):
+                log.error("learner says: %s: %s", msg.code, msg.message)
+        if now - self.last_heard > float(self.settings.get("learner_timeout_s", 10.0)):
+            raise LearnerGone("the learner stopped answering heartbeats")
+
+    def _poll_policy(self) -> None:
+        """Take the newest published policy, if any; called only between segments."""
+        assert self.sub is not None and self.policy is not None
+        if not self.sub.poll(0):
+            return
+        try:
+            update = decode(self.sub.recv())
+        except ProtocolError as err:
+            log.warning("bad policy update: %s", err)
+            return
+        if not isinstance(update, ModelUpdate) or update.version <= self.version:
+            return
+        if update.kind == "full":
+            step_fn = StepFunction.from_bytes(update.onnx, intra_op_threads=self.cfg.threads)
+            self.graph_id = str(update.metadata.get("graph_sha256", update.graph_sha256))
+        else:
+            if update.graph_sha256 != self.graph_id:
+                raise LearnerGone("weights for a graph this actor does not have")
+            step_fn = self.policy.step_function.with_weights(update.weights)
+        self.policy.swap(step_fn)
+        self.version = update.version
+
+    def _send(self, seg: Segment) -> None:
+        assert self.push is not None
+        data = encode(seg)
+        while not self.stop.is_set():
+            if self.push.poll(100, zmq.POLLOUT):
+                self.push.send(data, copy=False)
+                self.segments_sent += 1
+                return
+            self._service_control()  # blocked by backpressure: keep heartbeats going, notice a dead learner
+
+    def _loop(self) -> None:
+        assert self.collector is not None and self.policy is not None
+        while not self.stop.is_set():
+            self._poll_policy()
+            version = self.version
+            data = self.collector.collect(self.policy)
+            seg = Segment(
+                actor_id=self.actor_id, run_id=self.run_id, seq=self.seq, policy_version=version,
+                obs=data.obs, actions=data.actions, logp=data.logp, values=data.values, rewards=data.rewards,
+                terminated=data.terminated, truncated=data.truncated, reset=data.reset,
+                bootstrap_values=data.bootstrap_values, initial_state=data.initial_state, episodes=data.episodes,
+            )
+            self.seq += 1
+            self._send(seg)
+            self._service_control()
+            if self.cfg.max_segments is not None and self.segments_sent >= self.cfg.max_segments:
+                self.stop.set()
+
+    def run(self) -> int:
+        while not self.stop.is_set():
+            try:
+                welcome = self._connect()
+                self._apply_welcome(welcome)
+                self._loop()
+            except LearnerGone as why:
+                if self.stop.is_set():
+                    break
+                self.reconnects += 1
+                log.warning("reconnecting: %s", why)
+        self._say_bye("stopped")
+        return 0
+
+    def _say_bye(self, reason: str) -> None:
+        if self.control is not None:
+            try:
+                self.control.send(encode(Bye(actor_id=self.actor_id, run_id=self.run_id, reason=reason)), zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+        self._close_sockets()
+        if self.collector is not None:
+            self.collector.close()
+        self.ctx.term()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            log.info("signal %d: finishing the current step and leaving", signum)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+

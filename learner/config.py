@@ -1,0 +1,155 @@
+"""The run's typed configuration: one dataclass tree, filled from a preset in ``configs/`` and the command line.
+
+Presets are TOML files (``configs/<name>.toml``) holding only the values that differ from the defaults below, so
+a preset reads as "what the paper changed". The resolved config is saved as ``config.json`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.config import ModelConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_PRESET = "tmaze-agalite"
+
+
+@dataclass
+class EnvConfig:
+    id: str = "agalite/TMaze-v0"
+    """Gymnasium id; the module-import form ``some.module:EnvId`` works too."""
+    kwargs: str = '{"corridor_length": 10}'
+    """Keyword arguments for the environment, as a JSON object."""
+
+    def kwargs_dict(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.kwargs)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"env.kwargs must be a JSON object, got {self.kwargs!r}: {err}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"env.kwargs must be a JSON object, got {self.kwargs!r}")
+        return value
+
+
+@dataclass
+class PPOConfig:
+    """Recurrent PPO; ``epochs=1, minibatches=1`` is A2C (the paper's T-Maze runs)."""
+
+    lr: float = 2.5e-4
+    anneal_lr: bool = False
+    adam_eps: float = 1e-5
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    epochs: int = 3
+    minibatches: int = 4
+    """Minibatches of whole env sequences per epoch."""
+    clip_coef: float = 0.2
+    clip_vloss: bool = False
+    norm_adv: bool = True
+    ent_coef: float = 0.001
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = None
+    """Stop the epochs of an update early when the approximate KL exceeds this."""
+
+
+@dataclass
+class NetConfig:
+    host: str = "127.0.0.1"
+    """Learner: the address to bind (0.0.0.0 for every interface). Actor: the learner's address."""
+    trajectory_port: int = 5555
+    policy_port: int = 5556
+    control_port: int = 5557
+    curve_dir: str | None = None
+    """Directory with CurveZMQ keys (server.key_secret, authorized_clients/); None: no authentication."""
+
+
+@dataclass
+class RunConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    net: NetConfig = field(default_factory=NetConfig)
+    run_dir: str = "runs/tmaze-agalite"
+    """Where config, checkpoints, metrics and the exported policy go; an existing run is resumed."""
+    total_steps: int = 300_000
+    """Environment steps (summed over all actors) after which training stops."""
+    segment_length: int = 64
+    """T: steps per trajectory segment, also the truncated-BPTT length."""
+    envs_per_actor: int = 8
+    batch_envs: int = 16
+    """Env sequences (segment rows) per PPO update; segments are gathered until at least this many arrived."""
+    max_policy_lag: int = 4
+    """Segments produced by a policy older than this many versions are dropped."""
+    seed: int = 1
+    device: str = "auto"
+    """auto: CUDA when available, else CPU; or an explicit torch device such as cpu, cuda, cuda:1."""
+    torch_threads: int = 1
+    checkpoint_interval_s: float = 60.0
+    heartbeat_interval_s: float = 1.0
+    actor_timeout_s: float = 10.0
+    """An actor silent this long is counted as gone."""
+    weights_only_updates: bool = True
+    """Publish new weights for the exported graph instead of a full ONNX file after each update."""
+    log_interval_s: float = 5.0
+    max_queue_segments: int = 64
+    """Bound on decoded segments waiting for the learner; beyond it actors block (backpressure)."""
+    num_actors: int = 2
+    """Actor processes the local launcher (``make train``) starts; ignored by a bare learner."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS: dict[str, type] = {"env": EnvConfig, "model": ModelConfig, "ppo": PPOConfig, "net": NetConfig}
+
+
+def _fill(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build a dataclass from a nested dict, refusing unknown keys so a typo in a preset is an error."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)} in {where}; known: {sorted(known)}")
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        sub = _SECTIONS.get(name) if cls is RunConfig else None
+        if sub is not None:
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{name} must be a table, got {value!r}")
+            values[name] = _fill(sub, value, f"{where}.{name}")
+        elif name == "kwargs" and isinstance(value, dict):
+            values[name] = json.dumps(value)
+        else:
+            values[name] = value
+    return cls(**values)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> RunConfig:
+    return _fill(RunConfig, data, where)
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+
+
+def load_preset(name: str) -> RunConfig:
+    path = CONFIG_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ValueError(f"no preset {name!r}; available: {', '.join(available_presets())}")
+    with path.open("rb") as f:
+        return config_from_dict(tomllib.load(f), where=f"configs/{name}.toml")
+
+
+def save_config(cfg: RunConfig, path: Path) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def load_config(path: Path) -> RunConfig:
+    return config_from_dict(json.loads(path.read_text()), where=str(path))

@@ -1,0 +1,75 @@
+"""``make train``: the whole stack on one machine, the learner in this process and N actor processes.
+
+Actors are started by command line, exactly as on another machine or in the compose file, never imported: the
+actor side must stay torch-free and independent. Their logs go to ``<run_dir>/logs/`` so the console shows the
+learner's progress. Ctrl-C stops everything and leaves a resumable checkpoint; run the same command to resume.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from learner.cli import parse_config, setup_logging
+from learner.config import RunConfig
+from learner.train import Learner
+
+
+def actor_command(cfg: RunConfig, index: int) -> list[str]:
+    host = "127.0.0.1" if cfg.net.host in ("0.0.0.0", "*", "") else cfg.net.host
+    cmd = [
+        sys.executable, "-m", "actor",
+        "--learner-host", host,
+        "--trajectory-port", str(cfg.net.trajectory_port),
+        "--policy-port", str(cfg.net.policy_port),
+        "--control-port", str(cfg.net.control_port),
+        "--actor-id", f"local-{index}",
+    ]
+    if cfg.net.curve_dir:
+        cmd += ["--curve-dir", cfg.net.curve_dir]
+    return cmd
+
+
+def start_actors(cfg: RunConfig, log_dir: Path) -> list[subprocess.Popen]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(cfg.num_actors):
+        log_file = (log_dir / f"actor-{i}.log").open("ab")
+        procs.append(subprocess.Popen(actor_command(cfg, i), stdout=log_file, stderr=subprocess.STDOUT))
+        log_file.close()
+    return procs
+
+
+def stop_actors(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(argv, "Train locally: one learner plus --num-actors actor processes on this machine "
+                             "(the default: AGaLiTe on a short T-Maze). An existing --run-dir is resumed.")
+    setup_logging()
+    learner = Learner(cfg)
+    print(f"run directory {cfg.run_dir}: {'resuming' if learner.resumed else 'new run'}; "
+          f"{cfg.num_actors} actors x {cfg.envs_per_actor} envs on {cfg.env.id}; model {cfg.model.kind} "
+          f"on {learner.device}; actor logs in {Path(cfg.run_dir) / 'logs'}", flush=True)
+    procs = start_actors(cfg, Path(cfg.run_dir) / "logs")
+    try:
+        summary = learner.run()
+    finally:
+        stop_actors(procs)
+        learner.close()
+    print(summary.text(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

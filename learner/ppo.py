@@ -1,0 +1,209 @@
+"""Recurrent PPO over whole trajectory segments, readable top to bottom.
+
+The learner keeps no replay of its own: each update takes the segments that arrived, recomputes values with the
+current weights from the recurrent states the actors stored at each segment start (truncated BPTT over T, no
+burn-in, as in the paper's PPO), computes GAE once, then runs ``epochs`` passes over minibatches of whole env
+sequences. The log-probabilities in the loss's ratio are the actor's, so a segment produced by a slightly older
+policy (policy lag) is corrected by the clipped importance ratio like any PPO data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+from learner.config import PPOConfig
+from protocol import Segment
+
+
+@dataclass
+class Batch:
+    """Segments stacked along the env axis, time-major, on the learner's device."""
+
+    obs: torch.Tensor  # [T+1, N, *obs_shape]
+    actions: torch.Tensor  # [T, N] int64
+    logp: torch.Tensor  # [T, N] behaviour log-probabilities
+    rewards: torch.Tensor  # [T, N]
+    terminated: torch.Tensor  # [T, N] bool
+    truncated: torch.Tensor  # [T, N] bool
+    reset: torch.Tensor  # [T+1, N] bool
+    bootstrap_values: torch.Tensor  # [T, N] V(final obs) where truncated, from the actor
+    initial_state: dict[str, torch.Tensor]  # each [N, ...]
+
+    @property
+    def num_envs(self) -> int:
+        return self.actions.shape[1]
+
+    @property
+    def num_steps(self) -> int:
+        return self.actions.shape[0] * self.actions.shape[1]
+
+
+def batch_from_segments(segments: Sequence[Segment], device: torch.device) -> Batch:
+    def cat(name: str) -> torch.Tensor:
+        arr = np.concatenate([getattr(s, name) for s in segments], axis=1)
+        return torch.from_numpy(arr).to(device)
+
+    names = segments[0].initial_state.keys()
+    state = {
+        n: torch.from_numpy(np.concatenate([s.initial_state[n] for s in segments], axis=0)).to(device) for n in names
+    }
+    return Batch(
+        obs=cat("obs"),
+        actions=cat("actions").long(),
+        logp=cat("logp").float(),
+        rewards=cat("rewards").float(),
+        terminated=cat("terminated").bool(),
+        truncated=cat("truncated").bool(),
+        reset=cat("reset").bool(),
+        bootstrap_values=cat("bootstrap_values").float(),
+        initial_state=state,
+    )
+
+
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    bootstrap_values: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE(lambda) with episode ends inside the segment.
+
+    ``values`` has T+1 rows: values[T] bootstraps the segment's tail. A terminated step has no future; a truncated
+    step (time limit) bootstraps from the value of its final observation, which the actor evaluated before the
+    reset because obs[t+1] already belongs to the next episode. Returns (advantages, returns), each [T, N].
+    """
+    num_t = rewards.shape[0]
+    done = terminated | truncated
+    next_values = torch.where(truncated, bootstrap_values, values[1:])
+    next_values = torch.where(terminated, torch.zeros_like(next_values), next_values)
+    deltas = rewards + gamma * next_values - values[:-1]
+    carry = (~done).to(rewards.dtype) * (gamma * gae_lambda)
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in reversed(range(num_t)):
+        last = deltas[t] + carry[t] * last
+        advantages[t] = last
+    return advantages, advantages + values[:-1]
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor
+    policy_loss: torch.Tensor
+    value_loss: torch.Tensor
+    entropy: torch.Tensor
+    approx_kl: torch.Tensor
+    clip_fraction: torch.Tensor
+
+
+def ppo_loss(
+    logits: torch.Tensor,
+    values: torch.Tensor,
+    actions: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    old_values: torch.Tensor,
+    cfg: PPOConfig,
+) -> LossOutput:
+    """Clipped surrogate + value loss - entropy bonus over every (t, env) of a minibatch."""
+    dist = Categorical(logits=logits)
+    new_logp = dist.log_prob(actions)
+    log_ratio = new_logp - old_logp
+    ratio = log_ratio.exp()
+    with torch.no_grad():
+        approx_kl = ((ratio - 1.0) - log_ratio).mean()
+        clip_fraction = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
+    if cfg.norm_adv and advantages.numel() > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    pg1 = -advantages * ratio
+    pg2 = -advantages * torch.clamp(ratio, 1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)
+    policy_loss = torch.max(pg1, pg2).mean()
+    if cfg.clip_vloss:
+        clipped = old_values + torch.clamp(values - old_values, -cfg.clip_coef, cfg.clip_coef)
+        value_loss = 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2).mean()
+    else:
+        value_loss = 0.5 * ((values - returns) ** 2).mean()
+    entropy = dist.entropy().mean()
+    loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+    return LossOutput(loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction)
+
+
+class PPO:
+    """Owns the optimiser; ``update`` turns one batch of segments into one or more gradient steps."""
+
+    def __init__(self, model: nn.Module, cfg: PPOConfig, seed: int = 0) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def set_lr_fraction(self, remaining: float) -> None:
+        """Linear annealing: ``remaining`` is the fraction of the step budget still ahead."""
+        if self.cfg.anneal_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.lr * max(remaining, 0.0)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        cfg = self.cfg
+        num_t = batch.actions.shape[0]
+        with torch.no_grad():
+            _, values, _ = self.model(batch.obs, batch.reset, batch.initial_state)
+            advantages, returns = compute_gae(
+                batch.rewards, values, batch.terminated, batch.truncated, batch.bootstrap_values,
+                cfg.gamma, cfg.gae_lambda,
+            )
+        old_values = values[:-1]
+        n = batch.num_envs
+        mb_count = max(1, min(cfg.minibatches, n))
+        sums: dict[str, float] = {}
+        steps = 0
+        stop = False
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(n, generator=self.generator).to(batch.actions.device)
+            for idx in torch.tensor_split(perm, mb_count):
+                state = {k: v[idx] for k, v in batch.initial_state.items()}
+                logits, new_values, _ = self.model(batch.obs[:num_t, idx], batch.reset[:num_t, idx], state)
+                out = ppo_loss(
+                    logits, new_values, batch.actions[:, idx], batch.logp[:, idx], advantages[:, idx],
+                    returns[:, idx], old_values[:, idx], cfg,
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                for key, value in (
+                    ("losses/loss", out.loss), ("losses/policy_loss", out.policy_loss),
+                    ("losses/value_loss", out.value_loss), ("losses/entropy", out.entropy),
+                    ("losses/approx_kl", out.approx_kl), ("losses/clip_fraction", out.clip_fraction),
+                    ("losses/grad_norm", grad_norm),
+                ):
+                    sums[key] = sums.get(key, 0.0) + float(value.detach())
+                steps += 1
+                if cfg.target_kl is not None and float(out.approx_kl) > cfg.target_kl:
+                    stop = True
+                    break
+            if stop:
+                break
+        stats = {k: v / steps for k, v in sums.items()}
+        var = float(returns.var())
+        stats["losses/explained_variance"] = float("nan") if var == 0 else 1.0 - float((returns - old_values).var()) / var
+        stats["losses/gradient_steps"] = float(steps)
+        stats["charts/learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
+        return stats
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])

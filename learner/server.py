@@ -1,0 +1,273 @@
+"""The learner's network side: three bound sockets, a receiver thread, and the drop/lag accounting.
+
+The receiver thread owns the PULL (segments) and ROUTER (control) sockets; the training thread owns the PUB
+(policies) socket, so no socket is shared between threads. Decoded, validated segments wait in a bounded queue:
+when the learner falls behind, the queue fills, the thread stops reading trajectories, ZeroMQ's high-water marks
+fill, and the actors' sends block. That is the backpressure of DESIGN.md's failure model.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import zmq
+
+from protocol import (
+    PROTOCOL_VERSION,
+    Bye,
+    Error,
+    Heartbeat,
+    Hello,
+    ModelUpdate,
+    ProtocolError,
+    Reason,
+    Segment,
+    SegmentSpec,
+    Welcome,
+    decode,
+    encode,
+    validate_segment,
+)
+from protocol.curve import CurveServer, load_keypair, start_authenticator
+from protocol.sockets import bind_control, bind_policies, bind_trajectories
+
+log = logging.getLogger("learner.server")
+
+
+@dataclass
+class ActorInfo:
+    actor_id: str
+    run_id: str
+    host: str
+    num_envs: int
+    last_seen: float
+    segments: int = 0
+
+
+@dataclass
+class ServerStats:
+    """Counters the training thread reads for metrics; written only by the receiver thread."""
+
+    dropped: Counter = field(default_factory=Counter)  # reason -> count
+    received_segments: int = 0
+    accepted_segments: int = 0
+    segments_per_actor: Counter = field(default_factory=Counter)
+    lost_actors: int = 0
+
+
+class LearnerServer:
+    def __init__(
+        self,
+        *,
+        host: str,
+        trajectory_port: int,
+        policy_port: int,
+        control_port: int,
+        spec: SegmentSpec,
+        settings: dict[str, Any],
+        run_id: str,
+        current_version: Callable[[], int],
+        welcome_policy: Callable[[], ModelUpdate],
+        max_policy_lag: int,
+        actor_timeout_s: float,
+        max_queue_segments: int,
+        curve_dir: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.run_id = run_id
+        self.current_version = current_version
+        self.welcome_policy = welcome_policy
+        self.max_policy_lag = max_policy_lag
+        self.actor_timeout_s = actor_timeout_s
+        self.queue: queue.Queue[Segment] = queue.Queue(maxsize=max_queue_segments)
+        self.stats = ServerStats()
+        self.actors: dict[str, ActorInfo] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._logged: set[tuple[str, str]] = set()
+        self.ctx = zmq.Context()
+        curve = None
+        self._auth = None
+        if curve_dir:
+            # Layout: server.key_secret (this learner's key pair), authorized_clients/*.key (actors let in).
+            curve = CurveServer(load_keypair(Path(curve_dir) / "server.key_secret"))
+            self._auth = start_authenticator(self.ctx, Path(curve_dir) / "authorized_clients")
+        self.pull = bind_trajectories(self.ctx, trajectory_port, host, curve=curve)
+        self.router = bind_control(self.ctx, control_port, host, curve=curve)
+        self.pub = bind_policies(self.ctx, policy_port, host, curve=curve)
+        self._thread = threading.Thread(target=self._serve, name="learner-receiver", daemon=True)
+
+    # ---- training-thread API ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def publish(self, update: ModelUpdate) -> None:
+        self.pub.send(encode(update), copy=False)
+
+    def next_segment(self, timeout: float) -> Segment | None:
+        """The next segment still within the lag bound (lag is re-checked: versions advance while it waits)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                seg = self.queue.get(timeout=remaining)
+            except queue.Empty:
+                return None
+            if self._lag_reason(seg) is None:
+                return seg
+            with self._lock:
+                self.stats.dropped["stale"] += 1
+
+    def live_actors(self) -> int:
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for a in self.actors.values() if now - a.last_seen <= self.actor_timeout_s)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        for s in (self.pull, self.router, self.pub):
+            s.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+        self.ctx.term()
+
+    # ---- receiver thread ----------------------------------------------------------------------------------------
+    def _lag_reason(self, seg: Segment) -> str | None:
+        current = self.current_version()
+        if seg.policy_version > current:
+            return "future_version"
+        if current - seg.policy_version > self.max_policy_lag:
+            return "stale"
+        return None
+
+    def _drop(self, reason: str, sender: str | None, detail: str) -> None:
+        with self._lock:
+            self.stats.dropped[reason] += 1
+        key = (sender or "?", reason)
+        if key not in self._logged:  # once per sender and reason
+            self._logged.add(key)
+            log.warning("dropped a message from %s: %s (%s)", sender or "an unknown sender", reason, detail)
+
+    def _serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        pull_registered = False
+        while not self._stop.is_set():
+            want_pull = not self.queue.full()
+            if want_pull != pull_registered:
+                if want_pull:
+                    poller.register(self.pull, zmq.POLLIN)
+                else:
+                    poller.unregister(self.pull)
+                pull_registered = want_pull
+            try:
+                events = dict(poller.poll(100))
+                if self.router in events:
+                    self._drain_control()
+                if pull_registered and self.pull in events:
+                    self._drain_segments()
+                self._expire_actors()
+            except zmq.ContextTerminated:
+                return
+            except Exception:  # a bug here must not silently stop all intake: log it and keep serving
+                log.exception("receiver loop error (continuing)")
+                self.stats.dropped["receiver_error"] += 1
+
+    def _drain_segments(self) -> None:
+        for _ in range(64):
+            if self.queue.full():
+                return
+            try:
+                data = self.pull.recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self.stats.received_segments += 1
+            try:
+                msg = decode(data.buffer)
+                if not isinstance(msg, Segment):
+                    raise ProtocolError(Reason.UNKNOWN_TYPE, f"{type(msg).__name__} on the trajectory socket")
+                validate_segment(msg, self.spec)
+            except ProtocolError as err:
+                self._drop(err.reason.value, err.sender, err.detail)
+                continue
+            reason = self._lag_reason(msg)
+            if reason is not None:
+                self._drop(reason, msg.actor_id, f"policy version {msg.policy_version}, learner at "
+                                                  f"{self.current_version()}")
+                continue
+            with self._lock:
+                self.stats.accepted_segments += 1
+                self.stats.segments_per_actor[msg.actor_id] += 1
+                info = self.actors.get(msg.actor_id)
+                if info is not None:
+                    info.last_seen = time.monotonic()
+            self.queue.put(msg)
+
+    def _reply(self, identity: bytes, msg: Any) -> None:
+        try:
+            self.router.send_multipart([identity, encode(msg)], zmq.NOBLOCK)
+        except zmq.ZMQError as err:  # peer gone or HWM reached: it will say Hello again
+            log.debug("reply to %r not sent: %s", identity, err)
+
+    def _drain_control(self) -> None:
+        for _ in range(64):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self._drop("bad_frames", None, f"{len(frames)} frames on the control socket")
+                continue
+            identity, data = frames
+            try:
+                msg = decode(data)
+            except ProtocolError as err:
+                self._drop(err.reason.value, err.sender, err.detail)
+                if err.reason == Reason.BAD_VERSION:
+                    self._reply(identity, Error(code=Reason.BAD_VERSION.value, message=(
+                        f"learner speaks protocol {PROTOCOL_VERSION}; {err.detail}")))
+                continue
+            now = time.monotonic()
+            if isinstance(msg, Hello):
+                with self._lock:
+                    self.actors[msg.actor_id] = ActorInfo(msg.actor_id, msg.run_id, msg.host, msg.num_envs, now)
+                log.info("actor %s (run %s, %d envs on %s) joined", msg.actor_id, msg.run_id, msg.num_envs,
+                         msg.host)
+                self._reply(identity, Welcome(run_name=self.run_id, settings=self.settings,
+                                              policy=self.welcome_policy()))
+            elif isinstance(msg, Heartbeat):
+                with self._lock:
+                    info = self.actors.get(msg.sender_id)
+                    if info is not None:
+                        info.last_seen = now
+                self._reply(identity, Heartbeat(sender_id="learner", run_id=self.run_id, time=time.time(),
+                                                policy_version=self.current_version(), stats={}))
+            elif isinstance(msg, Bye):
+                with self._lock:
+                    self.actors.pop(msg.actor_id, None)
+                log.info("actor %s left: %s", msg.actor_id, msg.reason)
+            else:
+                self._drop("unexpected_type", None, f"{type(msg).__name__} on the control socket")
+
+    def _expire_actors(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            gone = [k for k, a in self.actors.items() if now - a.last_seen > 3 * self.actor_timeout_s]
+            for k in gone:
+                del self.actors[k]
+                self.stats.lost_actors += 1
+        for k in gone:
+            log.warning("actor %s went silent and is counted as lost", k)
+

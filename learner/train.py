@@ -1,0 +1,314 @@
+"""The learner process: receive segments, run PPO, publish policies, checkpoint, log.
+
+One ``Learner`` owns the model, the optimiser and the counters; the network side lives in ``learner.server``.
+The loop is deliberately plain: gather ``batch_envs`` env sequences, update, bump the version, publish the new
+weights, log, checkpoint when due. Resuming is the default: an existing run directory with a checkpoint continues
+where it stopped (weights, optimiser, version counter, step counters, RNG states).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import random
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from actor.policy_meta import space_to_dict
+from envs import env_spaces
+from export import ExportedPolicy, export_step_function, patch_weights, save_policy, weights_for
+from learner.checkpoint import load_checkpoint, save_checkpoint
+from learner.config import RunConfig, save_config
+from learner.metrics import EpisodeWindow, Metrics
+from learner.ppo import PPO, batch_from_segments
+from learner.server import LearnerServer
+from models.registry import build_actor_critic
+from protocol import ModelUpdate, SegmentSpec
+
+log = logging.getLogger("learner")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+@dataclass
+class Summary:
+    env_steps: int
+    updates: int
+    policy_version: int
+    seconds: float
+    success_rate: float
+    mean_return: float
+    episodes: int
+    run_dir: Path
+    policy_path: Path | None
+    interrupted: bool
+
+    def text(self) -> str:
+        sr = "n/a" if math.isnan(self.success_rate) else f"{self.success_rate:.3f}"
+        ret = "n/a" if math.isnan(self.mean_return) else f"{self.mean_return:.3f}"
+        lines = [
+            "training " + ("interrupted (resumable)" if self.interrupted else "finished"),
+            f"  env steps      {self.env_steps:,}",
+            f"  updates        {self.updates:,} (policy version {self.policy_version})",
+            f"  wall time      {self.seconds:.1f} s",
+            f"  episodes       {self.episodes:,}",
+            f"  success rate   {sr} (last 100 episodes)",
+            f"  mean return    {ret} (last 100 episodes)",
+            f"  run directory  {self.run_dir}",
+        ]
+        if self.policy_path is not None:
+            lines.append(f"  policy         {self.policy_path} (+ .json metadata)")
+        return "\n".join(lines)
+
+
+class Learner:
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(cfg.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(max(1, cfg.torch_threads))
+        self.device = resolve_device(cfg.device)
+        self.run_id = uuid.uuid4().hex[:12]
+        env_kwargs = cfg.env.kwargs_dict()
+        self.observation_space, self.action_space = env_spaces(cfg.env.id, **env_kwargs)
+
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.model = build_actor_critic(cfg.model, self.observation_space, self.action_space).to(self.device)
+        self.ppo = PPO(self.model, cfg.ppo, seed=cfg.seed)
+        self.version = 0
+        self.env_steps = 0
+        self.updates = 0
+        self.elapsed_before = 0.0
+        self.episodes = EpisodeWindow(100)
+        self.resumed = self._resume()
+        save_config(cfg, self.run_dir / "config.json")
+
+        # The graph is exported once; afterwards only weights travel (DESIGN.md "The step function").
+        export_model = copy.deepcopy(self.model).cpu()
+        self.exported: ExportedPolicy = export_step_function(
+            export_model, policy_version=self.version, observation_space=self.observation_space,
+            action_space=self.action_space, extra_metadata={"env_id": cfg.env.id, "env_kwargs": env_kwargs},
+        )
+        del export_model
+        self._welcome_cache: tuple[int, ModelUpdate] | None = None
+        self._weights_lock = threading.Lock()
+        self._weights = weights_for(self.model, self.exported)
+        self._weights_version = self.version
+
+        meta = self.exported.metadata
+        spec = SegmentSpec(
+            obs_shape=tuple(self.observation_space.shape),
+            obs_dtype=str(np.dtype(self.observation_space.dtype)),
+            num_actions=int(self.action_space.n),
+            segment_length=cfg.segment_length,
+            state={s["name"]: (tuple(s["shape"]), s["dtype"]) for s in meta["state"]},
+            max_envs=1024,
+        )
+        self.settings: dict[str, Any] = {
+            "env_id": cfg.env.id,
+            "env_kwargs": env_kwargs,
+            "segment_length": cfg.segment_length,
+            "envs_per_actor": cfg.envs_per_actor,
+            "seed": cfg.seed,
+            "heartbeat_interval_s": cfg.heartbeat_interval_s,
+            "learner_timeout_s": cfg.actor_timeout_s,
+            "learner_run_id": self.run_id,
+        }
+        self.server = LearnerServer(
+            host=cfg.net.host, trajectory_port=cfg.net.trajectory_port, policy_port=cfg.net.policy_port,
+            control_port=cfg.net.control_port, spec=spec, settings=self.settings, run_id=self.run_id,
+            current_version=lambda: self.version, welcome_policy=self._welcome_policy,
+            max_policy_lag=cfg.max_policy_lag, actor_timeout_s=cfg.actor_timeout_s,
+            max_queue_segments=cfg.max_queue_segments, curve_dir=cfg.net.curve_dir,
+        )
+
+    # ---- checkpoints ------------------------------------------------------------------------------------------
+    def _resume(self) -> bool:
+        ckpt = load_checkpoint(self.run_dir, map_location=self.device)
+        if ckpt is None:
+            return False
+        if ckpt["model_config"] != self.cfg.model.to_dict():
+            raise ValueError(
+                f"{self.run_dir} holds a checkpoint of another model ({ckpt['model_config']}); "
+                "use another --run-dir or the same model settings"
+            )
+        self.model.load_state_dict(ckpt["model_state"])
+        self.ppo.load_state_dict(ckpt["ppo_state"])
+        self.version = int(ckpt["policy_version"])
+        self.env_steps = int(ckpt["env_steps"])
+        self.updates = int(ckpt["updates"])
+        self.elapsed_before = float(ckpt.get("elapsed_s", 0.0))
+        torch.set_rng_state(ckpt["torch_rng"])
+        np.random.set_state(ckpt["numpy_rng"])
+        random.setstate(ckpt["python_rng"])
+        log.info("resumed %s at policy version %d, %d env steps", self.run_dir, self.version, self.env_steps)
+        return True
+
+    def checkpoint(self, elapsed: float) -> Path:
+        return save_checkpoint(self.run_dir, {
+            "model_config": self.cfg.model.to_dict(),
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space),
+            "model_state": self.model.state_dict(),
+            "ppo_state": self.ppo.state_dict(),
+            "policy_version": self.version,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "elapsed_s": elapsed,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+            "config": self.cfg.to_dict(),
+        })
+
+    # ---- policies -----------------------------------------------------------------------------------------------
+    def _current_weights(self) -> tuple[int, dict[str, np.ndarray]]:
+        with self._weights_lock:
+            return self._weights_version, self._weights
+
+    def _welcome_policy(self) -> ModelUpdate:
+        """The current policy as a whole ONNX file, for actors that (re)join (cached per version)."""
+        version, weights = self._current_weights()
+        cached = self._welcome_cache
+        if cached is None or cached[0] != version:
+            onnx_bytes = patch_weights(self.exported.onnx_bytes, weights)
+            cached = (version, ModelUpdate(
+                version=version, kind="full", onnx=onnx_bytes, weights=None,
+                graph_sha256=hashlib.sha256(onnx_bytes).hexdigest(), metadata=self.exported.metadata,
+            ))
+            self._welcome_cache = cached
+        return cached[1]
+
+    def _publish(self) -> None:
+        weights = weights_for(self.model, self.exported)
+        with self._weights_lock:
+            self._weights, self._weights_version = weights, self.version
+        if self.cfg.weights_only_updates:
+            # Weights-only updates name their graph by its structure hash (weights excluded), which every actor
+            # read from the metadata of the full policy it was welcomed with.
+            update = ModelUpdate(version=self.version, kind="weights", onnx=None, weights=weights,
+                                 graph_sha256=self.exported.graph_sha256, metadata={})
+        else:
+            update = self._welcome_policy()
+        self.server.publish(update)
+
+    def export_final(self) -> Path:
+        exported = export_step_function(
+            copy.deepcopy(self.model).cpu(), policy_version=self.version, observation_space=self.observation_space,
+            action_space=self.action_space, extra_metadata=self.exported.metadata.get("extra", {}),
+        )
+        return save_policy(exported, self.run_dir / "policy.onnx")
+
+    # ---- the loop -------------------------------------------------------------------------------------------------
+    def run(self) -> Summary:
+        cfg = self.cfg
+        metrics = Metrics(self.run_dir)
+        self.server.start()
+        self._publish()
+        start = time.monotonic()
+        last_ckpt = last_log = start
+        last_log_steps = self.env_steps
+        interrupted = False
+        bar = tqdm(total=cfg.total_steps, initial=min(self.env_steps, cfg.total_steps), unit="step",
+                   dynamic_ncols=True, disable=None, smoothing=0.1)
+        stop = threading.Event()
+        previous_term = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while self.env_steps < cfg.total_steps and not stop.is_set():
+                segments, rows = [], 0
+                while rows < cfg.batch_envs and not stop.is_set():
+                    seg = self.server.next_segment(timeout=0.5)
+                    if seg is not None:
+                        segments.append(seg)
+                        rows += seg.actions.shape[1]
+                    elif time.monotonic() - last_ckpt > cfg.checkpoint_interval_s:
+                        last_ckpt = time.monotonic()
+                        self.checkpoint(self.elapsed_before + last_ckpt - start)
+                if not segments or stop.is_set():
+                    break
+                t0 = time.monotonic()
+                lags = [self.version - s.policy_version for s in segments]
+                batch = batch_from_segments(segments, self.device)
+                self.ppo.set_lr_fraction(1.0 - self.env_steps / cfg.total_steps)
+                stats = self.ppo.update(batch)
+                self.version += 1
+                self.updates += 1
+                self._publish()
+                update_s = time.monotonic() - t0
+                self.env_steps += batch.num_steps
+                for s in segments:
+                    self.episodes.add(s.episodes)
+                bar.update(min(batch.num_steps, max(0, cfg.total_steps - bar.n)))
+                bar.set_postfix(success=f"{self.episodes.success_rate:.2f}", ret=f"{self.episodes.mean_return:.2f}",
+                                v=self.version, actors=self.server.live_actors(), refresh=False)
+
+                now = time.monotonic()
+                stats.update({
+                    "charts/episodic_return": self.episodes.mean_return,
+                    "charts/episodic_length": self.episodes.mean_length,
+                    "charts/success_rate": self.episodes.success_rate,
+                    "charts/policy_version": float(self.version),
+                    "charts/update_seconds": update_s,
+                    "lag/min": float(min(lags)), "lag/mean": float(np.mean(lags)), "lag/max": float(max(lags)),
+                    "actors/live": float(self.server.live_actors()),
+                    "actors/lost": float(self.server.stats.lost_actors),
+                    "actors/segments_received": float(self.server.stats.received_segments),
+                })
+                for reason, count in list(self.server.stats.dropped.items()):
+                    stats[f"dropped/{reason}"] = float(count)
+                for actor_id, count in list(self.server.stats.segments_per_actor.items()):
+                    stats[f"actors/segments/{actor_id}"] = float(count)
+                if now - last_log >= cfg.log_interval_s:
+                    stats["charts/SPS"] = (self.env_steps - last_log_steps) / (now - last_log)
+                    last_log, last_log_steps = now, self.env_steps
+                metrics.scalars(stats, self.env_steps)
+                if now - last_ckpt >= cfg.checkpoint_interval_s:
+                    last_ckpt = now
+                    self.checkpoint(self.elapsed_before + now - start)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous_term)
+        interrupted = interrupted or stop.is_set()
+        elapsed = self.elapsed_before + time.monotonic() - start
+        self.checkpoint(elapsed)
+        policy_path = self.export_final()
+        metrics.close()
+        summary = Summary(
+            env_steps=self.env_steps, updates=self.updates, policy_version=self.version, seconds=elapsed,
+            success_rate=self.episodes.success_rate, mean_return=self.episodes.mean_return,
+            episodes=self.episodes.total, run_dir=self.run_dir, policy_path=policy_path, interrupted=interrupted,
+        )
+        (self.run_dir / "summary.json").write_text(json.dumps({
+            k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()
+        }, indent=2))
+        return summary
+
+    def close(self) -> None:
+        self.server.close()
+
