@@ -1,16 +1,26 @@
-"""Log-depth parallel scan for the first-order linear recurrence h_t = a_t * h_{t-1} + b_t along dim 0.
+"""Parallel forms of the first-order linear recurrence h_t = a_t * h_{t-1} + b_t along dim 0.
 
 Why not ``cumprod`` + ``cumsum``: that closed form divides by cumulative products of decays in (0, 1], which
-underflow to zero within a few dozen steps. The Hillis-Steele scan below only ever multiplies numbers in (0, 1]
-(and adds), so it is as exact as the step-by-step loop, with ceil(log2 T) vectorised doubling steps.
+underflow to zero within a few dozen steps. Both methods here only ever multiply numbers in (0, 1] (and add):
 
-The backward pass is the same scan run in reverse time (lambda_t = g_t + a_{t+1} lambda_{t+1}), written by hand
-so autograd keeps only ``a``, ``h`` and ``h0`` instead of every doubling step's intermediates.
+* ``chunked`` (default): a two-level scan. The T steps are cut into n chunks of c ~ sqrt(T) steps; the local
+  recurrences of all chunks advance together (c vectorised steps, each over n chunks), then the n chunk carries are
+  chained (n small steps), then one vectorised pass adds each chunk's carried-in state times its within-chunk decay
+  products. About 2 sqrt(T) sequential steps (23 at T=128, never T) and O(T) memory traffic: on CPU, where this
+  recurrence is memory-bound, it is several times faster than the doubling scan.
+* ``doubling``: Hillis-Steele, ceil(log2 T) vectorised doubling steps, O(T log T) work (log depth; GPU-friendly).
+
+The backward pass is the same scan run in reverse time (lambda_t = g_t + a_{t+1} lambda_{t+1}), written by hand so
+autograd keeps only ``a``, ``h`` and ``h0`` instead of every intermediate step.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+METHODS = ("chunked", "doubling")
 
 
 def _sum_to(x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -26,14 +36,12 @@ def _sum_to(x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return x
 
 
-def _scan_inplace(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Hillis-Steele scan: on entry h holds b (with h0 folded into b_0); overwritten with the states.
-
-    ``a`` broadcasts against ``h`` and is consumed (cumulative window products are written into a copy).
-    """
-    steps = h.shape[0]
-    offset = 1
-    acc = a
+def _doubling(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
+    """Hillis-Steele; a [T, ...] broadcasts against b [T, ...]."""
+    h = b.clone()
+    if h0 is not None:
+        h[0] += a[0] * h0
+    steps, offset, acc = h.shape[0], 1, a
     while offset < steps:
         h[offset:] += acc[offset:] * h[:-offset]
         if 2 * offset < steps:
@@ -42,25 +50,53 @@ def _scan_inplace(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return h
 
 
+def _chunked(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
+    """Two-level scan; a [T, ...] broadcasts against b [T, ...]; h0 None means zeros."""
+    steps = b.shape[0]
+    c = max(1, math.isqrt(steps - 1) + 1 if steps > 1 else 1)
+    n = -(-steps // c)
+    pad = n * c - steps
+    if pad:
+        a = torch.cat([a, a.new_ones((pad, *a.shape[1:]))], dim=0)
+        b = torch.cat([b, b.new_zeros((pad, *b.shape[1:]))], dim=0)
+    a = a.reshape(n, c, *a.shape[1:])
+    h = b.reshape(n, c, *b.shape[1:]).clone()
+    acc = torch.empty_like(a)  # within-chunk decay products from the chunk start
+    acc[:, 0] = a[:, 0]
+    for j in range(1, c):
+        h[:, j] += a[:, j] * h[:, j - 1]
+        torch.mul(a[:, j], acc[:, j - 1], out=acc[:, j])
+    carry = torch.empty_like(h[:, 0])  # state entering each chunk
+    carry[0] = 0 if h0 is None else h0
+    for k in range(1, n):
+        carry[k] = h[k - 1, c - 1] + acc[k - 1, c - 1] * carry[k - 1]
+    h += acc * carry.unsqueeze(1)
+    h = h.reshape(n * c, *h.shape[2:])
+    return h[:steps] if pad else h
+
+
+def _scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, method: str) -> torch.Tensor:
+    if a.shape[0] != b.shape[0]:
+        a = a.expand(b.shape[0], *a.shape[1:])
+    return _chunked(a, b, h0) if method == "chunked" else _doubling(a, b, h0)
+
+
 class _LinearScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        a_full = a.expand(b.shape[0], *a.shape[1:]) if a.shape[0] == 1 else a
-        h = b.clone()
-        h[0] += a_full[0] * h0
-        _scan_inplace(a_full, h)
+    def forward(ctx, a, b, h0, method):  # type: ignore[override]
+        h = _scan(a, b, h0, method)
         ctx.save_for_backward(a, h, h0)
-        ctx.b_shape = b.shape
+        ctx.b_shape, ctx.method = b.shape, method
         return h
 
     @staticmethod
-    def backward(ctx, grad_h: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad_h):  # type: ignore[override]
         a, h, h0 = ctx.saved_tensors
         steps = h.shape[0]
-        a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] == 1 else a
-        # lambda_t = g_t + a_{t+1} lambda_{t+1}: a forward scan over reversed time with a shifted by one.
-        a_rev = torch.cat([torch.ones_like(a_full[:1]), a_full[1:].flip(0)], dim=0)
-        lam = _scan_inplace(a_rev, grad_h.flip(0).contiguous()).flip(0)
+        a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
+        # lambda_t = g_t + a_{t+1} lambda_{t+1}: the same scan over reversed time, a shifted by one step
+        a_rev = torch.cat([torch.zeros_like(a_full[:1]), a_full[1:].flip(0)], dim=0)
+        lam = _scan(a_rev, grad_h.flip(0), None, ctx.method).flip(0)
         grad_a = grad_b = grad_h0 = None
         if ctx.needs_input_grad[0]:
             h_prev = torch.cat([h0.unsqueeze(0).expand_as(h[:1]), h[:-1]], dim=0)
@@ -69,19 +105,21 @@ class _LinearScan(torch.autograd.Function):
             grad_b = _sum_to(lam, ctx.b_shape)
         if ctx.needs_input_grad[2]:
             grad_h0 = _sum_to(a_full[0] * lam[0], h0.shape)
-        return grad_a, grad_b, grad_h0
+        return grad_a, grad_b, grad_h0, None
 
 
-def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, method: str = "chunked") -> torch.Tensor:
     """All states h_1..h_T of h_t = a_t * h_{t-1} + b_t, h_0 given, along dim 0.
 
     a: [T or 1, ...] broadcastable to b [T, ...]; h0: broadcastable to b[0]. Returns [T, ...] (b's shape).
-    Resets are expressed by zeros in ``a``. Differentiable in all three arguments.
+    Resets are expressed by zeros in ``a``. Differentiable in all three arguments. ``method``: see module doc.
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown scan method {method!r}; expected one of {METHODS}")
     if b.dim() == 0 or b.shape[0] == 0:
         raise ValueError(f"linear_scan needs b with a non-empty leading time axis, got shape {tuple(b.shape)}")
     if a.dim() != b.dim():
         raise ValueError(f"a must have b's rank ({b.dim()}), got a{tuple(a.shape)} b{tuple(b.shape)}")
     torch.broadcast_shapes(a.shape, b.shape)  # raises a clear error on mismatch
     h0 = h0.expand(b.shape[1:]) if h0.shape != b.shape[1:] else h0
-    return _LinearScan.apply(a, b, h0)
+    return _LinearScan.apply(a, b, h0, method)

@@ -68,26 +68,28 @@ def check_sequence_equals_steps(model, t_len: int, batch: int = 3, seed: int = 1
     assert torch.equal(s_seq["tick"], s_step["tick"]) and torch.equal(s_end["tick"], s_step["tick"])
 
 
-def test_linear_scan_matches_loop_and_gradcheck() -> None:
+@pytest.mark.parametrize("method", ["chunked", "doubling"])
+@pytest.mark.parametrize("t_len", [1, 2, 37, 130])
+def test_linear_scan_matches_loop_and_gradcheck(method: str, t_len: int) -> None:
     g = torch.Generator().manual_seed(0)
-    t_len = 37
     a = torch.rand(t_len, 2, 1, 3, generator=g, dtype=torch.float64).requires_grad_()
     b = torch.randn(t_len, 2, 4, 3, generator=g, dtype=torch.float64).requires_grad_()
     h0 = torch.randn(2, 4, 3, generator=g, dtype=torch.float64).requires_grad_()
-    h, ref = linear_scan(a, b, h0), []
+    h, ref = linear_scan(a, b, h0, method), []
     state = h0
     for t in range(t_len):
         state = a[t] * state + b[t]
         ref.append(state)
     assert (h - torch.stack(ref)).abs().max().item() < 1e-12
-    assert torch.autograd.gradcheck(linear_scan, (a[:9], b[:9], h0))
+    assert torch.autograd.gradcheck(lambda a, b, h0: linear_scan(a, b, h0, method), (a[:9], b[:9], h0))
 
 
-def test_linear_scan_survives_tiny_decays() -> None:
+@pytest.mark.parametrize("method", ["chunked", "doubling"])
+def test_linear_scan_survives_tiny_decays(method: str) -> None:
     """Products of many small decays underflow; the scan must not divide by them (no nan/inf)."""
     a = torch.full((256, 4), 1e-3)
     b = torch.ones(256, 4)
-    h = linear_scan(a, b, torch.zeros(4))
+    h = linear_scan(a, b, torch.zeros(4), method)
     assert torch.isfinite(h).all() and (h[0] == 1).all() and (h[1:] - 1.001001).abs().max() < 1e-5
 
 
