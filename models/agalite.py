@@ -18,8 +18,9 @@ Choices made here (the reference is JAX/Flax):
   ``distinct`` = omega_j = pi*j/(r-1), j = 0..r-1 (r=1: omega = 0), r distinct values in [0, pi].
 * ``cfg.feature_map`` and ``cfg.gating`` (see ``models/feature_maps.py``) apply here too: scalar gating decays K~,
   V~ and s by 1-g, none by 1 only (all maps are non-negative, so the read-out bound still holds).
-* Training form (T > 1): Hillis-Steele parallel scan (``models/scan.py``), no Python loop over T; K~ and s share
-  their decay and are scanned together. T == 1 has a dedicated lean path (acting, ONNX export).
+* Training form (T > 1): a parallel scan (``models/scan.py``; two-level chunked by default, Hillis-Steele
+  doubling as an option), no Python loop over T; K~ and s share their decay and are scanned together.
+  T == 1 has a dedicated lean path (acting, ONNX export).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class AGaLiTeAttention(nn.Module):
         self.h, self.d, self.r = cfg.num_heads, cfg.d_head, cfg.r
         self.features = GatedFeatures(cfg.d_model, cfg.num_heads, cfg.d_head, cfg.eta, cfg.feature_map, cfg.gating)
         self.f = self.features.f
+        self.scan_method = "chunked"  # see models/scan.py; "doubling" is the log-depth Hillis-Steele scan
         self.out = nn.Linear(cfg.num_heads * cfg.d_head, cfg.d_model)
         orthogonal_init_(self.out)
 
@@ -133,8 +135,9 @@ class AGaLiTeAttention(nn.Module):
             t.reshape(steps, batch, *t.shape[1:]) for t in (f.k_bar, f.v_bar, f.phi_q, dk, dv)
         )
         # K~ (r columns) and s (one more column) share the decay: scan them together
-        hk = linear_scan(dk, torch.cat([c_row * k_bar, k_bar], dim=-1), torch.cat([tilde_k, s], dim=-1))
-        hv = linear_scan(dv, c_col * v_bar, tilde_v)
+        method = self.scan_method
+        hk = linear_scan(dk, torch.cat([c_row * k_bar, k_bar], dim=-1), torch.cat([tilde_k, s], dim=-1), method)
+        hv = linear_scan(dv, c_col * v_bar, tilde_v, method)
         kq = torch.matmul(phi_q, hk)  # [T, B, H, 1, r+1]
         num = torch.matmul(kq[..., : self.r], hv)  # [T, B, H, 1, d]
         den = kq[..., self.r :] * (2.0 * self.r) + EPS

@@ -50,7 +50,9 @@ def _pair_decays(decay: torch.Tensor) -> torch.Tensor:
         c, c + 1, *([1] * (decay.dim() - 1))
     )
     y = torch.where(keep, decay.unsqueeze(1), torch.ones((), dtype=decay.dtype, device=decay.device))
-    return torch.cumprod(y, dim=0)
+    # a running product along t, written as the scan h_t = y_t h_{t-1} (h_0 = 1): its hand-written backward is
+    # much cheaper than cumprod's, which takes a slow path whenever a reset puts an exact zero in y
+    return linear_scan(y, torch.zeros_like(y), torch.ones_like(y[0]))
 
 
 class GaLiTeAttention(nn.Module):
