@@ -94,6 +94,9 @@ class Actor:
         self.learner_run_id = ""
         self.last_heard = time.monotonic()
         self.last_heartbeat = 0.0
+        self.quota = 1
+        self.sent_per_version: dict[int, int] = {}
+        self.learner_starving = False
 
     def _addr(self, port: int) -> str:
         return tcp_address(self.cfg.learner_host, port)
@@ -133,7 +136,8 @@ class Actor:
                 if isinstance(msg, Error):
                     raise SystemExit(f"learner refused this actor: {msg.code}: {msg.message}")
                 if isinstance(msg, Welcome):
-                    self.push = connect_trajectories(self.ctx, self._addr(self.cfg.trajectory_port), curve=curve)
+                    self.push = connect_trajectories(self.ctx, self._addr(self.cfg.trajectory_port), sndhwm=1,
+                                                 curve=curve)
                     self.sub = connect_policies(self.ctx, self._addr(self.cfg.policy_port), curve=curve)
                     self.last_heard = time.monotonic()
                     return msg
@@ -155,6 +159,8 @@ class Actor:
         step_fn = StepFunction.from_bytes(welcome.policy.onnx, intra_op_threads=self.cfg.threads)
         self.graph_id = str(welcome.policy.metadata.get("graph_sha256", welcome.policy.graph_sha256))
         self.version = welcome.policy.version
+        self.sent_per_version.clear()
+        self.quota = int(settings.get("segments_per_version", 1))
         num_envs = self.cfg.num_envs or int(settings.get("envs_per_actor", 1))
         if self.collector is None or new_env or segment_changed:
             if self.collector is not None:
@@ -174,16 +180,17 @@ class Actor:
                  self.version)
 
     # ---- steady state -------------------------------------------------------------------------------------------
-    def _service_control(self) -> None:
+    def _service_control(self, heartbeat_interval: float | None = None) -> None:
         assert self.control is not None
         now = time.monotonic()
-        interval = float(self.settings.get("heartbeat_interval_s", 1.0))
+        interval = heartbeat_interval or float(self.settings.get("heartbeat_interval_s", 1.0))
         if now - self.last_heartbeat >= interval:
             self.last_heartbeat = now
             try:
                 self.control.send(encode(Heartbeat(sender_id=self.actor_id, run_id=self.run_id, time=time.time(),
                                                    policy_version=self.version,
-                                                   stats={"segments": self.segments_sent})), zmq.NOBLOCK)
+                                                   stats={"segments": self.segments_sent,
+                                                          "num_envs": self._num_envs_hint()})), zmq.NOBLOCK)
             except zmq.Again:
                 pass
         while self.control.poll(0):
@@ -196,6 +203,10 @@ class Actor:
                 if msg.run_id != self.learner_run_id:
                     raise LearnerGone(f"a new learner run {msg.run_id} answered")
                 self.last_heard = now
+                quota = msg.stats.get("segments_per_version")
+                if isinstance(quota, int) and quota > 0:
+                    self.quota = quota
+                self.learner_starving = bool(msg.stats.get("starving", False))
             elif isinstance(msg, Error):
                 log.error("learner says: %s: %s", msg.code, msg.message)
         if now - self.last_heard > float(self.settings.get("learner_timeout_s", 10.0)):
@@ -204,14 +215,16 @@ class Actor:
     def _poll_policy(self) -> None:
         """Take the newest published policy, if any; called only between segments."""
         assert self.sub is not None and self.policy is not None
-        if not self.sub.poll(0):
-            return
-        try:
-            update = decode(self.sub.recv())
-        except ProtocolError as err:
-            log.warning("bad policy update: %s", err)
-            return
-        if not isinstance(update, ModelUpdate) or update.version <= self.version:
+        update: ModelUpdate | None = None
+        while self.sub.poll(0):  # CONFLATE keeps one, but drain anyway: only the newest matters
+            try:
+                msg = decode(self.sub.recv())
+            except ProtocolError as err:
+                log.warning("bad policy update: %s", err)
+                continue
+            if isinstance(msg, ModelUpdate) and (update is None or msg.version > update.version):
+                update = msg
+        if update is None or update.version <= self.version:
             return
         if update.kind == "full":
             step_fn = StepFunction.from_bytes(update.onnx, intra_op_threads=self.cfg.threads)
@@ -233,10 +246,25 @@ class Actor:
                 return
             self._service_control()  # blocked by backpressure: keep heartbeats going, notice a dead learner
 
+    def _in_flight(self) -> int:
+        """Segments sent under the current policy version or the one before (those the learner may still use)."""
+        return sum(n for v, n in self.sent_per_version.items() if v >= self.version - 1)
+
+    def _wait_for_policy(self) -> None:
+        """Flow control: keep at most two shares of a batch in flight; then wait for a newer policy, unless the
+        learner says it is starving (an actor left, a share changed), so that the two never wait on each other."""
+        self.learner_starving = False
+        while (self._in_flight() >= 2 * self.quota and not self.learner_starving and not self.stop.is_set()):
+            assert self.sub is not None
+            self.sub.poll(20)
+            self._poll_policy()
+            self._service_control(heartbeat_interval=0.2)
+
     def _loop(self) -> None:
         assert self.collector is not None and self.policy is not None
         while not self.stop.is_set():
             self._poll_policy()
+            self._wait_for_policy()
             version = self.version
             data = self.collector.collect(self.policy)
             seg = Segment(
@@ -247,6 +275,9 @@ class Actor:
             )
             self.seq += 1
             self._send(seg)
+            self.sent_per_version[version] = self.sent_per_version.get(version, 0) + 1
+            for old in [v for v in self.sent_per_version if v < self.version - 1]:
+                del self.sent_per_version[old]
             self._service_control()
             if self.cfg.max_segments is not None and self.segments_sent >= self.cfg.max_segments:
                 self.stop.set()

@@ -97,13 +97,19 @@ class RunConfig:
     weights_only_updates: bool = True
     """Publish new weights for the exported graph instead of a full ONNX file after each update."""
     log_interval_s: float = 5.0
-    max_queue_segments: int = 64
-    """Bound on decoded segments waiting for the learner; beyond it actors block (backpressure)."""
+    max_queue_segments: int = 0
+    """Bound on decoded segments waiting for the learner; beyond it actors block (backpressure). 0: one batch
+    worth (ceil(batch_envs / envs_per_actor)); deeper queues only make the data older (policy lag)."""
     num_actors: int = 2
     """Actor processes the local launcher (``make train``) starts; ignored by a bare learner."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def queue_bound(self) -> int:
+        if self.max_queue_segments > 0:
+            return self.max_queue_segments
+        return max(1, -(-self.batch_envs // max(1, self.envs_per_actor)))
 
 
 _SECTIONS: dict[str, type] = {"env": EnvConfig, "model": ModelConfig, "ppo": PPOConfig, "net": NetConfig}

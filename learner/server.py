@@ -49,6 +49,7 @@ class ActorInfo:
     num_envs: int
     last_seen: float
     segments: int = 0
+    policy_version: int = -1
 
 
 @dataclass
@@ -78,6 +79,7 @@ class LearnerServer:
         max_policy_lag: int,
         actor_timeout_s: float,
         max_queue_segments: int,
+        batch_envs: int,
         curve_dir: str | None = None,
     ) -> None:
         self.spec = spec
@@ -87,6 +89,8 @@ class LearnerServer:
         self.welcome_policy = welcome_policy
         self.max_policy_lag = max_policy_lag
         self.actor_timeout_s = actor_timeout_s
+        self.batch_envs = batch_envs
+        self._waiting_since: float | None = None
         self.queue: queue.Queue[Segment] = queue.Queue(maxsize=max_queue_segments)
         self.stats = ServerStats()
         self.actors: dict[str, ActorInfo] = {}
@@ -100,7 +104,9 @@ class LearnerServer:
             # Layout: server.key_secret (this learner's key pair), authorized_clients/*.key (actors let in).
             curve = CurveServer(load_keypair(Path(curve_dir) / "server.key_secret"))
             self._auth = start_authenticator(self.ctx, Path(curve_dir) / "authorized_clients")
-        self.pull = bind_trajectories(self.ctx, trajectory_port, host, curve=curve)
+        # Tiny high-water marks: segments wait in one bounded place (self.queue), not in socket buffers where they
+        # would silently age past the lag bound.
+        self.pull = bind_trajectories(self.ctx, trajectory_port, host, rcvhwm=2, curve=curve)
         self.router = bind_control(self.ctx, control_port, host, curve=curve)
         self.pub = bind_policies(self.ctx, policy_port, host, curve=curve)
         self._thread = threading.Thread(target=self._serve, name="learner-receiver", daemon=True)
@@ -120,18 +126,57 @@ class LearnerServer:
             if remaining <= 0:
                 return None
             try:
-                seg = self.queue.get(timeout=remaining)
+                seg = self.queue.get_nowait()
             except queue.Empty:
-                return None
+                if self._waiting_since is None:
+                    self._waiting_since = time.monotonic()
+                try:
+                    seg = self.queue.get(timeout=remaining)
+                except queue.Empty:
+                    return None
+            self._waiting_since = None
             if self._lag_reason(seg) is None:
                 return seg
             with self._lock:
                 self.stats.dropped["stale"] += 1
 
+    def segments_per_version(self) -> int:
+        """Each actor's share of one batch, in segments. An actor keeps at most two shares in flight (sent under
+        its current policy version or the one before): the next batch fills while the learner trains on this
+        one (lag about 1), and nothing queues up and ages (in socket buffers, beyond any high-water mark) past
+        the lag bound. A starving learner lifts the limit (see ``starving``)."""
+        now = time.monotonic()
+        with self._lock:
+            envs = sum(a.num_envs for a in self.actors.values() if now - a.last_seen <= self.actor_timeout_s)
+        return max(1, -(-self.batch_envs // max(1, envs)))
+
+    def starving(self) -> bool:
+        """True while the training thread has been waiting for data for a while with nothing queued."""
+        since = self._waiting_since
+        return since is not None and self.queue.empty() and time.monotonic() - since > 0.2
+
     def live_actors(self) -> int:
         now = time.monotonic()
         with self._lock:
             return sum(1 for a in self.actors.values() if now - a.last_seen <= self.actor_timeout_s)
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            return {
+                "live_actors": sum(1 for a in self.actors.values() if now - a.last_seen <= self.actor_timeout_s),
+                "actors": {k: {"run_id": a.run_id, "host": a.host, "num_envs": a.num_envs,
+                               "segments": self.stats.segments_per_actor.get(k, 0),
+                               "policy_version": a.policy_version,
+                               "seconds_since_seen": round(now - a.last_seen, 3)}
+                           for k, a in self.actors.items()},
+                "segments_per_actor": dict(self.stats.segments_per_actor),
+                "dropped": dict(self.stats.dropped),
+                "received_segments": self.stats.received_segments,
+                "accepted_segments": self.stats.accepted_segments,
+                "lost_actors": self.stats.lost_actors,
+                "queued_segments": self.queue.qsize(),
+            }
 
     def close(self) -> None:
         self._stop.set()
@@ -245,15 +290,22 @@ class LearnerServer:
                     self.actors[msg.actor_id] = ActorInfo(msg.actor_id, msg.run_id, msg.host, msg.num_envs, now)
                 log.info("actor %s (run %s, %d envs on %s) joined", msg.actor_id, msg.run_id, msg.num_envs,
                          msg.host)
-                self._reply(identity, Welcome(run_name=self.run_id, settings=self.settings,
+                settings = dict(self.settings, segments_per_version=self.segments_per_version())
+                self._reply(identity, Welcome(run_name=self.run_id, settings=settings,
                                               policy=self.welcome_policy()))
             elif isinstance(msg, Heartbeat):
                 with self._lock:
                     info = self.actors.get(msg.sender_id)
                     if info is not None:
                         info.last_seen = now
+                        info.policy_version = msg.policy_version
+                        envs = msg.stats.get("num_envs")
+                        if isinstance(envs, int) and envs > 0:
+                            info.num_envs = envs
                 self._reply(identity, Heartbeat(sender_id="learner", run_id=self.run_id, time=time.time(),
-                                                policy_version=self.current_version(), stats={}))
+                                                policy_version=self.current_version(),
+                                                stats={"segments_per_version": self.segments_per_version(),
+                                                       "starving": self.starving()}))
             elif isinstance(msg, Bye):
                 with self._lock:
                     self.actors.pop(msg.actor_id, None)

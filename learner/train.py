@@ -140,7 +140,7 @@ class Learner:
             control_port=cfg.net.control_port, spec=spec, settings=self.settings, run_id=self.run_id,
             current_version=lambda: self.version, welcome_policy=self._welcome_policy,
             max_policy_lag=cfg.max_policy_lag, actor_timeout_s=cfg.actor_timeout_s,
-            max_queue_segments=cfg.max_queue_segments, curve_dir=cfg.net.curve_dir,
+            max_queue_segments=cfg.queue_bound(), batch_envs=cfg.batch_envs, curve_dir=cfg.net.curve_dir,
         )
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
@@ -213,6 +213,27 @@ class Learner:
             update = self._welcome_policy()
         self.server.publish(update)
 
+    def status(self) -> dict[str, Any]:
+        """A snapshot for people and tests: what the learner is doing right now."""
+        return {
+            "learner_run_id": self.run_id,
+            "policy_version": self.version,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "success_rate": None if math.isnan(self.episodes.success_rate) else self.episodes.success_rate,
+            "mean_return": None if math.isnan(self.episodes.mean_return) else self.episodes.mean_return,
+            "episodes": self.episodes.total,
+            "resumed": self.resumed,
+            **self.server.snapshot(),
+            "time": time.time(),
+        }
+
+    def write_status(self) -> None:
+        path = self.run_dir / "status.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.status(), indent=2, sort_keys=True))
+        tmp.replace(path)
+
     def export_final(self) -> Path:
         exported = export_step_function(
             copy.deepcopy(self.model).cpu(), policy_version=self.version, observation_space=self.observation_space,
@@ -229,6 +250,7 @@ class Learner:
         start = time.monotonic()
         last_ckpt = last_log = start
         last_log_steps = self.env_steps
+        last_status = 0.0
         interrupted = False
         bar = tqdm(total=cfg.total_steps, initial=min(self.env_steps, cfg.total_steps), unit="step",
                    dynamic_ncols=True, disable=None, smoothing=0.1)
@@ -244,9 +266,14 @@ class Learner:
                     if seg is not None:
                         segments.append(seg)
                         rows += seg.actions.shape[1]
-                    elif time.monotonic() - last_ckpt > cfg.checkpoint_interval_s:
-                        last_ckpt = time.monotonic()
-                        self.checkpoint(self.elapsed_before + last_ckpt - start)
+                    else:
+                        idle_now = time.monotonic()
+                        if idle_now - last_status >= 1.0:
+                            last_status = idle_now
+                            self.write_status()
+                        if idle_now - last_ckpt > cfg.checkpoint_interval_s:
+                            last_ckpt = idle_now
+                            self.checkpoint(self.elapsed_before + idle_now - start)
                 if not segments or stop.is_set():
                     break
                 t0 = time.monotonic()
@@ -284,7 +311,18 @@ class Learner:
                 if now - last_log >= cfg.log_interval_s:
                     stats["charts/SPS"] = (self.env_steps - last_log_steps) / (now - last_log)
                     last_log, last_log_steps = now, self.env_steps
+                    if bar.disable:  # no terminal: a plain progress line instead of the bar
+                        log.info(
+                            "step %d/%d (%.0f%%) | %.0f steps/s | success %.2f | return %.2f | version %d | "
+                            "actors %d | lag mean %.1f", self.env_steps, cfg.total_steps,
+                            100.0 * self.env_steps / cfg.total_steps, stats["charts/SPS"],
+                            self.episodes.success_rate, self.episodes.mean_return, self.version,
+                            self.server.live_actors(), float(np.mean(lags)),
+                        )
                 metrics.scalars(stats, self.env_steps)
+                if now - last_status >= 1.0:
+                    last_status = now
+                    self.write_status()
                 if now - last_ckpt >= cfg.checkpoint_interval_s:
                     last_ckpt = now
                     self.checkpoint(self.elapsed_before + now - start)
@@ -297,6 +335,7 @@ class Learner:
         interrupted = interrupted or stop.is_set()
         elapsed = self.elapsed_before + time.monotonic() - start
         self.checkpoint(elapsed)
+        self.write_status()
         policy_path = self.export_final()
         metrics.close()
         summary = Summary(
