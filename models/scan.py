@@ -50,10 +50,23 @@ def _doubling(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> torc
     return h
 
 
-def _chunked(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
-    """Two-level scan; a [T, ...] broadcasts against b [T, ...]; h0 None means zeros."""
+def _chunk_len(steps: int) -> int:
+    """About sqrt(T); a divisor of T when one is near (no padding copies), e.g. 16 for T = 128."""
+    root = math.isqrt(steps)
+    for c in sorted(range(max(2, root // 2), 2 * root + 1), key=lambda c: abs(c - math.sqrt(steps))):
+        if steps % c == 0:
+            return c
+    return root + 1
+
+
+def _chunked(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, reverse: bool = False) -> torch.Tensor:
+    """Two-level scan; a [T, ...] broadcasts against b [T, ...]; h0 None means zeros.
+
+    reverse=True computes the adjoint recurrence h_t = b_t + a_{t+1} h_{t+1} (h_{T} = h0, a_T taken as 1) without
+    flipping the (large) inputs: the backward pass of the forward scan.
+    """
     steps = b.shape[0]
-    c = max(1, math.isqrt(steps - 1) + 1 if steps > 1 else 1)
+    c = _chunk_len(steps)
     n = -(-steps // c)
     pad = n * c - steps
     if pad:
@@ -61,15 +74,27 @@ def _chunked(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> torch
         b = torch.cat([b, b.new_zeros((pad, *b.shape[1:]))], dim=0)
     a = a.reshape(n, c, *a.shape[1:])
     h = b.reshape(n, c, *b.shape[1:]).clone()
-    acc = torch.empty_like(a)  # within-chunk decay products from the chunk start
-    acc[:, 0] = a[:, 0]
-    for j in range(1, c):
-        h[:, j] += a[:, j] * h[:, j - 1]
-        torch.mul(a[:, j], acc[:, j - 1], out=acc[:, j])
-    carry = torch.empty_like(h[:, 0])  # state entering each chunk
-    carry[0] = 0 if h0 is None else h0
-    for k in range(1, n):
-        carry[k] = h[k - 1, c - 1] + acc[k - 1, c - 1] * carry[k - 1]
+    acc = torch.empty_like(a)  # within-chunk decay products towards the chunk's entry point
+    if not reverse:
+        acc[:, 0] = a[:, 0]
+        for j in range(1, c):
+            h[:, j] += a[:, j] * h[:, j - 1]
+            torch.mul(a[:, j], acc[:, j - 1], out=acc[:, j])
+        carry = torch.empty_like(h[:, 0])  # state entering each chunk
+        carry[0] = 0 if h0 is None else h0
+        for k in range(1, n):
+            carry[k] = h[k - 1, c - 1] + acc[k - 1, c - 1] * carry[k - 1]
+    else:
+        # entering chunk k from its end: lambda_{end} gets a_{end+1} * lambda_{end+1}, a_{end+1} = a[k+1, 0]
+        acc[:-1, c - 1] = a[1:, 0]
+        acc[-1, c - 1] = 1
+        for j in range(c - 2, -1, -1):
+            h[:, j] += a[:, j + 1] * h[:, j + 1]
+            torch.mul(a[:, j + 1], acc[:, j + 1], out=acc[:, j])
+        carry = torch.empty_like(h[:, 0])  # adjoint state just after each chunk
+        carry[n - 1] = 0 if h0 is None else h0
+        for k in range(n - 2, -1, -1):
+            carry[k] = h[k + 1, 0] + acc[k + 1, 0] * carry[k + 1]
     h += acc * carry.unsqueeze(1)
     h = h.reshape(n * c, *h.shape[2:])
     return h[:steps] if pad else h
@@ -94,13 +119,20 @@ class _LinearScan(torch.autograd.Function):
         a, h, h0 = ctx.saved_tensors
         steps = h.shape[0]
         a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
-        # lambda_t = g_t + a_{t+1} lambda_{t+1}: the same scan over reversed time, a shifted by one step
-        a_rev = torch.cat([torch.zeros_like(a_full[:1]), a_full[1:].flip(0)], dim=0)
-        lam = _scan(a_rev, grad_h.flip(0), None, ctx.method).flip(0)
+        # lambda_t = g_t + a_{t+1} lambda_{t+1}: the same scan run backwards in time
+        if ctx.method == "chunked":
+            lam = _chunked(a_full, grad_h.contiguous(), None, reverse=True)
+        else:
+            a_rev = torch.cat([torch.zeros_like(a_full[:1]), a_full[1:].flip(0)], dim=0)
+            lam = _doubling(a_rev, grad_h.flip(0), None).flip(0)
         grad_a = grad_b = grad_h0 = None
         if ctx.needs_input_grad[0]:
-            h_prev = torch.cat([h0.unsqueeze(0).expand_as(h[:1]), h[:-1]], dim=0)
-            grad_a = _sum_to(lam * h_prev, a.shape)
+            first = _sum_to(lam[:1] * h0.unsqueeze(0), (1, *a.shape[1:]))
+            if a.shape[0] == 1:
+                grad_a = first + _sum_to(lam[1:] * h[:-1], (1, *a.shape[1:])) if steps > 1 else first
+            else:
+                rest = _sum_to(lam[1:] * h[:-1], (steps - 1, *a.shape[1:]))
+                grad_a = torch.cat([first, rest], dim=0)
         if ctx.needs_input_grad[1]:
             grad_b = _sum_to(lam, ctx.b_shape)
         if ctx.needs_input_grad[2]:
