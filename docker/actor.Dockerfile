@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The actor image: the core dependency set only (numpy, msgpack, pyzmq, gymnasium, onnxruntime, tyro, tqdm), no
 # torch. Build from the repository root:  docker build -f docker/actor.Dockerfile -t agalite-rl/actor .
 # Configure with AGALITE_<FLAG> environment variables (python -m actor --help), e.g. AGALITE_LEARNER_HOST.

@@ -34,8 +34,8 @@ def check_tcp(host: str, port: int, timeout: float) -> str | None:
         return f"nothing accepts connections on {host}:{port}: {err}"
 
 
-def find_actor_pid(proc: Path = Path("/proc")) -> int | None:
-    """The lowest PID of a readable process whose command line runs ``-m actor``."""
+def find_actor_pids(proc: Path = Path("/proc")) -> list[int]:
+    """PIDs (ascending) of the readable processes whose command line runs ``-m actor``."""
     found = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
@@ -46,7 +46,7 @@ def find_actor_pid(proc: Path = Path("/proc")) -> int | None:
             continue
         if any(a == b"-m" and b == b"actor" for a, b in zip(argv, argv[1:])):
             found.append(int(entry.name))
-    return min(found) if found else None
+    return sorted(found)
 
 
 def socket_inodes(pid: int) -> set[str]:
@@ -82,9 +82,10 @@ def established_remote_ports(pid: int, inodes: set[str]) -> set[int]:
 
 def check_actor(port: int, pid: int | None) -> str | None:
     if pid is None:
-        pid = find_actor_pid()
-        if pid is None:
+        pids = find_actor_pids()
+        if not pids:
             return "no actor process (python -m actor) is running"
+        pid = pids[0]
     try:
         inodes = socket_inodes(pid)
     except OSError as err:

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The learner image: the core set plus the `learner` extra (torch, onnx, tensorboard), pinned by constraints.txt.
 # Also runs TensorBoard in the compose stack. Build from the repository root:
 #   docker build -f docker/learner.Dockerfile -t agalite-rl/learner .                           # CPU torch
@@ -28,7 +27,8 @@ COPY configs ./configs
 RUN set -eu; \
     case "$TORCH_VARIANT" in \
       cuda) index="" ;; \
-      cpu|cu[0-9]*|rocm*) index="--index-url https://download.pytorch.org/whl/$TORCH_VARIANT --extra-index-url https://pypi.org/simple" ;; \
+      cpu|cu[0-9]*|rocm*) index="--index-url https://download.pytorch.org/whl/$TORCH_VARIANT \
+                                 --extra-index-url https://pypi.org/simple" ;; \
       *) echo "unknown TORCH_VARIANT=$TORCH_VARIANT (cpu, cuda, cu126, cu128, ...)" >&2; exit 1 ;; \
     esac; \
     /opt/venv/bin/pip install --no-cache-dir $index -c constraints.txt -e ".[learner]"; \
@@ -39,7 +39,8 @@ RUN set -eu; \
 # ---- runtime stage: the slim base, the virtual environment and /app, run as an unprivileged user.
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 agalite \
- && useradd --system --uid 10001 --gid agalite --home-dir /home/agalite --create-home --shell /usr/sbin/nologin agalite \
+ && useradd --system --uid 10001 --gid agalite --home-dir /home/agalite --create-home \
+        --shell /usr/sbin/nologin agalite \
  && mkdir -p /runs && chown agalite:agalite /runs
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app

@@ -4,8 +4,8 @@ Only what the project's compose files use is implemented, strictly: variable int
 ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}``, ``${VAR?error}``; anything else is an
 error), string commands split like a shell, ``environment`` as a mapping or a list. A service becomes a local
 process by substituting only what has to change on one machine without Docker: ``python`` is this interpreter,
-service names in environment values (host names) are 127.0.0.1, a 0.0.0.0 argument is 127.0.0.1, volume mount points are local directories, and files
-the Dockerfile copies to fixed places are their sources in the repository.
+service names in environment values (host names) are 127.0.0.1, a 0.0.0.0 argument is 127.0.0.1, volume mount
+points are local directories, and files the Dockerfiles copy to fixed places are their sources in the repository.
 """
 
 from __future__ import annotations
@@ -126,12 +126,11 @@ def _localise(arg: str, hosts: Mapping[str, str], mounts: Mapping[str, Path]) ->
 def local_service(compose: Mapping[str, Any], name: str, volume_dirs: Mapping[str, Path]) -> LocalService:
     """The command, environment and health check of service ``name`` as a process on this machine.
 
-    ``volume_dirs`` maps each named volume to a local directory. Service names and 0.0.0.0 become 127.0.0.1.
+    ``volume_dirs`` maps each named volume to a local directory.
     """
     services = compose["services"]
     service = services[name]
     hosts = {other: "127.0.0.1" for other in services}
-    hosts["0.0.0.0"] = "127.0.0.1"
     mounts: dict[str, Path] = {}
     for spec in service.get("volumes") or []:
         if isinstance(spec, str):

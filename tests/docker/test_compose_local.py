@@ -10,6 +10,7 @@ several minutes on two cores.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -64,6 +65,13 @@ def _wait_healthy(argv: list[str], watched: list[subprocess.Popen], timeout_s: f
             assert p.poll() is None, f"{p.args} exited with {p.returncode} before {argv[2:]} passed"
         assert time.monotonic() < deadline, f"health check {argv[2:]} still failing: {result.stderr.strip()}"
         time.sleep(1.0)
+
+
+def _healthcheck_module():
+    spec = importlib.util.spec_from_file_location("agalite_healthcheck", dt.IMAGE_FILES["/opt/agalite/healthcheck.py"])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -130,8 +138,10 @@ def test_compose_services_train_tmaze_as_local_processes(tmp_path):
         procs += actors
         assert learner.healthcheck is not None and actor.healthcheck is not None
         assert _health(learner.healthcheck).returncode == 1  # nothing listens yet: unhealthy
+        # The image's check finds its actor by command line (PID 1 there); here each one is named explicitly.
+        found = _healthcheck_module().find_actor_pids()
         for p in actors:
-            # The image checks its PID 1; here each actor process is named explicitly.
+            assert p.pid in found
             assert _health(actor.healthcheck + ["--pid", str(p.pid)]).returncode == 1
 
         learner_proc = _start(learner.argv, learner.env, logs / "learner.log")
