@@ -23,6 +23,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 GPU_COMPOSE_FILE = REPO_ROOT / "docker-compose.gpu.yml"
+STACK_FILE = REPO_ROOT / "docker" / "stack.yml"
 COMPOSE_SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "compose-spec.json"
 DOCKER_DIR = REPO_ROOT / "docker"
 # Files the Dockerfiles COPY to fixed paths in the images, and their sources here.

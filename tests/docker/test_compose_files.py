@@ -33,7 +33,7 @@ def _errors(validator, doc) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
 
 
-@pytest.mark.parametrize("path", [dt.COMPOSE_FILE, dt.GPU_COMPOSE_FILE], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [dt.COMPOSE_FILE, dt.GPU_COMPOSE_FILE, dt.STACK_FILE], ids=lambda p: p.name)
 def test_compose_file_matches_the_compose_specification(schema_validator, path):
     assert _errors(schema_validator, dt.load_raw(path)) == []
 
@@ -51,7 +51,7 @@ def test_the_schema_check_rejects_a_broken_file(schema_validator):
 
 def test_every_variable_has_a_default():
     """`docker compose up` works with no .env file: every ${VAR} has a default (or is optional)."""
-    for path in (dt.COMPOSE_FILE, dt.GPU_COMPOSE_FILE):
+    for path in (dt.COMPOSE_FILE, dt.GPU_COMPOSE_FILE, dt.STACK_FILE):
         text = path.read_text()
         code = "\n".join(line.split(" #")[0] for line in text.splitlines() if not line.lstrip().startswith("#"))
         assert re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", code) == [], f"{path.name}: variables without default"
@@ -192,12 +192,13 @@ def test_compose_cli_accepts_the_files(files):
         assert result.returncode == 0, f"{' '.join(cli)} config: {result.stderr}"
 
 
-def _stack_config(env: dict[str, str]) -> dict | None:
-    """`docker stack config` (Swarm's reading of the file, client-side) as a dict, or None when unavailable."""
+def _stack_config(env: dict[str, str], *extra_files) -> dict | None:
+    """`docker stack config` (Swarm's reading of the files, client-side) as a dict, or None when unavailable."""
     if not shutil.which("docker"):
         return None
+    files = [arg for f in (dt.COMPOSE_FILE, *extra_files) for arg in ("-c", str(f))]
     try:
-        result = subprocess.run(["docker", "stack", "config", "-c", str(dt.COMPOSE_FILE)], capture_output=True,
+        result = subprocess.run(["docker", "stack", "config", *files], capture_output=True,
                                 text=True, timeout=120, cwd=dt.REPO_ROOT, env=dt.process_env(env))
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -225,3 +226,15 @@ def test_swarm_reads_the_file_as_these_tests_do(env):
         assert {k: str(v) for k, v in (theirs.get("environment") or {}).items()} == \
             dt.service_environment(ours["services"][name]), name
     assert stack["services"]["actor"]["deploy"]["replicas"] == 2
+
+
+def test_swarm_pins_the_learner_and_tensorboard_to_the_node_with_the_run_volume():
+    stack = _stack_config({"AGALITE_LEARNER_NODE_CONSTRAINT": "node.hostname == gpu-1"}, dt.STACK_FILE)
+    if stack is None:
+        pytest.skip("no docker CLI with `docker stack config` here")
+    for name in ("learner", "tensorboard"):
+        assert stack["services"][name]["deploy"]["placement"]["constraints"] == ["node.hostname == gpu-1"]
+    assert "placement" not in stack["services"]["actor"]["deploy"]
+    assert stack["services"]["actor"]["deploy"]["replicas"] == 2  # the base file's count survives the merge
+    defaults = dt.load(dt.STACK_FILE)
+    assert defaults["services"]["learner"]["deploy"]["placement"]["constraints"] == ["node.role == manager"]
