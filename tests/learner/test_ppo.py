@@ -1,0 +1,319 @@
+"""PPO pieces of the learner against values worked out by hand (GAE, the loss) and against a manual gradient step."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from envs import env_spaces
+from learner.config import PPOConfig
+from learner.ppo import PPO, Batch, batch_from_segments, compute_gae, ppo_loss
+from models.registry import build_actor_critic, small_config
+from protocol import Segment
+
+GAMMA, LAM = 0.5, 0.5  # round numbers, so every value below can be checked with pencil and paper
+REWARDS = [1.0, 0.0, 2.0]
+VALUES = [0.5, 1.0, -1.0, 2.0]  # T+1 values: VALUES[3] bootstraps the segment's tail
+
+
+def _gae(rewards, values, terminated=None, truncated=None, bootstrap=None):
+    t = len(rewards)
+    col = lambda x, dtype=torch.float32: torch.tensor(x, dtype=dtype).reshape(len(x), -1)  # noqa: E731
+    term = col(terminated or [False] * t, torch.bool)
+    trunc = col(truncated or [False] * t, torch.bool)
+    boot = col(bootstrap or [0.0] * t)
+    adv, ret = compute_gae(col(rewards), col(values), term, trunc, boot, GAMMA, LAM)
+    return adv[:, 0].tolist(), ret[:, 0].tolist()
+
+
+def test_gae_without_episode_end():
+    # delta_t = r_t + g V_{t+1} - V_t:  d0 = 1 + .5*1 - .5 = 1,  d1 = 0 + .5*(-1) - 1 = -1.5,  d2 = 2 + .5*2 + 1 = 4
+    # A2 = 4,  A1 = -1.5 + .25*4 = -0.5,  A0 = 1 + .25*(-0.5) = 0.875;  returns = A + V[:-1]
+    adv, ret = _gae(REWARDS, VALUES)
+    assert adv == pytest.approx([0.875, -0.5, 4.0])
+    assert ret == pytest.approx([1.375, 0.5, 3.0])
+
+
+def test_gae_termination_inside_segment_does_not_bootstrap_across_it():
+    # step 1 terminates: d1 = 0 + 0 - 1 = -1 (no V of the next episode's first obs) and A1 does not see A2
+    # A2 = 4 (the new episode, bootstrapping from VALUES[3]),  A1 = -1,  A0 = 1 + .25*(-1) = 0.75
+    adv, ret = _gae(REWARDS, VALUES, terminated=[False, True, False], bootstrap=[0.0, 123.0, 0.0])
+    assert adv == pytest.approx([0.75, -1.0, 4.0])
+    assert ret == pytest.approx([1.25, 0.0, 3.0])
+
+
+def test_gae_termination_on_last_step_ignores_tail_value():
+    # d2 = 2 + 0 - (-1) = 3,  A1 = -1.5 + .25*3 = -0.75,  A0 = 1 + .25*(-0.75) = 0.8125
+    adv, _ = _gae(REWARDS, VALUES, terminated=[False, False, True])
+    assert adv == pytest.approx([0.8125, -0.75, 3.0])
+
+
+def test_gae_truncation_bootstraps_from_final_observation_value():
+    # step 1 is cut by the time limit; V(final obs) = 3 comes from bootstrap_values, not VALUES[2] (next episode):
+    # d1 = 0 + .5*3 - 1 = 0.5,  A1 = 0.5 (no carry from the next episode),  A0 = 1 + .25*.5 = 1.125,  A2 = 4
+    adv, ret = _gae(REWARDS, VALUES, truncated=[False, True, False], bootstrap=[0.0, 3.0, 0.0])
+    assert adv == pytest.approx([1.125, 0.5, 4.0])
+    assert ret == pytest.approx([1.625, 1.5, 3.0])
+
+
+def test_gae_several_envs_are_independent_columns():
+    cases = [
+        dict(terminated=[False] * 3, truncated=[False] * 3, bootstrap=[0.0] * 3),
+        dict(terminated=[False, True, False], truncated=[False] * 3, bootstrap=[0.0] * 3),
+        dict(terminated=[False] * 3, truncated=[False, True, False], bootstrap=[0.0, 3.0, 0.0]),
+    ]
+    rewards = torch.tensor([REWARDS] * 3).T.contiguous()
+    values = torch.tensor([VALUES, [v * 2 for v in VALUES], VALUES]).T.contiguous()
+    term = torch.tensor([c["terminated"] for c in cases]).T.contiguous()
+    trunc = torch.tensor([c["truncated"] for c in cases]).T.contiguous()
+    boot = torch.tensor([c["bootstrap"] for c in cases]).T.contiguous()
+    adv, ret = compute_gae(rewards, values, term, trunc, boot, GAMMA, LAM)
+    assert adv.shape == ret.shape == (3, 3)
+    assert adv[:, 0].tolist() == pytest.approx([0.875, -0.5, 4.0])
+    assert adv[:, 2].tolist() == pytest.approx([1.125, 0.5, 4.0])
+    # env 1 has doubled values: d0 = 1 + .5*2 - 1 = 1, d1 = -2, A1 = -2, A2 = 2 + .5*4 + 2 = 6, A0 = 1 - .5 = 0.5
+    assert adv[:, 1].tolist() == pytest.approx([0.5, -2.0, 6.0])
+
+
+# ---------------------------------------------------------------------------------------------------------- loss
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def _loss_case():
+    """T=2, N=2, 3 actions; old log-probs chosen so the ratios are 1.1, 1.5, 0.5 and 0.9."""
+    logits = np.array([[[0.2, -0.1, 0.5], [1.0, 0.0, -1.0]], [[0.3, 0.3, -0.2], [-0.5, 0.4, 0.1]]], dtype=np.float64)
+    actions = np.array([[2, 0], [1, 2]])
+    new_logp = np.take_along_axis(_log_softmax(logits), actions[..., None], axis=-1)[..., 0]
+    ratios = np.array([[1.1, 1.5], [0.5, 0.9]])
+    old_logp = new_logp - np.log(ratios)
+    advantages = np.array([[1.0, 2.0], [-1.5, 0.5]])
+    values = np.array([[0.5, -0.2], [1.0, 0.3]])
+    returns = np.array([[1.0, 0.0], [0.2, 0.35]])
+    old_values = np.array([[0.1, -0.1], [1.5, 0.31]])
+    return logits, actions, old_logp, advantages, values, returns, old_values, ratios
+
+
+def _torch_loss(cfg: PPOConfig):
+    logits, actions, old_logp, adv, values, returns, old_values, _ = _loss_case()
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    return ppo_loss(t(logits), t(values), torch.tensor(actions), t(old_logp), t(adv), t(returns), t(old_values), cfg)
+
+
+@pytest.mark.parametrize("norm_adv", [False, True])
+@pytest.mark.parametrize("clip_vloss", [False, True])
+def test_ppo_loss_matches_hand_computation(norm_adv: bool, clip_vloss: bool):
+    cfg = PPOConfig(clip_coef=0.2, norm_adv=norm_adv, clip_vloss=clip_vloss, ent_coef=0.01, vf_coef=0.5)
+    logits, actions, old_logp, adv, values, returns, old_values, ratios = _loss_case()
+    if norm_adv:  # torch's std is the unbiased one (ddof=1), as in the reference implementations
+        adv = (adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)
+    # clipped surrogate, element by element: ratio 1.1 is inside [0.8, 1.2]; 1.5 (A>0) is clipped to 1.2;
+    # 0.5 with A<0 is clipped to 0.8 (the pessimistic choice); 0.9 is inside
+    clipped_ratio = np.clip(ratios, 0.8, 1.2)
+    expected_pg = np.maximum(-adv * ratios, -adv * clipped_ratio).mean()
+    if not norm_adv:
+        by_hand = np.array([[-1.0 * 1.1, -2.0 * 1.2], [1.5 * 0.8, -0.5 * 0.9]]).mean()
+        assert expected_pg == pytest.approx(by_hand)
+    if clip_vloss:
+        v_clipped = old_values + np.clip(values - old_values, -0.2, 0.2)
+        expected_v = 0.5 * np.maximum((values - returns) ** 2, (v_clipped - returns) ** 2).mean()
+    else:
+        expected_v = 0.5 * ((values - returns) ** 2).mean()
+    logp_all = _log_softmax(logits)
+    expected_ent = (-(np.exp(logp_all) * logp_all).sum(-1)).mean()
+    expected = expected_pg - 0.01 * expected_ent + 0.5 * expected_v
+
+    out = _torch_loss(cfg)
+    assert float(out.policy_loss) == pytest.approx(expected_pg, rel=1e-9)
+    assert float(out.value_loss) == pytest.approx(expected_v, rel=1e-9)
+    assert float(out.entropy) == pytest.approx(expected_ent, rel=1e-9)
+    assert float(out.loss) == pytest.approx(expected, rel=1e-9)
+    # two of four ratios (1.5 and 0.5) lie outside the clip range
+    assert float(out.clip_fraction) == pytest.approx(0.5)
+    log_r = np.log(ratios)
+    assert float(out.approx_kl) == pytest.approx(((ratios - 1) - log_r).mean(), rel=1e-9)
+
+
+def test_value_clipping_changes_the_value_loss_in_this_case():
+    # A guard for the case above: it must actually exercise the clip (values move more than 0.2 from old_values)
+    a = _torch_loss(PPOConfig(clip_vloss=False, norm_adv=False))
+    b = _torch_loss(PPOConfig(clip_vloss=True, norm_adv=False))
+    assert float(b.value_loss) > float(a.value_loss)
+    # by hand: env (0,1): |v - old| = 0.1, unclipped; (1,0): v=1.0, old=1.5 -> clipped 1.3, (1.3-0.2)^2 > (1-0.2)^2
+    # (0,0): v=0.5, old=0.1 -> clipped 0.3, (0.3-1)^2 = .49 > (0.5-1)^2 = .25;  (1,1): unclipped (0.3 vs 0.31)
+    expected = 0.5 * np.mean([0.49, 0.04, 1.21, 0.0025])
+    assert float(b.value_loss) == pytest.approx(expected)
+
+
+def test_ppo_loss_gradient_is_zero_for_clipped_samples():
+    """The clipped surrogate passes no gradient through a sample whose ratio is clipped on the pessimistic side."""
+    logits = torch.zeros(1, 2, 2, dtype=torch.float64, requires_grad=True)
+    actions = torch.tensor([[0, 0]])
+    new_logp = math.log(0.5)
+    old_logp = torch.tensor([[new_logp - math.log(1.5), new_logp - math.log(1.1)]], dtype=torch.float64)
+    adv = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    zeros = torch.zeros(1, 2, dtype=torch.float64)
+    out = ppo_loss(logits, zeros, actions, old_logp, adv, zeros, zeros,
+                   PPOConfig(norm_adv=False, ent_coef=0.0, vf_coef=0.0, clip_coef=0.2))
+    out.loss.backward()
+    assert torch.all(logits.grad[0, 0] == 0)  # ratio 1.5 > 1.2 with A > 0: clipped, no gradient
+    assert torch.any(logits.grad[0, 1] != 0)  # ratio 1.1: inside, gradient flows
+
+
+# ------------------------------------------------------------------------------------------ batches and updates
+OBS_SPACE, ACT_SPACE = env_spaces("agalite/TMaze-v0", corridor_length=4)
+
+
+def _model(seed: int = 0, kind: str = "agalite"):
+    torch.manual_seed(seed)
+    return build_actor_critic(small_config(kind), OBS_SPACE, ACT_SPACE)
+
+
+def _segment(model, t: int, b: int, seed: int, policy_version: int = 0) -> Segment:
+    rng = np.random.default_rng(seed)
+    obs_dim = OBS_SPACE.shape[0]
+    terminated = np.zeros((t, b), dtype=bool)
+    truncated = np.zeros((t, b), dtype=bool)
+    terminated[t // 2, 0] = True
+    if b > 1:
+        truncated[t // 3, 1] = True
+    reset = np.zeros((t + 1, b), dtype=bool)
+    reset[0] = True
+    reset[1:] = terminated | truncated
+    bootstrap = np.where(truncated, rng.normal(size=(t, b)), 0.0).astype(np.float32)
+    state = {k: v.detach().numpy() for k, v in model.initial_state(b).items()}
+    return Segment(
+        actor_id=f"a{seed}", run_id="r", seq=0, policy_version=policy_version,
+        obs=rng.integers(0, 2, size=(t + 1, b, obs_dim)).astype(np.float32),
+        actions=rng.integers(0, ACT_SPACE.n, size=(t, b)).astype(np.int64),
+        logp=np.full((t, b), math.log(1.0 / ACT_SPACE.n), dtype=np.float32),
+        values=rng.normal(size=(t + 1, b)).astype(np.float32),
+        rewards=rng.normal(size=(t, b)).astype(np.float32),
+        terminated=terminated, truncated=truncated, reset=reset, bootstrap_values=bootstrap,
+        initial_state=state, episodes=[],
+    )
+
+
+def test_batch_from_segments_stacks_along_the_env_axis():
+    model = _model()
+    a, b = _segment(model, 5, 2, seed=1), _segment(model, 5, 3, seed=2)
+    batch = batch_from_segments([a, b], torch.device("cpu"))
+    assert batch.num_envs == 5 and batch.num_steps == 25
+    assert batch.obs.shape == (6, 5, OBS_SPACE.shape[0])
+    assert batch.actions.dtype == torch.int64 and batch.actions.shape == (5, 5)
+    assert batch.terminated.dtype == torch.bool and batch.reset.shape == (6, 5)
+    for name in ("obs", "actions", "logp", "rewards", "terminated", "truncated", "reset", "bootstrap_values"):
+        got = getattr(batch, name).numpy()
+        np.testing.assert_array_equal(got[:, :2], getattr(a, name), err_msg=name)
+        np.testing.assert_array_equal(got[:, 2:], getattr(b, name), err_msg=name)
+    assert set(batch.initial_state) == set(a.initial_state)
+    for k, v in batch.initial_state.items():
+        assert v.shape[0] == 5
+        np.testing.assert_array_equal(v[:2].numpy(), a.initial_state[k])
+        np.testing.assert_array_equal(v[2:].numpy(), b.initial_state[k])
+
+
+def _batch(model, seed: int = 3) -> Batch:
+    return batch_from_segments([_segment(model, 8, 2, seed=seed), _segment(model, 8, 2, seed=seed + 1)],
+                               torch.device("cpu"))
+
+
+def test_a2c_update_is_exactly_one_gradient_step():
+    cfg = PPOConfig(epochs=1, minibatches=1, lr=1e-2, max_grad_norm=0.5, clip_vloss=False)
+    model = _model()
+    reference = copy.deepcopy(model)
+    batch = _batch(model)
+    stats = PPO(model, cfg, seed=0).update(batch)
+    assert stats["losses/gradient_steps"] == 1.0
+
+    # The same step by hand: values and GAE from the weights before the step, one loss over the whole batch,
+    # gradient clipping, one Adam step.
+    opt = torch.optim.Adam(reference.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    with torch.no_grad():
+        _, values, _ = reference(batch.obs, batch.reset, batch.initial_state)
+        adv, ret = compute_gae(batch.rewards, values, batch.terminated, batch.truncated, batch.bootstrap_values,
+                               cfg.gamma, cfg.gae_lambda)
+    t = batch.actions.shape[0]
+    logits, new_values, _ = reference(batch.obs[:t], batch.reset[:t], batch.initial_state)
+    out = ppo_loss(logits, new_values, batch.actions, batch.logp, adv, ret, values[:-1], cfg)
+    opt.zero_grad()
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(reference.parameters(), cfg.max_grad_norm)
+    opt.step()
+
+    assert stats["losses/loss"] == pytest.approx(float(out.loss.detach()), rel=1e-4, abs=1e-6)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
+    # and the step did move the weights
+    before = _model()
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before.parameters()))
+
+
+def test_update_counts_epochs_times_minibatches_and_stops_early_on_target_kl():
+    model = _model()
+    batch = _batch(model)
+    stats = PPO(model, PPOConfig(epochs=3, minibatches=2), seed=0).update(batch)
+    assert stats["losses/gradient_steps"] == 6.0
+    # more minibatches than env rows: one row per minibatch
+    stats = PPO(_model(), PPOConfig(epochs=1, minibatches=16), seed=0).update(_batch(_model()))
+    assert stats["losses/gradient_steps"] == 4.0
+    # a negative target KL is exceeded after the first step
+    stats = PPO(_model(), PPOConfig(epochs=3, minibatches=2, target_kl=-1.0), seed=0).update(_batch(_model()))
+    assert stats["losses/gradient_steps"] == 1.0
+    for key in ("losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/explained_variance"):
+        assert key in stats
+
+
+def test_ppo_state_dict_round_trip_continues_identically():
+    cfg = PPOConfig(epochs=2, minibatches=2, lr=5e-3)
+    model = _model()
+    ppo = PPO(model, cfg, seed=7)
+    ppo.update(_batch(model, seed=10))
+
+    # save the way a checkpoint does (torch.save of model + PPO state), load into fresh objects
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "ppo": ppo.state_dict()}, buf)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=False)
+    model2 = _model(seed=99)
+    model2.load_state_dict(saved["model"])
+    ppo2 = PPO(model2, cfg, seed=12345)  # a different seed: the generator state must come from the checkpoint
+    ppo2.load_state_dict(saved["ppo"])
+    s1 = ppo2.optimizer.state_dict()["state"]
+    s0 = ppo.optimizer.state_dict()["state"]
+    assert s1.keys() == s0.keys() and len(s0) > 0
+    for k in s0:
+        assert float(s1[k]["step"]) == float(s0[k]["step"]) == 4.0
+        torch.testing.assert_close(s1[k]["exp_avg"], s0[k]["exp_avg"])
+        torch.testing.assert_close(s1[k]["exp_avg_sq"], s0[k]["exp_avg_sq"])
+
+    batch = _batch(model, seed=20)
+    st1 = ppo.update(batch)
+    st2 = ppo2.update(batch)
+    assert st1["losses/loss"] == st2["losses/loss"]
+    for p, q in zip(model.parameters(), model2.parameters()):
+        assert torch.equal(p, q)
+
+    # without the optimiser state the same step gives different weights (so the check above means something)
+    model3 = _model(seed=99)
+    model3.load_state_dict(saved["model"])
+    PPO(model3, cfg, seed=7).update(_batch(model3, seed=20))
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), model3.parameters()))
+
+
+def test_lr_annealing():
+    model = _model()
+    ppo = PPO(model, PPOConfig(lr=1e-3, anneal_lr=True))
+    ppo.set_lr_fraction(0.25)
+    assert ppo.optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4)
+    ppo.set_lr_fraction(-0.5)
+    assert ppo.optimizer.param_groups[0]["lr"] == 0.0
+    fixed = PPO(model, PPOConfig(lr=1e-3, anneal_lr=False))
+    fixed.set_lr_fraction(0.25)
+    assert fixed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
