@@ -16,6 +16,9 @@ help:  ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[learner,dev]'
+	@# memory-gym (Mystery Path) pins gymnasium 0.29 but runs on gymnasium 1.x: installed without its pins.
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt pygame
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt memory-gym
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the pinned learner + dev dependency set
@@ -29,9 +32,9 @@ train: $(STAMP)  ## train AGaLiTe on T-Maze with the local stack (learner + acto
 bench: $(STAMP)  ## run the benchmarks in bench/ (writes bench/results/)
 	$(PY) -m bench.run_all
 
-extras: $(STAMP)  ## optional environment packages: memory-gym (Mystery Path)
-	$(PY) -m pip install --quiet -c constraints.txt pygame
-	$(PY) -m pip install --quiet --no-deps -c constraints.txt memory-gym
+extras: $(STAMP)  ## (re)install the optional environment packages into an existing .venv (memory-gym)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt pygame
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt memory-gym
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis
