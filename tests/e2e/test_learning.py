@@ -1,0 +1,26 @@
+"""A small model of each family learns a short T-Maze through the whole stack (`python -m learner.launch`):
+learner, actor processes, segments over ZeroMQ, weights-only policy updates, ONNX Runtime acting."""
+
+from __future__ import annotations
+
+import pytest
+
+from learner.config import load_preset
+
+SUCCESS = 0.9
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("preset", ["test-tmaze-agalite", "test-tmaze-gtrxl", "test-tmaze-lstm"])
+def test_small_model_learns_short_tmaze(stack, preset: str):
+    # the step budget, model sizes and PPO settings are the preset's (configs/<preset>.toml)
+    launcher = stack.learner("--num-actors", "2", preset=preset, module="learner.launch", name="launcher")
+    rc = stack.wait_exit(launcher, timeout=240)
+    assert rc == 0, stack.report()
+    summary = stack.read_summary()
+    assert summary is not None, stack.report()
+    assert summary["interrupted"] is False
+    assert summary["env_steps"] >= load_preset(preset).total_steps
+    assert summary["episodes"] >= 100
+    assert summary["success_rate"] >= SUCCESS, f"{preset}: {summary}\n{stack.report()}"
+    assert (stack.run_dir / "policy.onnx").is_file()
