@@ -67,8 +67,9 @@ def tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
-def pgid_alive(pgid: int) -> bool:
-    """Whether any process of the group still exists (zombies count as gone)."""
+def group_members(pgid: int) -> int:
+    """How many processes of the group still exist (zombies count as gone)."""
+    count = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -79,8 +80,8 @@ def pgid_alive(pgid: int) -> bool:
         fields = stat.rsplit(")", 1)[1].split()
         state, pgrp = fields[0], int(fields[2])
         if pgrp == pgid and state != "Z":
-            return True
-    return False
+            count += 1
+    return count
 
 
 @dataclass
@@ -95,6 +96,13 @@ class Proc:
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    def group_alive(self) -> bool:
+        """Whether any process of its group (it and the children it started) is still running."""
+        return self.group_size() > 0
+
+    def group_size(self) -> int:
+        return group_members(self.popen.pid)
 
     def signal_group(self, sig: int) -> None:
         try:

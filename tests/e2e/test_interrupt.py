@@ -1,0 +1,50 @@
+"""Ctrl-C on `python -m learner.launch` (SIGINT to its whole process group, as a terminal sends it): everything
+stops cleanly with exit code 0, leaves a checkpoint and policy.onnx, no actor behind; the same command resumes."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+import torch
+
+from learner.checkpoint import checkpoint_path
+
+
+@pytest.mark.e2e
+def test_ctrl_c_stops_everything_cleanly_and_the_same_command_resumes(stack):
+    flags = ("--num-actors", "2", "--total-steps", "40000")
+    launcher = stack.learner(*flags, module="learner.launch", name="launcher-first")
+    first = stack.wait_status(lambda s: s["updates"] >= 3 and s["live_actors"] == 2, "training with two actors",
+                              alive=[launcher])
+    assert first["resumed"] is False
+    assert launcher.group_size() == 3  # the launcher (learner) and its two actors, in one process group
+
+    launcher.signal_group(signal.SIGINT)
+    assert stack.wait_exit(launcher, timeout=120) == 0, stack.report()
+    stack.wait_for(lambda: not launcher.group_alive(), "every actor of the launcher to exit", timeout=30)
+    summary = stack.read_summary()
+    assert summary is not None and summary["interrupted"] is True, stack.report()
+    assert (stack.run_dir / "policy.onnx").is_file()
+    ckpt = torch.load(checkpoint_path(stack.run_dir), map_location="cpu", weights_only=False)
+    assert ckpt["updates"] == summary["updates"] >= first["updates"]
+    assert ckpt["env_steps"] == summary["env_steps"] < 40000
+    # the actors left on purpose (Bye), and said so in their logs; nothing crashed
+    for i in range(2):
+        log = (stack.run_dir / "logs" / f"actor-{i}.log").read_text()
+        assert "Traceback" not in log, log
+    assert "Traceback" not in launcher.log.read_text()
+
+    # the same command again: resumes from the checkpoint and trains to the end of the step budget
+    again = stack.learner(*flags, module="learner.launch", name="launcher-second")
+    resumed = stack.wait_status(lambda s: s["learner_run_id"] != first["learner_run_id"], "the resumed run",
+                                alive=[again])
+    assert resumed["resumed"] is True
+    assert resumed["policy_version"] >= ckpt["policy_version"]
+    assert stack.wait_exit(again, timeout=180) == 0, stack.report()
+    final = stack.read_summary()
+    assert final["interrupted"] is False
+    assert final["env_steps"] >= 40000
+    assert final["updates"] > ckpt["updates"]
+    assert "resuming" in again.log.read_text()
+    stack.wait_for(lambda: not again.group_alive(), "every actor of the second launcher to exit", timeout=30)
