@@ -6,8 +6,9 @@ Per layer and head the state is K~ (r x F), V~ (r x d) and the normaliser s (F),
 
 Choices made here (the reference is JAX/Flax):
 * LayerNorm eps 1e-5 (PyTorch convention; Flax uses 1e-6). Orthogonal(sqrt 2) init, zero biases, GRU bias 2.
-* State layout is head-major: ``l{i}_tilde_k`` [B, H, F, r] (transposed: the read-out
-  is two MatMuls), ``l{i}_tilde_v`` [B, H, r, d], ``l{i}_s`` [B, H, F, 1] (the reference stores [B, r, H, .]); F = eta*d for the paper's pp_relu feature map.
+* State layout is head-major with the long axis last: ``l{i}_tilde_k`` [B, H, r, F], ``l{i}_tilde_v``
+  [B, H, r, d], ``l{i}_s`` [B, H, 1, F] (the reference stores [B, r, H, .]); F = eta*d for the paper's pp_relu
+  feature map. A trailing axis of size r or 1 would make every broadcast Mul/Add loop per element in ONNX Runtime.
 * Time counter: one int64 ``tick`` [B, 1] for the whole model (every layer's reference tick is identical),
   holding (steps since start) mod P with P = 2(r-1) (2 for r <= 2). Every frequency is an integer multiple of
   pi/(r-1), so cos(omega_j tau) is P-periodic in tau and is read from a float64-computed table: exactly the
@@ -19,7 +20,9 @@ Choices made here (the reference is JAX/Flax):
 * ``cfg.feature_map`` and ``cfg.gating`` (see ``models/feature_maps.py``) apply here too: scalar gating decays K~,
   V~ and s by 1-g, none by 1 only (all maps are non-negative, so the read-out bound still holds).
 * Training form (T > 1): a parallel scan (``models/scan.py``; two-level chunked by default, Hillis-Steele
-  doubling as an option), no Python loop over T; K~ and s share their decay and are scanned together.
+  doubling as an option), no Python loop over T; K~ and s share their decay and are scanned together. Components
+  with identical cosines (the reference grid pairs +-omega; for r = 2 both components are equal) are scanned once
+  when the incoming state has them equal and needs no gradient (always so from ``initial_state``): exact.
   T == 1 has a dedicated lean path (acting, ONNX export).
 """
 
@@ -78,13 +81,33 @@ def cosine_table(r: int, grid: str = "reference") -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float64)
 
 
+def component_groups(r: int, grid: str = "reference") -> list[list[int]]:
+    """Components whose cosines are identical at every tick, grouped (first index of a group is its representative).
+
+    The reference grid linspace(-pi, pi, r) pairs omega and -omega (and -pi with pi), so only ceil(r/2) groups are
+    distinct; for r = 2 both components are always equal. Components of one group that start equal stay equal
+    (same decay, same write), which the training form exploits (``AGaLiTeAttention._sequence``).
+    """
+    table = cosine_table(r, grid)
+    groups: list[list[int]] = []
+    for j in range(r):
+        for g in groups:
+            if torch.equal(table[:, g[0]], table[:, j]):
+                g.append(j)
+                break
+        else:
+            groups.append([j])
+    return groups
+
+
 class AGaLiTeAttention(nn.Module):
-    """One AGaLiTe attention layer: ``forward(x, m, c, tilde_k, tilde_v, s) -> (out, (tilde_k, tilde_v, s))``.
+    """One AGaLiTe attention layer: ``forward(x, m, c_row, c_col, tilde_k, tilde_v, s) -> (out, state)``.
 
     x is [B, d_model] (single step) or [T, B, d_model]; m is the keep-mask (0 at an episode start) shaped
-    [B, 1, 1, 1] or [T, B, 1, 1, 1]; the cosines come as a row c_row [(T,) B, 1, 1, r] (for K~) and a column
-    c_col [(T,) B, 1, r, 1] (for V~). State: tilde_k [B, H, F, r] (stored transposed so that the read-out
-    phi(q) K~ V~ is two MatMuls), tilde_v [B, H, r, d], s [B, H, F, 1].
+    [B, 1, 1, 1] or [T, B, 1, 1, 1]; the cosines come as a column c_col [(T,) B, 1, r, 1] (c_row, the same values
+    as a row [(T,) B, 1, 1, r], is accepted for older callers and not used). State: tilde_k [B, H, r, F],
+    tilde_v [B, H, r, d], s [B, H, 1, F]: every state tensor and every elementwise op on it has the long feature
+    axis last (a trailing axis of size r or 1 makes ONNX Runtime's broadcasting loop per element: 5-10x slower).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -95,10 +118,20 @@ class AGaLiTeAttention(nn.Module):
         self.scan_method = "chunked"  # see models/scan.py; "doubling" is the log-depth Hillis-Steele scan
         self.out = nn.Linear(cfg.num_heads * cfg.d_head, cfg.d_model)
         orthogonal_init_(self.out)
+        groups = component_groups(cfg.r, cfg.frequencies)
+        self.n_groups = len(groups)
+        group_of = [0] * cfg.r
+        for gi, g in enumerate(groups):
+            for j in g:
+                group_of[j] = gi
+        self.register_buffer("group_reps", torch.tensor([g[0] for g in groups]), persistent=False)
+        self.register_buffer("group_of", torch.tensor(group_of), persistent=False)
+        self.register_buffer("rep_of", torch.tensor([groups[gi][0] for gi in group_of]), persistent=False)
+        self.register_buffer("group_size", torch.tensor([float(len(g)) for g in groups]), persistent=False)
 
     def forward(
-        self, x: torch.Tensor, m: torch.Tensor, c_row: torch.Tensor, c_col: torch.Tensor, tilde_k: torch.Tensor,
-        tilde_v: torch.Tensor, s: torch.Tensor,
+        self, x: torch.Tensor, m: torch.Tensor, c_row: torch.Tensor | None, c_col: torch.Tensor,
+        tilde_k: torch.Tensor, tilde_v: torch.Tensor, s: torch.Tensor,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         o, state = self.attend(x, m, c_row, c_col, tilde_k, tilde_v, s)
         lead = (-1,) if x.dim() == 2 else (x.shape[0], x.shape[1])
@@ -107,8 +140,8 @@ class AGaLiTeAttention(nn.Module):
     def attend(self, x, m, c_row, c_col, tilde_k, tilde_v, s):
         """Per-head read-out o [(T,) B, H, 1, d] before the output projection, and the new state."""
         if x.dim() == 2:
-            return self._step(x, m, c_row, c_col, tilde_k, tilde_v, s)
-        return self._sequence(x, m, c_row, c_col, tilde_k, tilde_v, s)
+            return self._step(x, m, c_col, tilde_k, tilde_v, s)
+        return self._sequence(x, m, c_col, tilde_k, tilde_v, s)
 
     def _decays(self, feats, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if feats.gate_k is None:
@@ -117,32 +150,49 @@ class AGaLiTeAttention(nn.Module):
         dv = dk if self.features.gating == "scalar" else m * (1.0 - feats.gate_v)
         return dk, dv
 
-    def _step(self, x, m, c_row, c_col, tilde_k, tilde_v, s):
-        f = self.features(x)
+    def _step(self, x, m, c, tilde_k, tilde_v, s):
+        f = self.features(x, layout="row")
         dk, dv = self._decays(f, m)
-        tilde_k = dk * tilde_k + c_row * f.k_bar  # [B, H, F, r]
-        tilde_v = dv * tilde_v + c_col * f.v_bar  # [B, H, r, d]
-        s = dk * s + f.k_bar  # [B, H, F, 1]
-        num = torch.matmul(torch.matmul(f.phi_q, tilde_k), tilde_v)  # [B, H, 1, d]
-        den = torch.matmul(f.phi_q, s) * (2.0 * self.r) + EPS  # [B, H, 1, 1]
+        tilde_k = dk * tilde_k + c * f.k_bar  # [B, H, r, F]
+        tilde_v = dv * tilde_v + c * f.v_bar  # [B, H, r, d]
+        s = dk * s + f.k_bar  # [B, H, 1, F]
+        # read-out as Mul + ReduceSum: ONNX Runtime runs these ~2x faster than B*H tiny batched MatMuls (B >= 16)
+        kq = (f.phi_q * tilde_k).sum(-1, keepdim=True)  # [B, H, r, 1]
+        num = (kq * tilde_v).sum(-2, keepdim=True)  # [B, H, 1, d]
+        den = (f.phi_q * s).sum(-1, keepdim=True) * (2.0 * self.r) + EPS  # [B, H, 1, 1]
         return num / den, (tilde_k, tilde_v, s)
 
-    def _sequence(self, x, m, c_row, c_col, tilde_k, tilde_v, s):
+    def _collapsible(self, tilde_k: torch.Tensor, tilde_v: torch.Tensor) -> bool:
+        """True when duplicate-frequency components can be scanned once: they start equal and need no gradient."""
+        if self.n_groups == self.r or tilde_k.requires_grad or tilde_v.requires_grad:
+            return False
+        rep = self.rep_of
+        return torch.equal(tilde_k, tilde_k.index_select(2, rep)) and torch.equal(tilde_v, tilde_v.index_select(2, rep))
+
+    def _sequence(self, x, m, c, tilde_k, tilde_v, s):
         steps, batch = x.shape[0], x.shape[1]
-        f = self.features(x.reshape(steps * batch, x.shape[2]))
+        f = self.features(x.reshape(steps * batch, x.shape[2]), layout="row")
         dk, dv = self._decays(f, m.reshape(steps * batch, 1, 1, 1))
         k_bar, v_bar, phi_q, dk, dv = (
             t.reshape(steps, batch, *t.shape[1:]) for t in (f.k_bar, f.v_bar, f.phi_q, dk, dv)
         )
-        # K~ (r columns) and s (one more column) share the decay: scan them together
+        collapse = self._collapsible(tilde_k, tilde_v)
+        if collapse:  # one component per group of identical cosines, weighted by the group's size in the read-out
+            reps = self.group_reps
+            c, tilde_k, tilde_v = c.index_select(-2, reps), tilde_k.index_select(2, reps), tilde_v.index_select(2, reps)
+        rows = c.shape[-2]
+        # K~ (r rows) and s (one more row) share the decay: scan them together
         method = self.scan_method
-        hk = linear_scan(dk, torch.cat([c_row * k_bar, k_bar], dim=-1), torch.cat([tilde_k, s], dim=-1), method)
-        hv = linear_scan(dv, c_col * v_bar, tilde_v, method)
-        kq = torch.matmul(phi_q, hk)  # [T, B, H, 1, r+1]
-        num = torch.matmul(kq[..., : self.r], hv)  # [T, B, H, 1, d]
-        den = kq[..., self.r :] * (2.0 * self.r) + EPS
-        last = hk[-1]
-        return num / den, (last[..., : self.r], hv[-1], last[..., self.r :])
+        hk = linear_scan(dk, torch.cat([c * k_bar, k_bar], dim=-2), torch.cat([tilde_k, s], dim=-2), method)
+        hv = linear_scan(dv, c * v_bar, tilde_v, method)
+        kq = torch.matmul(phi_q, hk.transpose(-1, -2))  # [T, B, H, 1, rows+1]
+        w = kq[..., :rows] * self.group_size if collapse else kq[..., :rows]
+        num = torch.matmul(w, hv)  # [T, B, H, 1, d]
+        den = kq[..., rows:] * (2.0 * self.r) + EPS
+        last_k, last_v = hk[-1, :, :, :rows], hv[-1]
+        if collapse:
+            last_k, last_v = last_k.index_select(2, self.group_of), last_v.index_select(2, self.group_of)
+        return num / den, (last_k, last_v, hk[-1, :, :, rows:])
 
 
 class AGaLiTe(SequenceModel):
@@ -172,9 +222,9 @@ class AGaLiTe(SequenceModel):
         h, d, r, f = self.cfg.num_heads, self.cfg.d_head, self.r, self.f
         spec: dict[str, StateSpec] = {}
         for i in range(self.num_layers):
-            spec[f"l{i}_tilde_k"] = StateSpec((h, f, r), torch.float32)
+            spec[f"l{i}_tilde_k"] = StateSpec((h, r, f), torch.float32)
             spec[f"l{i}_tilde_v"] = StateSpec((h, r, d), torch.float32)
-            spec[f"l{i}_s"] = StateSpec((h, f, 1), torch.float32)
+            spec[f"l{i}_s"] = StateSpec((h, 1, f), torch.float32)
         spec["tick"] = StateSpec((1,), torch.int64)
         return spec
 
@@ -213,13 +263,12 @@ class AGaLiTe(SequenceModel):
         if self.reset_counter:
             tick = tick.masked_fill(r1, 0)
         tick = (tick + 1) % self.period
-        c_col = self.cos_table[tick]  # [B, 1, r, 1]
-        c_row = self.cos_table_row[tick]  # [B, 1, 1, r]
+        c_col = self.cos_table[tick]  # [B, 1, r, 1]: one Gather for the whole model
         m = (~r1).to(x.dtype).reshape(-1, 1, 1, 1)
         u = self.stack.embedding(x.reshape(-1, self.input_dim))
         new: State = {}
         for i, block in enumerate(self.stack.blocks):
-            u, (kt, vt, s) = block(u, m, c_row, c_col, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
+            u, (kt, vt, s) = block(u, m, None, c_col, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
             new[f"l{i}_tilde_k"], new[f"l{i}_tilde_v"], new[f"l{i}_s"] = kt, vt, s
         new["tick"] = tick
         return u.reshape(1, -1, self.output_dim), new
@@ -227,12 +276,11 @@ class AGaLiTe(SequenceModel):
     def _sequence(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         n = self.counter_steps(reset, state["tick"])  # [T, B]
         c_col = self.cos_table[n].unsqueeze(2)  # [T, B, 1, r, 1]
-        c_row = self.cos_table_row[n].unsqueeze(2)  # [T, B, 1, 1, r]
         m = (~reset).to(x.dtype).reshape(x.shape[0], x.shape[1], 1, 1, 1)
         u = self.stack.embedding(x)
         new: State = {}
         for i, block in enumerate(self.stack.blocks):
-            u, (kt, vt, s) = block(u, m, c_row, c_col, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
+            u, (kt, vt, s) = block(u, m, None, c_col, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
             new[f"l{i}_tilde_k"], new[f"l{i}_tilde_v"], new[f"l{i}_s"] = kt, vt, s
         new["tick"] = n[-1].unsqueeze(-1)
         return u, new

@@ -39,15 +39,18 @@ GATINGS = ("vector", "scalar", "none")
 class Features:
     """Per-step, per-head quantities, shaped so that state updates and read-outs need no extra reshapes.
 
-    Key-side quantities are columns [N, H, F, 1] (key-side states are stored [.., F, rows]), value-side ones rows
-    [N, H, 1, d], and phi(q) a row [N, H, 1, F] so read-outs are MatMuls. Gates are None for ``gating='none'``.
+    Value-side quantities are rows [N, H, 1, d] and phi(q) a row [N, H, 1, F], so read-outs are MatMuls.
+    Key-side quantities are columns [N, H, F, 1] (``layout='column'``: key-side states stored [.., F, rows], as
+    GaLiTe's C) or rows [N, H, 1, F] (``layout='row'``: states stored [.., rows, F], as AGaLiTe's K~ and s; every
+    elementwise op then runs over a long last axis, which both ONNX Runtime and torch broadcast far faster than a
+    trailing axis of size 1 or r). Gates are None for ``gating='none'``.
     """
 
     v_bar: torch.Tensor  # [N, H, 1, d]
-    k_bar: torch.Tensor  # [N, H, F, 1]
+    k_bar: torch.Tensor  # [N, H, F, 1] (column) or [N, H, 1, F] (row)
     phi_q: torch.Tensor  # [N, H, 1, F]
     gate_v: torch.Tensor | None  # [N, H, 1, d] (vector) or [N, H, 1, 1] (scalar)
-    gate_k: torch.Tensor | None  # [N, H, F, 1] (vector) or [N, H, 1, 1] (scalar)
+    gate_k: torch.Tensor | None  # [N, H, F, 1] / [N, H, 1, F] (vector) or [N, H, 1, 1] (scalar)
 
 
 def feature_dim(feature_map: str, d_head: int, eta: int) -> int:
@@ -135,8 +138,11 @@ class GatedFeatures(nn.Module):
     def _dpfp(self, xp: torch.Tensor) -> torch.Tensor:
         return torch.cat([xp * torch.roll(xp, shifts=i, dims=-1) for i in range(1, self.eta + 1)], dim=-1)
 
-    def forward(self, x: torch.Tensor) -> Features:
-        """x [N, d_model] -> Features (N = batch when acting, T*B when training)."""
+    def forward(self, x: torch.Tensor, layout: str = "column") -> Features:
+        """x [N, d_model] -> Features (N = batch when acting, T*B when training); ``layout`` of the key side."""
+        if layout not in ("column", "row"):
+            raise ValueError(f"unknown layout {layout!r}; expected 'column' or 'row'")
+        column = layout == "column"
         d, eta, h = self.d, self.eta, self.h
         z = self.proj(x).reshape(-1, h, 1, self.width)
         if self.n_gate:
@@ -155,17 +161,17 @@ class GatedFeatures(nn.Module):
         else:
             k, q = torch.split(self._feature(feat), [d, d], dim=-1)
             phi_q = q
-        col = (-1, h, self.f, 1)
+        col = (-1, h, self.f, 1) if column else (-1, h, 1, self.f)
         if self.gating == "vector":
             assert gate is not None
             if self.feature_map == "pp_relu":
                 beta, sg, p3 = torch.split(gate, [d, d, eta], dim=-1)
                 # gamma * phi(k) with gamma = sigmoid(p3) (x) sigmoid(gamma^), as one outer product
-                k_bar = _outer(p1 * p3, k * sg, h, eta, d, column=True)
-                gamma = _outer(p3, sg, h, eta, d, column=True)
+                k_bar = _outer(p1 * p3, k * sg, h, eta, d, column=column)
+                gamma = _outer(p3, sg, h, eta, d, column=column)
             elif self.feature_map == "dpfp":
                 beta, sg, p3 = torch.split(gate, [d, d, eta], dim=-1)
-                gamma = _outer(p3, torch.cat([sg, sg], dim=-1), h, eta, 2 * d, column=True)
+                gamma = _outer(p3, torch.cat([sg, sg], dim=-1), h, eta, 2 * d, column=column)
                 k_bar = gamma * self._dpfp(k).reshape(col)
             else:
                 beta, sg = torch.split(gate, [d, d], dim=-1)
@@ -173,7 +179,7 @@ class GatedFeatures(nn.Module):
                 k_bar = gamma * k.reshape(col)
             return Features(v_bar=beta * v, k_bar=k_bar, phi_q=phi_q, gate_v=beta, gate_k=gamma)
         if self.feature_map == "pp_relu":
-            phi_k = _outer(p1, k, h, eta, d, column=True)
+            phi_k = _outer(p1, k, h, eta, d, column=column)
         else:
             phi_k = (self._dpfp(k) if self.feature_map == "dpfp" else k).reshape(col)
         if self.gating == "scalar":
