@@ -287,7 +287,15 @@ class LearnerServer:
             now = time.monotonic()
             if isinstance(msg, Hello):
                 with self._lock:
+                    previous = self.actors.get(msg.actor_id)
+                    if previous is not None and previous.run_id != msg.run_id:
+                        # the same actor restarted without saying Bye: its previous run died (and with it any
+                        # partial segment), so it counts as lost like one that went silent
+                        self.stats.lost_actors += 1
                     self.actors[msg.actor_id] = ActorInfo(msg.actor_id, msg.run_id, msg.host, msg.num_envs, now)
+                if previous is not None and previous.run_id != msg.run_id:
+                    log.warning("actor %s restarted (run %s replaces %s, which left without Bye): counted as lost",
+                                msg.actor_id, msg.run_id, previous.run_id)
                 log.info("actor %s (run %s, %d envs on %s) joined", msg.actor_id, msg.run_id, msg.num_envs,
                          msg.host)
                 settings = dict(self.settings, segments_per_version=self.segments_per_version())
