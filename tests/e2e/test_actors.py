@@ -28,6 +28,7 @@ def test_actor_joining_late_is_served_alongside_the_first_two(stack):
     assert set(final["actors"]) == {"a0", "a1", "a2"}
     assert len({final["actors"][a]["run_id"] for a in ("a0", "a1", "a2")}) == 3
     assert final["policy_version"] > joined["policy_version"]
+    assert final["lost_actors"] == 0
 
 
 @pytest.mark.e2e
@@ -54,5 +55,6 @@ def test_actor_killed_mid_run_then_restarted_rejoins(stack):
         and seg(s, "a1") >= seg(at_restart, "a1") + 3,
         "the restarted a1 (new run id) to rejoin and send segments", alive=[learner, a0, a1_again])
     assert rejoined["policy_version"] > at_restart["policy_version"]
+    assert rejoined["lost_actors"] >= 1  # the killed run left without Bye: counted as lost
     assert rejoined["actors"]["a1"]["policy_version"] > 0  # it acts with a learned policy, not a fresh one
     assert learner.alive()

@@ -241,6 +241,20 @@ def test_silent_actor_is_counted_lost(ctx, started):
     assert server.live_actors() == 0 and "quiet" not in server.snapshot()["actors"]
 
 
+def test_actor_restarted_without_bye_counts_its_old_run_as_lost(ctx, started):
+    server = started(make_server(Version()))
+    first = control_to(ctx, server)
+    hello(first, "a", 2)
+    again = request(first, Hello(actor_id="a", run_id="run-a", num_envs=2, host="h", pid=1))
+    assert isinstance(again, Welcome)  # the same run saying Hello again (a reconnect) is not a loss
+    assert server.snapshot()["lost_actors"] == 0
+    restarted = control_to(ctx, server)
+    request(restarted, Hello(actor_id="a", run_id="run-a-2", num_envs=2, host="h", pid=2))
+    snap = server.snapshot()
+    assert snap["lost_actors"] == 1
+    assert snap["actors"]["a"]["run_id"] == "run-a-2" and server.live_actors() == 1
+
+
 def test_wrong_protocol_version_hello_is_refused_with_an_error(ctx, started):
     import msgpack
 
