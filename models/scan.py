@@ -59,11 +59,14 @@ def _chunk_len(steps: int) -> int:
     return root + 1
 
 
-def _chunked(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, reverse: bool = False) -> torch.Tensor:
+def _chunked(
+    a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, reverse: bool = False, inplace: bool = False
+) -> torch.Tensor:
     """Two-level scan; a [T, ...] broadcasts against b [T, ...]; h0 None means zeros.
 
     reverse=True computes the adjoint recurrence h_t = b_t + a_{t+1} h_{t+1} (h_{T} = h0, a_T taken as 1) without
-    flipping the (large) inputs: the backward pass of the forward scan.
+    flipping the (large) inputs: the backward pass of the forward scan. inplace=True overwrites a contiguous b
+    with the result (no copy of the largest tensor).
     """
     steps = b.shape[0]
     c = _chunk_len(steps)
@@ -73,78 +76,114 @@ def _chunked(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, reverse:
         a = torch.cat([a, a.new_ones((pad, *a.shape[1:]))], dim=0)
         b = torch.cat([b, b.new_zeros((pad, *b.shape[1:]))], dim=0)
     a = a.reshape(n, c, *a.shape[1:])
-    h = b.reshape(n, c, *b.shape[1:]).clone()
+    h = b.reshape(n, c, *b.shape[1:])
+    if not (inplace and not pad and b.is_contiguous()):
+        h = h.clone()
     acc = torch.empty_like(a)  # within-chunk decay products towards the chunk's entry point
     if not reverse:
         acc[:, 0] = a[:, 0]
         for j in range(1, c):
-            h[:, j] += a[:, j] * h[:, j - 1]
+            h[:, j].addcmul_(a[:, j], h[:, j - 1])
             torch.mul(a[:, j], acc[:, j - 1], out=acc[:, j])
         carry = torch.empty_like(h[:, 0])  # state entering each chunk
         carry[0] = 0 if h0 is None else h0
         for k in range(1, n):
-            carry[k] = h[k - 1, c - 1] + acc[k - 1, c - 1] * carry[k - 1]
+            torch.addcmul(h[k - 1, c - 1], acc[k - 1, c - 1], carry[k - 1], out=carry[k])
     else:
         # entering chunk k from its end: lambda_{end} gets a_{end+1} * lambda_{end+1}, a_{end+1} = a[k+1, 0]
         acc[:-1, c - 1] = a[1:, 0]
         acc[-1, c - 1] = 1
         for j in range(c - 2, -1, -1):
-            h[:, j] += a[:, j + 1] * h[:, j + 1]
+            h[:, j].addcmul_(a[:, j + 1], h[:, j + 1])
             torch.mul(a[:, j + 1], acc[:, j + 1], out=acc[:, j])
         carry = torch.empty_like(h[:, 0])  # adjoint state just after each chunk
         carry[n - 1] = 0 if h0 is None else h0
         for k in range(n - 2, -1, -1):
-            carry[k] = h[k + 1, 0] + acc[k + 1, 0] * carry[k + 1]
-    h += acc * carry.unsqueeze(1)
+            torch.addcmul(h[k + 1, 0], acc[k + 1, 0], carry[k + 1], out=carry[k])
+    h.addcmul_(acc, carry.unsqueeze(1))
     h = h.reshape(n * c, *h.shape[2:])
     return h[:steps] if pad else h
 
 
-def _scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, method: str) -> torch.Tensor:
+def _mul_sum_to(x: torch.Tensor, y: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``_sum_to(x * y, shape)``; when a single small axis is reduced, accumulated slice by slice (``addcmul_``)
+    instead of materialising the full product."""
+    full = torch.broadcast_shapes(x.shape, y.shape)
+    lead = len(full) - len(shape)
+    dims = [i for i in range(len(full)) if i < lead or (shape[i - lead] == 1 and full[i] != 1)]
+    if len(dims) != 1 or dims[0] < lead or full[dims[0]] > 8:
+        return _sum_to(x * y, torch.Size(shape))
+    d = dims[0]
+
+    def pick(t: torch.Tensor, i: int) -> torch.Tensor:
+        return t.narrow(d, i, 1) if t.shape[d] != 1 else t
+
+    out = pick(x, 0) * pick(y, 0)
+    for i in range(1, full[d]):
+        out.addcmul_(pick(x, i), pick(y, i))
+    return out
+
+
+def _scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, method: str, inplace: bool = False) -> torch.Tensor:
     if a.shape[0] != b.shape[0]:
         a = a.expand(b.shape[0], *a.shape[1:])
-    return _chunked(a, b, h0) if method == "chunked" else _doubling(a, b, h0)
+    return _chunked(a, b, h0, inplace=inplace) if method == "chunked" else _doubling(a, b, h0)
 
 
 class _LinearScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a, b, h0, method):  # type: ignore[override]
-        h = _scan(a, b, h0, method)
-        ctx.save_for_backward(a, h, h0)
+    def forward(ctx, a, b, h0, method, overwrite, coef):  # type: ignore[override]
+        if coef is not None:  # the scaled write is a fresh buffer: scan in it
+            h = _scan(a, coef * b, h0, method, inplace=True)
+        else:
+            h = _scan(a, b, h0, method, inplace=overwrite)
+            if h.data_ptr() == b.data_ptr():  # b was overwritten: it is the output
+                ctx.mark_dirty(b)
+                h = b
+        ctx.save_for_backward(a, h, h0, coef)
         ctx.b_shape, ctx.method = b.shape, method
         return h
 
     @staticmethod
     def backward(ctx, grad_h):  # type: ignore[override]
-        a, h, h0 = ctx.saved_tensors
+        a, h, h0, coef = ctx.saved_tensors
         steps = h.shape[0]
         a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
         # lambda_t = g_t + a_{t+1} lambda_{t+1}: the same scan run backwards in time
         if ctx.method == "chunked":
-            lam = _chunked(a_full, grad_h.contiguous(), None, reverse=True)
+            g = grad_h.contiguous()  # a copy when grad_h was not contiguous: then the scan may overwrite it
+            lam = _chunked(a_full, g, None, reverse=True, inplace=g.data_ptr() != grad_h.data_ptr())
         else:
             a_rev = torch.cat([torch.zeros_like(a_full[:1]), a_full[1:].flip(0)], dim=0)
             lam = _doubling(a_rev, grad_h.flip(0), None).flip(0)
         grad_a = grad_b = grad_h0 = None
         if ctx.needs_input_grad[0]:
-            first = _sum_to(lam[:1] * h0.unsqueeze(0), (1, *a.shape[1:]))
+            first = _mul_sum_to(lam[:1], h0.unsqueeze(0), (1, *a.shape[1:]))
             if a.shape[0] == 1:
-                grad_a = first + _sum_to(lam[1:] * h[:-1], (1, *a.shape[1:])) if steps > 1 else first
+                grad_a = first + _sum_to(lam[1:] * h[:-1], torch.Size((1, *a.shape[1:]))) if steps > 1 else first
             else:
-                rest = _sum_to(lam[1:] * h[:-1], (steps - 1, *a.shape[1:]))
+                rest = _mul_sum_to(lam[1:], h[:-1], (steps - 1, *a.shape[1:]))
                 grad_a = torch.cat([first, rest], dim=0)
         if ctx.needs_input_grad[1]:
-            grad_b = _sum_to(lam, ctx.b_shape)
+            grad_b = _sum_to(lam, ctx.b_shape) if coef is None else _mul_sum_to(lam, coef, tuple(ctx.b_shape))
         if ctx.needs_input_grad[2]:
             grad_h0 = _sum_to(a_full[0] * lam[0], h0.shape)
-        return grad_a, grad_b, grad_h0, None
+        return grad_a, grad_b, grad_h0, None, None, None
 
 
-def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, method: str = "chunked") -> torch.Tensor:
+def linear_scan(
+    a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, method: str = "chunked", overwrite_b: bool = False,
+    coef: torch.Tensor | None = None,
+) -> torch.Tensor:
     """All states h_1..h_T of h_t = a_t * h_{t-1} + b_t, h_0 given, along dim 0.
 
     a: [T or 1, ...] broadcastable to b [T, ...]; h0: broadcastable to b[0]. Returns [T, ...] (b's shape).
     Resets are expressed by zeros in ``a``. Differentiable in all three arguments. ``method``: see module doc.
+    ``overwrite_b``: b is a temporary the caller does not use again; the chunked scan may then write the result
+    into it instead of copying it (autograd-safe: b is marked dirty).
+    ``coef``: a constant (no gradient) that scales the write, h_t = a_t h_{t-1} + coef_t b_t, broadcasting b over
+    coef's axes (e.g. cosines over AGaLiTe's r rows): the product is the scan's own buffer, and the backward
+    reduces over those axes slice by slice rather than materialising another full-size product.
     """
     if method not in METHODS:
         raise ValueError(f"unknown scan method {method!r}; expected one of {METHODS}")
@@ -152,6 +191,12 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, method: str 
         raise ValueError(f"linear_scan needs b with a non-empty leading time axis, got shape {tuple(b.shape)}")
     if a.dim() != b.dim():
         raise ValueError(f"a must have b's rank ({b.dim()}), got a{tuple(a.shape)} b{tuple(b.shape)}")
-    torch.broadcast_shapes(a.shape, b.shape)  # raises a clear error on mismatch
-    h0 = h0.expand(b.shape[1:]) if h0.shape != b.shape[1:] else h0
-    return _LinearScan.apply(a, b, h0, method)
+    if coef is not None:
+        if coef.requires_grad:
+            raise ValueError("linear_scan: coef must be a constant (no gradient)")
+        if coef.dim() != b.dim():
+            raise ValueError(f"coef must have b's rank ({b.dim()}), got coef{tuple(coef.shape)} b{tuple(b.shape)}")
+    full = torch.broadcast_shapes(b.shape, coef.shape) if coef is not None else b.shape
+    torch.broadcast_shapes(a.shape, full)  # raises a clear error on mismatch
+    h0 = h0.expand(full[1:]) if h0.shape != full[1:] else h0
+    return _LinearScan.apply(a, b, h0, method, overwrite_b, coef)
