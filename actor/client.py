@@ -94,7 +94,7 @@ class Actor:
         self.learner_run_id = ""
         self.last_heard = time.monotonic()
         self.last_heartbeat = 0.0
-        self.quota = 1
+        self.quota = 1.0
         self.sent_per_version: dict[int, int] = {}
         self.learner_starving = False
 
@@ -160,7 +160,7 @@ class Actor:
         self.graph_id = str(welcome.policy.metadata.get("graph_sha256", welcome.policy.graph_sha256))
         self.version = welcome.policy.version
         self.sent_per_version.clear()
-        self.quota = int(settings.get("segments_per_version", 1))
+        self.quota = float(settings.get("segments_per_version", 1.0))
         num_envs = self.cfg.num_envs or int(settings.get("envs_per_actor", 1))
         if self.collector is None or new_env or segment_changed:
             if self.collector is not None:
@@ -204,8 +204,8 @@ class Actor:
                     raise LearnerGone(f"a new learner run {msg.run_id} answered")
                 self.last_heard = now
                 quota = msg.stats.get("segments_per_version")
-                if isinstance(quota, int) and quota > 0:
-                    self.quota = quota
+                if isinstance(quota, (int, float)) and quota > 0:
+                    self.quota = float(quota)
                 self.learner_starving = bool(msg.stats.get("starving", False))
             elif isinstance(msg, Error):
                 log.error("learner says: %s: %s", msg.code, msg.message)
@@ -251,14 +251,16 @@ class Actor:
         return sum(n for v, n in self.sent_per_version.items() if v >= self.version - 1)
 
     def _wait_for_policy(self) -> None:
-        """Flow control: keep at most two shares of a batch in flight; then wait for a newer policy, unless the
-        learner says it is starving (an actor left, a share changed), so that the two never wait on each other."""
+        """Flow control: keep about two shares of a batch in flight (at least one segment); then wait for a newer
+        policy, unless the learner says it is starving (an actor left, a share changed, rounding), so that the
+        two never wait on each other."""
         self.learner_starving = False
-        while (self._in_flight() >= 2 * self.quota and not self.learner_starving and not self.stop.is_set()):
+        limit = max(1, round(2 * self.quota))
+        while self._in_flight() >= limit and not self.learner_starving and not self.stop.is_set():
             assert self.sub is not None
             self.sub.poll(20)
             self._poll_policy()
-            self._service_control(heartbeat_interval=0.2)
+            self._service_control(heartbeat_interval=0.05)
 
     def _loop(self) -> None:
         assert self.collector is not None and self.policy is not None

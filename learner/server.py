@@ -123,11 +123,11 @@ class LearnerServer:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
             try:
                 seg = self.queue.get_nowait()
             except queue.Empty:
+                if remaining <= 0:
+                    return None
                 if self._waiting_since is None:
                     self._waiting_since = time.monotonic()
                 try:
@@ -140,20 +140,21 @@ class LearnerServer:
             with self._lock:
                 self.stats.dropped["stale"] += 1
 
-    def segments_per_version(self) -> int:
-        """Each actor's share of one batch, in segments. An actor keeps at most two shares in flight (sent under
-        its current policy version or the one before): the next batch fills while the learner trains on this
-        one (lag about 1), and nothing queues up and ages (in socket buffers, beyond any high-water mark) past
-        the lag bound. A starving learner lifts the limit (see ``starving``)."""
+    def segments_per_version(self) -> float:
+        """Each actor's share of one batch, in segments (fractional when the actors' envs do not divide the
+        batch). An actor keeps about two shares in flight (sent under its current policy version or the one
+        before): the next batch fills while the learner trains on this one (lag about 1), and nothing queues up
+        and ages (in socket buffers, beyond any high-water mark) past the lag bound. Rounding can leave the
+        learner short; then it reports itself ``starving`` and actors send one more."""
         now = time.monotonic()
         with self._lock:
             envs = sum(a.num_envs for a in self.actors.values() if now - a.last_seen <= self.actor_timeout_s)
-        return max(1, -(-self.batch_envs // max(1, envs)))
+        return self.batch_envs / max(1, envs)
 
     def starving(self) -> bool:
         """True while the training thread has been waiting for data for a while with nothing queued."""
         since = self._waiting_since
-        return since is not None and self.queue.empty() and time.monotonic() - since > 0.2
+        return since is not None and self.queue.empty() and time.monotonic() - since > 0.05
 
     def live_actors(self) -> int:
         now = time.monotonic()

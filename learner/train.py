@@ -274,6 +274,14 @@ class Learner:
                         if idle_now - last_ckpt > cfg.checkpoint_interval_s:
                             last_ckpt = idle_now
                             self.checkpoint(self.elapsed_before + idle_now - start)
+                # Whatever else already arrived joins this batch (up to twice its size): when the actors' envs do
+                # not divide into batch_envs, whole-segment shares overshoot, and leftovers would age into drops.
+                while rows < 2 * cfg.batch_envs:
+                    seg = self.server.next_segment(timeout=0.0)
+                    if seg is None:
+                        break
+                    segments.append(seg)
+                    rows += seg.actions.shape[1]
                 if not segments or stop.is_set():
                     break
                 t0 = time.monotonic()

@@ -206,7 +206,7 @@ def test_flow_control_share_follows_live_envs(ctx, started):
     assert welcome.settings["segments_per_version"] == 4  # 16 rows per batch / 4 envs
     assert welcome.policy.onnx == ONNX
     b = control_to(ctx, server)
-    assert hello(b, "b", 8).settings["segments_per_version"] == 2  # ceil(16 / 12)
+    assert hello(b, "b", 8).settings["segments_per_version"] == 16 / 12  # fractional: 4 + 8 envs live
     reply = request(a, Heartbeat(sender_id="a", run_id="run-a", time=time.time(), policy_version=0,
                                  stats={"num_envs": 8}))
     assert isinstance(reply, Heartbeat) and reply.run_id == "learner-run"
