@@ -249,9 +249,9 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         "", f"Decoding one segment (server thread): {res['learner_only']['decode_ms_per_segment']:.2f} ms "
         f"({100 * res['learner_only']['decode_share_of_learner_time']:.1f}% of the learner's time per batch).", "",
         "## End to end", "",
-        "| actors | env steps/s | 5 s windows (min-max) | efficiency e2e*(1/A+1/L) | e2e / A | lag min / mean / max "
+        "| actors | env steps/s | 5 s windows (min-max) | efficiency e2e*(1/A+1/L) | e2e / A | e2e / L | lag min / mean / max "
         "| dropped | updates | load 1-min before / after |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["e2e"]:
         w = r["sps_5s_windows"]
@@ -259,7 +259,7 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         fmt = (lambda v: "n/a" if v is None else f"{v:.2f}")
         lines.append(
             f"| {r['num_actors']} | {r['sps']:,.0f} | {min(w):,.0f}-{max(w):,.0f} | {r['efficiency']:.2f} | "
-            f"{r['sps'] / A:.2f} | {fmt(lag['min'])} / {fmt(lag['mean'])} / {fmt(lag['max'])} | "
+            f"{r['sps'] / A:.2f} | {r['sps'] / L:.2f} | {fmt(lag['min'])} / {fmt(lag['mean'])} / {fmt(lag['max'])} | "
             f"{sum(r['dropped'].values()) if r['dropped'] else 0} {r['dropped'] or ''} | {r['updates_measured']} | "
             f"{r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f} |")
     two = next((r for r in res["e2e"] if r["num_actors"] == 2), None)
