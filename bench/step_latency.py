@@ -299,6 +299,37 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def missed_notes(res: dict[str, Any]) -> list[str]:
+    """How far each missed target is, and the floor that bounds it (the dense MLP of the same weight count)."""
+    missed = [t for t in res["targets"] if t["met"] is False]
+    if not missed:
+        return []
+    lines = ["", "## Missed targets: by how much, and why", ""]
+    for t in missed:
+        lines.append(f"- {t['target']}: {t['ratio']:.3f} vs <= {t['limit']:.3g} "
+                     f"({100 * (t['ratio'] / t['limit'] - 1):.0f}% over).")
+    models = res["models"]
+    if "dense-floor" in models and "agalite" in models:
+        lat = {n: m["latency_us"] for n, m in models.items()}
+        parts = []
+        for g in ("gtrxl-128-inputs", "gtrxl-128-kv"):
+            if g in lat:
+                floor = [lat["dense-floor"][str(b)]["onnxruntime"] / lat[g][str(b)]["onnxruntime"]
+                         for b in res["batches"]]
+                parts.append(", ".join(f"B={b}: {f:.2f}" for b, f in zip(res["batches"], floor)))
+                parts[-1] = f"{g} ({parts[-1]})"
+        lines += [
+            "",
+            "The dense floor (a stateless MLP with AGaLiTe's weight count) is what any step that reads those weights "
+            "once costs; its ratio to GTrXL-128 in this run is " + "; ".join(parts) + ". A target below that ratio "
+            "cannot be met by any model of this size. At batch 1 ONNX Runtime reads the weights at a few tens of "
+            "GB/s (L3, shared machine), so the dense floor is mostly weight traffic; AGaLiTe adds ~290 small nodes "
+            "(per-node cost ~0.3-0.5 us without profiling), 13 state inputs and 13 state outputs (~50 us of "
+            "binding and copies at batch 1) and `StepFunction`'s input checks (~20 us).",
+        ]
+    return lines
+
+
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     lines = [
@@ -322,6 +353,7 @@ def markdown(res: dict[str, Any]) -> str:
         ratio = "n/a" if t["ratio"] is None else f"{t['ratio']:.3f}"
         met = "n/a" if t["met"] is None else ("met" if t["met"] else "**missed**")
         lines.append(f"| {t['target']} | {ratio} | {t['limit']:.3g} | {met} |")
+    lines += missed_notes(res)
     if res["op_profile_batch1"]:
         lines += ["", "## Where the time goes at batch 1 (share of ORT kernel time by op type)", ""]
         for name, ops in res["op_profile_batch1"].items():

@@ -193,7 +193,8 @@ class AGaLiTeAttention(nn.Module):
         c_ext = torch.cat([c, torch.ones_like(c[..., :1, :])], dim=-2)  # [T, B, 1, rows+1, 1]
         hk = linear_scan(dk, k_bar, torch.cat([tilde_k, s], dim=-2), method, coef=c_ext)  # [T, B, H, rows+1, F]
         hv = linear_scan(dv, v_bar, tilde_v, method, coef=c)  # [T, B, H, rows, d]
-        kq = torch.matmul(phi_q, hk.transpose(-1, -2))  # [T, B, H, 1, rows+1]
+        # K~ phi(q) as [rows+1, F] @ [F, 1]: its gradient w.r.t. the scanned states comes out contiguous
+        kq = torch.matmul(hk, phi_q.transpose(-1, -2)).transpose(-1, -2)  # [T, B, H, 1, rows+1]
         w = kq[..., :rows] * self.group_size if collapse else kq[..., :rows]
         num = torch.matmul(w, hv)  # [T, B, H, 1, d]
         den = kq[..., rows:] * (2.0 * self.r) + EPS

@@ -124,7 +124,9 @@ def _mul_sum_to(x: torch.Tensor, y: torch.Tensor, shape: tuple[int, ...]) -> tor
     return out
 
 
-def _scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, method: str, inplace: bool = False) -> torch.Tensor:
+def _scan(
+    a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, method: str, inplace: bool = False
+) -> torch.Tensor:
     if a.shape[0] != b.shape[0]:
         a = a.expand(b.shape[0], *a.shape[1:])
     return _chunked(a, b, h0, inplace=inplace) if method == "chunked" else _doubling(a, b, h0)
