@@ -268,13 +268,8 @@ class Actor:
             self._poll_policy()
             self._wait_for_policy()
             version = self.version
-            data = self.collector.collect(self.policy)
-            seg = Segment(
-                actor_id=self.actor_id, run_id=self.run_id, seq=self.seq, policy_version=version,
-                obs=data.obs, actions=data.actions, logp=data.logp, values=data.values, rewards=data.rewards,
-                terminated=data.terminated, truncated=data.truncated, reset=data.reset,
-                bootstrap_values=data.bootstrap_values, initial_state=data.initial_state, episodes=data.episodes,
-            )
+            seg = self.collector.collect(self.policy, actor_id=self.actor_id, run_id=self.run_id, seq=self.seq,
+                                         policy_version=version)
             self.seq += 1
             self._send(seg)
             self.sent_per_version[version] = self.sent_per_version.get(version, 0) + 1

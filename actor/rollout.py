@@ -7,11 +7,12 @@ observation in reach without relying on a VectorEnv's autoreset mode.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+
+from protocol import Segment
 
 
 class ActingPolicy(Protocol):
@@ -23,23 +24,6 @@ class ActingPolicy(Protocol):
     def act(self, obs: np.ndarray, reset: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
     def value_of(self, obs: np.ndarray, reset: np.ndarray) -> np.ndarray: ...
-
-
-@dataclass
-class SegmentData:
-    """The arrays of one segment, in the layout of ``protocol.Segment``."""
-
-    obs: np.ndarray
-    actions: np.ndarray
-    logp: np.ndarray
-    values: np.ndarray
-    rewards: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-    reset: np.ndarray
-    bootstrap_values: np.ndarray
-    initial_state: dict[str, np.ndarray]
-    episodes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SegmentCollector:
@@ -66,7 +50,8 @@ class SegmentCollector:
     def num_envs(self) -> int:
         return len(self.envs)
 
-    def collect(self, policy: ActingPolicy) -> SegmentData:
+    def collect(self, policy: ActingPolicy, *, actor_id: str, run_id: str, seq: int, policy_version: int) -> Segment:
+        """The next T steps of every env as one ``protocol.Segment`` (all of it acted by ``policy``)."""
         T, B = self.T, self.num_envs
         obs_buf = np.empty((T + 1, *self.obs.shape), dtype=self.obs.dtype)
         actions = np.empty((T, B), dtype=np.int64)
@@ -124,8 +109,12 @@ class SegmentCollector:
         obs_buf[T] = self.obs
         reset[T] = self.reset
         values[T] = policy.value_of(self.obs, self.reset)
-        return SegmentData(obs_buf, actions, logp, values, rewards, terminated, truncated, reset, bootstrap,
-                           initial_state, episodes)
+        return Segment(
+            actor_id=actor_id, run_id=run_id, seq=seq, policy_version=policy_version, obs=obs_buf,
+            actions=actions, logp=logp, values=values, rewards=rewards, terminated=terminated,
+            truncated=truncated, reset=reset, bootstrap_values=bootstrap, initial_state=initial_state,
+            episodes=episodes,
+        )
 
     def close(self) -> None:
         for env in self.envs:

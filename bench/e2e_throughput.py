@@ -43,7 +43,7 @@ def actor_only_child(policy_path: str, settings_json: str, seconds: float, segme
     from actor.rollout import SegmentCollector
     from actor.runtime import Policy, StepFunction
     from envs import make_env
-    from protocol import Segment, encode
+    from protocol import encode
 
     assert "torch" not in sys.modules
     st = json.loads(settings_json)
@@ -56,12 +56,7 @@ def actor_only_child(policy_path: str, settings_json: str, seconds: float, segme
     steps = 0
     t_start = None
     while True:
-        data = collector.collect(policy)
-        seg = Segment(actor_id="bench", run_id="bench", seq=seq, policy_version=0, obs=data.obs,
-                      actions=data.actions, logp=data.logp, values=data.values, rewards=data.rewards,
-                      terminated=data.terminated, truncated=data.truncated, reset=data.reset,
-                      bootstrap_values=data.bootstrap_values, initial_state=data.initial_state,
-                      episodes=data.episodes)
+        seg = collector.collect(policy, actor_id="bench", run_id="bench", seq=seq, policy_version=0)
         blob = encode(seg)
         seq += 1
         if len(kept) < keep:
@@ -69,7 +64,7 @@ def actor_only_child(policy_path: str, settings_json: str, seconds: float, segme
         if t_start is None:  # the first segment is the warm-up (session start, first allocations)
             t_start = time.perf_counter()
             continue
-        steps += data.actions.size
+        steps += seg.actions.size
         if time.perf_counter() - t_start >= seconds:
             break
     elapsed = time.perf_counter() - t_start
