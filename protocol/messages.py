@@ -32,14 +32,16 @@ class Hello:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ModelUpdate:
-    """A new policy. ``kind == "full"`` carries a whole ONNX file; ``"weights"`` carries only new initializer
-    values for the graph whose full ONNX bytes hash to ``graph_sha256`` (which the actor must already have)."""
+    """A new policy. ``kind == "full"`` carries a whole ONNX file and ``graph_sha256`` is the sha256 of those
+    bytes. ``"weights"`` carries only new initializer values, and ``graph_sha256`` names the graph they fit by its
+    structure hash (the export's ``graph_sha256``, weights excluded, also found in a full update's metadata): an
+    actor applies them only to a graph it already has with that structure hash, and says Hello again otherwise."""
 
     version: int
     kind: Literal["full", "weights"]
     onnx: bytes | None
     weights: ArrayDict | None
-    graph_sha256: str  # lowercase hex sha256 of the full ONNX bytes
+    graph_sha256: str  # lowercase hex: of the ONNX bytes (full) / of the graph structure (weights)
     metadata: PlainDict
 
 
