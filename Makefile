@@ -19,6 +19,12 @@ $(STAMP): pyproject.toml constraints.txt
 	@# memory-gym (Mystery Path) pins gymnasium 0.29 but runs on gymnasium 1.x: installed without its pins.
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt pygame
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt memory-gym
+	@# memory-maze (Memory Maze) renders with MuJoCo through OSMesa: Debian's libosmesa6, installed when missing
+	@# and apt-get is usable (as root); without it the Memory Maze tests skip, saying why.
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt memory-maze mujoco gym
+	-@ldconfig -p 2>/dev/null | grep -q libOSMesa || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q libosmesa6 >/dev/null 2>&1 || \
+		echo "note: libosmesa6 is not installed; the Memory Maze tests will skip"; }
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the pinned learner + dev dependency set
@@ -32,9 +38,10 @@ train: $(STAMP)  ## train AGaLiTe on T-Maze with the local stack (learner + acto
 bench: $(STAMP)  ## run the benchmarks in bench/ (writes bench/results/)
 	$(PY) -m bench.run_all
 
-extras: $(STAMP)  ## (re)install the optional environment packages into an existing .venv (memory-gym)
+extras: $(STAMP)  ## (re)install the optional environment packages into an existing .venv
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt pygame
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt memory-gym
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt memory-maze mujoco gym
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis
