@@ -37,8 +37,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "Memory Maze needs the optional package memory-maze (with dm_control, mujoco and gym) and an OpenGL "
-        "backend (OSMesa: MUJOCO_GL=osmesa), which the core install leaves out. Install them with "
-        "`pip install memory-maze==1.0.3` (not part of `make extras`). "
+        "backend (OSMesa: MUJOCO_GL=osmesa), which the core install leaves out. Install them with `make extras` "
+        "(or: pip install -c constraints.txt memory-maze mujoco gym) and Debian's libosmesa6. "
         f"Original error: {exc}"
     ) from exc
 
