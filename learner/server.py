@@ -297,7 +297,7 @@ class LearnerServer:
                 if previous is not None and previous.run_id != msg.run_id:
                     log.warning("actor %s restarted (run %s replaces %s, which left without Bye): counted as lost",
                                 msg.actor_id, msg.run_id, previous.run_id)
-                log.info("actor %s (run %s, %d envs on %s) joined", msg.actor_id, msg.run_id, msg.num_envs,
+                log.info("actor %s (run %s, pid %d on %s) joined", msg.actor_id, msg.run_id, msg.pid,
                          msg.host)
                 settings = dict(self.settings, segments_per_version=self.segments_per_version())
                 self._reply(identity, Welcome(run_name=self.run_id, settings=settings,

@@ -8,6 +8,7 @@ where it stopped (weights, optimiser, version counter, step counters, RNG states
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from actor.policy_meta import space_to_dict
 from envs import env_spaces
@@ -61,6 +63,8 @@ class Summary:
     run_dir: Path
     policy_path: Path | None
     interrupted: bool
+    env_id: str = ""
+    env_kwargs: dict[str, Any] | None = None
 
     def text(self) -> str:
         sr = "n/a" if math.isnan(self.success_rate) else f"{self.success_rate:.3f}"
@@ -77,6 +81,11 @@ class Summary:
         ]
         if self.policy_path is not None:
             lines.append(f"  policy         {self.policy_path} (+ .json metadata)")
+            lines.append(f"  try it         .venv/bin/python -m actor.play {self.policy_path} --env {self.env_id} "
+                         f"--env-kwargs '{json.dumps(self.env_kwargs)}' --episodes 10")
+        lines.append(f"  curves         .venv/bin/tensorboard --logdir {self.run_dir / 'tb'}")
+        if self.interrupted:
+            lines.append("  resume         run the same command again")
         return "\n".join(lines)
 
 
@@ -254,6 +263,9 @@ class Learner:
         interrupted = False
         bar = tqdm(total=cfg.total_steps, initial=min(self.env_steps, cfg.total_steps), unit="step",
                    dynamic_ncols=True, disable=None, smoothing=0.1)
+        # Log lines go through tqdm.write while the bar is on screen, so they never cut the bar in half.
+        redirect = contextlib.nullcontext() if bar.disable else logging_redirect_tqdm()
+        redirect.__enter__()
         stop = threading.Event()
         previous_term = signal.getsignal(signal.SIGTERM)
         if threading.current_thread() is threading.main_thread():
@@ -338,6 +350,7 @@ class Learner:
             interrupted = True
         finally:
             bar.close()
+            redirect.__exit__(None, None, None)
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, previous_term)
         interrupted = interrupted or stop.is_set()
@@ -350,6 +363,7 @@ class Learner:
             env_steps=self.env_steps, updates=self.updates, policy_version=self.version, seconds=elapsed,
             success_rate=self.episodes.success_rate, mean_return=self.episodes.mean_return,
             episodes=self.episodes.total, run_dir=self.run_dir, policy_path=policy_path, interrupted=interrupted,
+            env_id=cfg.env.id, env_kwargs=cfg.env.kwargs_dict(),
         )
         (self.run_dir / "summary.json").write_text(json.dumps({
             k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()
