@@ -37,7 +37,7 @@ from learner.metrics import EpisodeWindow, Metrics
 from learner.ppo import PPO, batch_from_segments
 from learner.server import LearnerServer
 from models.registry import build_actor_critic
-from protocol import ModelUpdate, SegmentSpec
+from protocol import ModelUpdate, Segment, SegmentSpec
 
 log = logging.getLogger("learner")
 
@@ -251,15 +251,45 @@ class Learner:
         return save_policy(exported, self.run_dir / "policy.onnx")
 
     # ---- the loop -------------------------------------------------------------------------------------------------
+    def _housekeeping(self, now: float, start: float) -> None:
+        """status.json about every second, a checkpoint every checkpoint_interval_s (also while waiting for data)."""
+        if now - self._last_status >= 1.0:
+            self._last_status = now
+            self.write_status()
+        if now - self._last_ckpt >= self.cfg.checkpoint_interval_s:
+            self._last_ckpt = now
+            self.checkpoint(self.elapsed_before + now - start)
+
+    def _gather_batch(self, stop: threading.Event, start: float) -> list[Segment]:
+        """Segments until at least ``batch_envs`` env rows, then whatever else already arrived (up to twice that):
+        when the actors' envs do not divide the batch, whole-segment shares overshoot, and leftovers would age
+        into drops."""
+        segments: list[Segment] = []
+        rows = 0
+        while rows < self.cfg.batch_envs and not stop.is_set():
+            seg = self.server.next_segment(timeout=0.5)
+            if seg is None:
+                self._housekeeping(time.monotonic(), start)
+                continue
+            segments.append(seg)
+            rows += seg.num_envs
+        while rows < 2 * self.cfg.batch_envs:
+            seg = self.server.next_segment(timeout=0.0)
+            if seg is None:
+                break
+            segments.append(seg)
+            rows += seg.num_envs
+        return segments
+
     def run(self) -> Summary:
         cfg = self.cfg
         metrics = Metrics(self.run_dir)
         self.server.start()
         self._publish()
         start = time.monotonic()
-        last_ckpt = last_log = start
+        last_log = self._last_ckpt = start
         last_log_steps = self.env_steps
-        last_status = 0.0
+        self._last_status = 0.0
         interrupted = False
         bar = tqdm(total=cfg.total_steps, initial=min(self.env_steps, cfg.total_steps), unit="step",
                    dynamic_ncols=True, disable=None, smoothing=0.1)
@@ -272,28 +302,7 @@ class Learner:
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             while self.env_steps < cfg.total_steps and not stop.is_set():
-                segments, rows = [], 0
-                while rows < cfg.batch_envs and not stop.is_set():
-                    seg = self.server.next_segment(timeout=0.5)
-                    if seg is not None:
-                        segments.append(seg)
-                        rows += seg.actions.shape[1]
-                    else:
-                        idle_now = time.monotonic()
-                        if idle_now - last_status >= 1.0:
-                            last_status = idle_now
-                            self.write_status()
-                        if idle_now - last_ckpt > cfg.checkpoint_interval_s:
-                            last_ckpt = idle_now
-                            self.checkpoint(self.elapsed_before + idle_now - start)
-                # Whatever else already arrived joins this batch (up to twice its size): when the actors' envs do
-                # not divide into batch_envs, whole-segment shares overshoot, and leftovers would age into drops.
-                while rows < 2 * cfg.batch_envs:
-                    seg = self.server.next_segment(timeout=0.0)
-                    if seg is None:
-                        break
-                    segments.append(seg)
-                    rows += seg.actions.shape[1]
+                segments = self._gather_batch(stop, start)
                 if not segments or stop.is_set():
                     break
                 t0 = time.monotonic()
@@ -340,12 +349,7 @@ class Learner:
                             self.server.live_actors(), float(np.mean(lags)),
                         )
                 metrics.scalars(stats, self.env_steps)
-                if now - last_status >= 1.0:
-                    last_status = now
-                    self.write_status()
-                if now - last_ckpt >= cfg.checkpoint_interval_s:
-                    last_ckpt = now
-                    self.checkpoint(self.elapsed_before + now - start)
+                self._housekeeping(now, start)
         except KeyboardInterrupt:
             interrupted = True
         finally:
