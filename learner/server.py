@@ -219,7 +219,9 @@ class LearnerServer:
                     poller.unregister(self.pull)
                 pull_registered = want_pull
             try:
-                events = dict(poller.poll(100))
+                # While the queue is full only the control socket is watched; wake up often then, so that a
+                # freed slot is refilled at once instead of after a whole poll period (the learner would wait).
+                events = dict(poller.poll(100 if pull_registered else 2))
                 if self.router in events:
                     self._drain_control()
                 if pull_registered and self.pull in events:
