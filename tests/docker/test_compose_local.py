@@ -4,7 +4,7 @@ started as local processes, train a learner and two actors on a short T-Maze to 
 Only what a single machine without Docker needs is substituted (see ``docker_testlib.local_service``): free
 loopback ports and a run name through the same variables the compose file reads, the ``runs`` volume as a
 temporary directory, the service name ``learner`` as 127.0.0.1. The training budget is set through
-AGALITE_LEARNER_ARGS, as a user of the compose file would: the default preset (corridor 10, 200k steps) takes
+AGALITE_LEARNER_ARGS, as a user of the compose file would: the default preset (corridor 10, 400k steps) takes
 several minutes on two cores.
 """
 
