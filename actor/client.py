@@ -23,7 +23,6 @@ from typing import Any
 
 import zmq
 
-from actor.policy_follower import PolicyFollower
 from actor.rollout import SegmentCollector
 from actor.runtime import Policy, StepFunction
 from envs import make_env
@@ -32,6 +31,7 @@ from protocol import (
     Error,
     Heartbeat,
     Hello,
+    ModelUpdate,
     ProtocolError,
     Segment,
     Welcome,
@@ -86,7 +86,6 @@ class Actor:
         self.control: zmq.Socket | None = None
         self.push: zmq.Socket | None = None
         self.sub: zmq.Socket | None = None
-        self.follower: PolicyFollower | None = None
         self.collector: SegmentCollector | None = None
         self.policy: Policy | None = None
         self.version = 0
@@ -111,9 +110,6 @@ class Actor:
 
     # ---- connection -------------------------------------------------------------------------------------------
     def _close_sockets(self) -> None:
-        if self.follower is not None:
-            self.follower.close()  # closes the SUB socket it owns
-            self.follower = None
         for s in (self.control, self.push, self.sub):
             if s is not None:
                 s.close(linger=0)
@@ -180,10 +176,6 @@ class Actor:
             assert self.policy is not None
             self.policy = Policy(step_fn, num_envs)
             self.collector.reset[:] = True
-        assert self.sub is not None
-        self.follower = PolicyFollower(self.sub, step_fn, self.graph_id, self.version, self.cfg.threads)
-        self.sub = None  # the follower's thread owns it now
-        self.follower.start()
         log.info("joined learner run %s: %s, policy version %d", self.learner_run_id, settings.get("env_id"),
                  self.version)
 
@@ -221,14 +213,28 @@ class Actor:
             raise LearnerGone("the learner stopped answering heartbeats")
 
     def _poll_policy(self) -> None:
-        """Swap in the newest policy the follower thread has ready; called only between segments."""
-        assert self.follower is not None and self.policy is not None
-        if self.follower.unknown_graph:
-            raise LearnerGone("weights for a graph this actor does not have")
-        ready = self.follower.take()
-        if ready is not None and ready[0] > self.version:
-            self.policy.swap(ready[1])
-            self.version = ready[0]
+        """Take the newest published policy, if any; called only between segments."""
+        assert self.sub is not None and self.policy is not None
+        update: ModelUpdate | None = None
+        while self.sub.poll(0):  # CONFLATE keeps one, but drain anyway: only the newest matters
+            try:
+                msg = decode(self.sub.recv())
+            except ProtocolError as err:
+                log.warning("bad policy update: %s", err)
+                continue
+            if isinstance(msg, ModelUpdate) and (update is None or msg.version > update.version):
+                update = msg
+        if update is None or update.version <= self.version:
+            return
+        if update.kind == "full":
+            step_fn = StepFunction.from_bytes(update.onnx, intra_op_threads=self.cfg.threads)
+            self.graph_id = str(update.metadata.get("graph_sha256", update.graph_sha256))
+        else:
+            if update.graph_sha256 != self.graph_id:
+                raise LearnerGone("weights for a graph this actor does not have")
+            step_fn = self.policy.step_function.with_weights(update.weights)
+        self.policy.swap(step_fn)
+        self.version = update.version
 
     def _send(self, seg: Segment) -> None:
         assert self.push is not None
@@ -251,8 +257,8 @@ class Actor:
         self.learner_starving = False
         limit = max(1, round(2 * self.quota))
         while self._in_flight() >= limit and not self.learner_starving and not self.stop.is_set():
-            assert self.follower is not None
-            self.follower.ready.wait(0.02)
+            assert self.sub is not None
+            self.sub.poll(20)
             self._poll_policy()
             self._service_control(heartbeat_interval=0.05)
 
