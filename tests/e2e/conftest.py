@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,20 +21,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct TCP ports that were free a moment ago (all held open together while picking)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
@@ -198,7 +183,7 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path: Path):
+def stack(tmp_path: Path, free_ports):
     ports = Ports(*free_ports(3))
     s = Stack(tmp=tmp_path, ports=ports, run_dir=tmp_path / "run")
     try:
