@@ -37,7 +37,7 @@ from models.base import SequenceModel, State, StateSpec
 from models.blocks import GatedStack, orthogonal_init_
 from models.config import ModelConfig
 from models.feature_maps import GatedFeatures, feature_dim
-from models.scan import linear_scan
+from models.scan import linear_scan, scan_readout
 
 EPS = 1e-5
 FREQUENCY_GRIDS = ("reference", "distinct")
@@ -143,15 +143,11 @@ class AGaLiTeAttention(nn.Module):
             return self._step(x, m, c_col, tilde_k, tilde_v, s)
         return self._sequence(x, m, c_col, tilde_k, tilde_v, s)
 
-    def _decays(self, feats, m: torch.Tensor, fused: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """m (1 - gate) for keys and values; ``fused`` computes it as one addcmul (m - m gate: the same bits for
-        m in {0, 1}; one pass instead of two in training, while the exported step keeps Sub + Mul)."""
+    def _decays(self, feats, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """m (1 - gate) for keys and values (the training form gets them from ``GatedFeatures.training_terms``,
+        as m - m gate: the same bits for m in {0, 1})."""
         if feats.gate_k is None:
             return m, m
-        if fused:
-            dk = torch.addcmul(m, m, feats.gate_k, value=-1.0)
-            dv = dk if self.features.gating == "scalar" else torch.addcmul(m, m, feats.gate_v, value=-1.0)
-            return dk, dv
         dk = m * (1.0 - feats.gate_k)
         dv = dk if self.features.gating == "scalar" else m * (1.0 - feats.gate_v)
         return dk, dv
@@ -177,11 +173,8 @@ class AGaLiTeAttention(nn.Module):
 
     def _sequence(self, x, m, c, tilde_k, tilde_v, s):
         steps, batch = x.shape[0], x.shape[1]
-        f = self.features(x.reshape(steps * batch, x.shape[2]), layout="row")
-        dk, dv = self._decays(f, m.reshape(steps * batch, 1, 1, 1), fused=True)
-        k_bar, v_bar, phi_q, dk, dv = (
-            t.reshape(steps, batch, *t.shape[1:]) for t in (f.k_bar, f.v_bar, f.phi_q, dk, dv)
-        )
+        terms = self.features.training_terms(x.reshape(steps * batch, x.shape[2]), m.reshape(steps * batch, 1, 1, 1))
+        v_bar, k_bar, phi_q, dk, dv = (t.reshape(steps, batch, *t.shape[1:]) for t in terms)
         collapse = self._collapsible(tilde_k, tilde_v)
         if collapse:  # one component per group of identical cosines, weighted by the group's size in the read-out
             reps = self.group_reps
@@ -191,17 +184,21 @@ class AGaLiTeAttention(nn.Module):
         # temporaries, so the scan overwrites them instead of copying.
         method = self.scan_method
         c_ext = torch.cat([c, torch.ones_like(c[..., :1, :])], dim=-2)  # [T, B, 1, rows+1, 1]
-        hk = linear_scan(dk, k_bar, torch.cat([tilde_k, s], dim=-2), method, coef=c_ext)  # [T, B, H, rows+1, F]
+        h0 = torch.cat([tilde_k, s], dim=-2)
+        if method == "chunked":  # the read-out fused into the scan's autograd node; T states never leave it
+            kq, last_ks = scan_readout(dk, k_bar, h0, phi_q, c_ext)  # [T, B, H, 1, rows+1], [B, H, rows+1, F]
+        else:
+            hk = linear_scan(dk, k_bar, h0, method, coef=c_ext)  # [T, B, H, rows+1, F]
+            kq = torch.matmul(hk, phi_q.transpose(-1, -2)).transpose(-1, -2)  # [T, B, H, 1, rows+1]
+            last_ks = hk[-1]
         hv = linear_scan(dv, v_bar, tilde_v, method, coef=c)  # [T, B, H, rows, d]
-        # K~ phi(q) as [rows+1, F] @ [F, 1]: its gradient w.r.t. the scanned states comes out contiguous
-        kq = torch.matmul(hk, phi_q.transpose(-1, -2)).transpose(-1, -2)  # [T, B, H, 1, rows+1]
         w = kq[..., :rows] * self.group_size if collapse else kq[..., :rows]
-        num = torch.matmul(w, hv)  # [T, B, H, 1, d]
+        num = w * hv if rows == 1 else torch.matmul(w, hv)  # [T, B, H, 1, d] (no T*B*H 1x1 MatMuls for r = 2)
         den = kq[..., rows:] * (2.0 * self.r) + EPS
-        last_k, last_v = hk[-1, :, :, :rows], hv[-1]
+        last_k, last_v = last_ks[:, :, :rows], hv[-1]
         if collapse:
             last_k, last_v = last_k.index_select(2, self.group_of), last_v.index_select(2, self.group_of)
-        return num / den, (last_k, last_v, hk[-1, :, :, rows:])
+        return num / den, (last_k, last_v, last_ks[:, :, rows:])
 
 
 class AGaLiTe(SequenceModel):

@@ -73,6 +73,46 @@ def _outer(a: torch.Tensor, b: torch.Tensor, h: int, n: int, m: int, column: boo
     return prod.reshape(-1, h, n * m, 1) if column else prod.reshape(-1, h, 1, n * m)
 
 
+class _Outer(torch.autograd.Function):
+    """a (x) b for a [N, H, n, 1] and b [N, H, 1, m], or the gated decay ``m0 - m0 * (a (x) b)`` (m0 [N, 1, 1, 1]
+    a constant keep-mask).
+
+    Why a hand-written backward: autograd would materialise grad * b and grad * a at full [N, H, n, m] size and
+    then sum them; here the gradient is reduced against the other factor directly (a matrix-vector product, a
+    sum over the n slices), and the mask factors out of both reductions. Training form only: the exported step
+    keeps plain Mul nodes.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, mask):  # type: ignore[override]
+        ctx.save_for_backward(a, b, mask)
+        if mask is None:
+            return a * b
+        return torch.addcmul(mask, mask * a, b, value=-1.0)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        a, b, mask = ctx.saved_tensors
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = torch.matmul(grad, b.transpose(-1, -2))  # [N, H, n, 1]
+        if ctx.needs_input_grad[1]:
+            grad_b = a[:, :, :1] * grad[:, :, :1]  # [N, H, 1, m]
+            for i in range(1, a.shape[2]):
+                grad_b.addcmul_(a[:, :, i : i + 1], grad[:, :, i : i + 1])
+        if mask is not None:
+            grad_a = None if grad_a is None else grad_a * -mask
+            grad_b = None if grad_b is None else grad_b * -mask
+        return grad_a, grad_b, None
+
+
+def outer_row(a: torch.Tensor, b: torch.Tensor, h: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """vec(a (x) b) as [N, H, 1, n*m] for a [N, H, 1, n] and b [N, H, 1, m], with ``_Outer``'s backward; with
+    ``mask`` (m0 [N, 1, 1, 1]) the decay m0 (1 - a (x) b) instead."""
+    n, m = a.shape[-1], b.shape[-1]
+    return _Outer.apply(a.reshape(-1, h, n, 1), b, mask).reshape(-1, h, 1, n * m)
+
+
 class GatedFeatures(nn.Module):
     """x [N, d_model] (already layer-normed) -> ``Features``; one fused Linear, few graph nodes."""
 
@@ -186,3 +226,29 @@ class GatedFeatures(nn.Module):
             assert gate is not None
             return Features(v_bar=v, k_bar=gate * phi_k, phi_q=phi_q, gate_v=gate, gate_k=gate)
         return Features(v_bar=v, k_bar=phi_k, phi_q=phi_q, gate_v=None, gate_k=None)
+
+    def training_terms(
+        self, x: torch.Tensor, m: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(v_bar, k_bar, phi_q, dk, dv) in the row layout for a training form: x [N, d_model], m [N, 1, 1, 1]
+        the keep-mask; dk = m (1 - gamma), dv = m (1 - beta) (m alone without gating; dv = dk for scalar gating).
+
+        For the paper's pp_relu + vector gating the outer products and the key decay come from ``outer_row``
+        (reduced gradients, gamma never materialised) after a single Split (nested Splits would each Concat
+        their gradients again in backward); other maps go through ``forward`` (same values).
+        """
+        if self.feature_map == "pp_relu" and self.gating == "vector":
+            d, eta, h = self.d, self.eta, self.h
+            v, k, q, p1, p2, beta, sg, p3 = torch.split(
+                self.proj(x).reshape(-1, h, 1, self.width), [d, d, d, eta, eta, d, d, eta], dim=-1
+            )
+            k, q, p1, p2 = torch.relu(k), torch.relu(q), torch.relu(p1), torch.relu(p2)
+            beta, sg, p3 = torch.sigmoid(beta), torch.sigmoid(sg), torch.sigmoid(p3)
+            dv = torch.addcmul(m, m, beta, value=-1.0)
+            return beta * v, outer_row(p1 * p3, k * sg, h), outer_row(p2, q, h), outer_row(p3, sg, h, mask=m), dv
+        f = self.forward(x, layout="row")
+        if f.gate_k is None:
+            return f.v_bar, f.k_bar, f.phi_q, m, m
+        dk = torch.addcmul(m, m, f.gate_k, value=-1.0)
+        dv = dk if self.gating == "scalar" else torch.addcmul(m, m, f.gate_v, value=-1.0)
+        return f.v_bar, f.k_bar, f.phi_q, dk, dv

@@ -202,3 +202,81 @@ def linear_scan(
     torch.broadcast_shapes(a.shape, full)  # raises a clear error on mismatch
     h0 = h0.expand(full[1:]) if h0.shape != full[1:] else h0
     return _LinearScan.apply(a, b, h0, method, overwrite_b, coef)
+
+
+def _rows_dot(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out = sum over axis -2 of x * y (x, y [..., R, F] or broadcastable there, out [..., 1, F]), slice by slice:
+    no full-size product is materialised (R is small: AGaLiTe's r cosine rows plus the normaliser)."""
+    rows = max(x.shape[-2], y.shape[-2])
+
+    def pick(t: torch.Tensor, i: int) -> torch.Tensor:
+        return t[..., i : i + 1, :] if t.shape[-2] != 1 else t
+
+    torch.mul(pick(x, 0), pick(y, 0), out=out)
+    for i in range(1, rows):
+        out.addcmul_(pick(x, i), pick(y, i))
+    return out
+
+
+class _ScanReadout(torch.autograd.Function):
+    """h_t = a_t h_{t-1} + coef_t b_t (chunked scan), read out as y_t = h_t q_t^T; returns (y, h_T).
+
+    Fusing the read-out into the scan's autograd node lets the backward build the adjoint's input
+    (grad_y (x) q) in a buffer it owns and scan it in place, and reduce over the few rows slice by slice: no
+    batched outer-product or transposed MatMuls over T*B*H tiny matrices, no defensive copy of the gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, h0, q, coef):  # type: ignore[override]
+        steps = b.shape[0]
+        a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
+        h = _chunked(a_full, coef * b, h0, inplace=True)  # [T, ..., R, F]
+        y = torch.matmul(h, q.transpose(-1, -2)).transpose(-1, -2)  # [T, ..., 1, R]
+        ctx.save_for_backward(a, h, h0, q, coef)
+        ctx.b_shape = b.shape
+        return y, h[-1].clone()
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_last):  # type: ignore[override]
+        a, h, h0, q, coef = ctx.saved_tensors
+        steps = h.shape[0]
+        a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
+        gy = grad_y.transpose(-1, -2)  # [T, ..., R, 1]
+        lam = gy * q  # a fresh buffer: the reverse scan runs in it
+        if grad_last is not None:
+            lam[-1] += grad_last
+        lam = _chunked(a_full, lam, None, reverse=True, inplace=True)
+        grad_a = grad_b = grad_h0 = grad_q = None
+        row = (steps, *h.shape[1:-2], 1, h.shape[-1])
+        if ctx.needs_input_grad[0]:
+            full = h.new_empty(row)
+            _rows_dot(lam[:1], h0.unsqueeze(0), full[:1])
+            _rows_dot(lam[1:], h[:-1], full[1:])
+            grad_a = full if a.shape[0] == steps else full.sum(0, keepdim=True)
+            grad_a = _sum_to(grad_a, a.shape)
+        if ctx.needs_input_grad[1]:
+            grad_b = _sum_to(_rows_dot(lam, coef, h.new_empty(row)), ctx.b_shape)
+        if ctx.needs_input_grad[2]:
+            grad_h0 = _sum_to(a_full[0] * lam[0], h0.shape)
+        if ctx.needs_input_grad[3]:
+            grad_q = _sum_to(_rows_dot(gy, h, h.new_empty(row)), q.shape)
+        return grad_a, grad_b, grad_h0, grad_q, None
+
+
+def scan_readout(
+    a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, q: torch.Tensor, coef: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chunked ``linear_scan(a, b, h0, coef=coef)`` read out against q: returns (y, h_T) with
+    y_t = h_t q_t^T [T, ..., 1, R] and the last state h_T [..., R, F], without returning the T states.
+
+    Shapes: a, b, q [T, ..., 1, F] (a may have a leading 1), coef [T, ..., R, 1] (a constant), h0 [..., R, F].
+    Equal to ``linear_scan`` followed by the MatMul (tests compare values and gradients); faster to train.
+    """
+    if coef.requires_grad:
+        raise ValueError("scan_readout: coef must be a constant (no gradient)")
+    if b.dim() < 3 or q.shape[-2] != 1 or b.shape[-2] != 1:
+        raise ValueError(f"scan_readout needs b and q shaped [T, ..., 1, F], got b{tuple(b.shape)} q{tuple(q.shape)}")
+    full = torch.broadcast_shapes(b.shape, coef.shape)
+    torch.broadcast_shapes(a.shape, full)
+    h0 = h0.expand(full[1:]) if h0.shape != full[1:] else h0
+    return _ScanReadout.apply(a, b, h0, q, coef)

@@ -12,7 +12,8 @@ import torch
 
 from models.agalite import AGaLiTe, cosine_table, counter_period, frequencies
 from models.config import ModelConfig
-from models.scan import linear_scan
+from models.feature_maps import GatedFeatures, outer_row
+from models.scan import linear_scan, scan_readout
 
 IN = 5
 
@@ -91,6 +92,91 @@ def test_linear_scan_survives_tiny_decays(method: str) -> None:
     b = torch.ones(256, 4)
     h = linear_scan(a, b, torch.zeros(4), method)
     assert torch.isfinite(h).all() and (h[0] == 1).all() and (h[1:] - 1.001001).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("t_len", [1, 9, 37])
+@pytest.mark.parametrize("shared_decay", [False, True])
+def test_scan_readout_equals_scan_then_matmul(t_len: int, shared_decay: bool) -> None:
+    """The fused scan + read-out node (hand-written backward) against linear_scan + MatMul, and gradcheck."""
+    g = torch.Generator().manual_seed(3)
+    dt = torch.float64
+    a = torch.rand(1 if shared_decay else t_len, 2, 3, 1, 5, generator=g, dtype=dt).requires_grad_()
+    b = torch.randn(t_len, 2, 3, 1, 5, generator=g, dtype=dt).requires_grad_()
+    q = torch.rand(t_len, 2, 3, 1, 5, generator=g, dtype=dt).requires_grad_()
+    h0 = torch.randn(2, 3, 4, 5, generator=g, dtype=dt).requires_grad_()
+    coef = torch.randn(t_len, 2, 1, 4, 1, generator=g, dtype=dt)
+    w_y, w_last = torch.randn(t_len, 2, 3, 1, 4, generator=g, dtype=dt), torch.randn(2, 3, 4, 5, generator=g, dtype=dt)
+
+    def fused(a, b, h0, q):
+        return scan_readout(a, b, h0, q, coef)
+
+    def reference(a, b, h0, q):
+        h = linear_scan(a, b, h0, "chunked", coef=coef)
+        return torch.matmul(h, q.transpose(-1, -2)).transpose(-1, -2), h[-1]
+
+    outs, grads = [], []
+    for fn in (fused, reference):
+        y, last = fn(a, b, h0, q)
+        outs.append((y.detach(), last.detach()))
+        grads.append(torch.autograd.grad((y * w_y).sum() + (last * w_last).sum(), (a, b, h0, q)))
+    assert all((x - y).abs().max().item() < 1e-12 for x, y in zip(outs[0], outs[1]))
+    assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(grads[0], grads[1]))
+    assert torch.autograd.gradcheck(fused, (a, b, h0, q))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_outer_row_gradients(masked: bool) -> None:
+    g = torch.Generator().manual_seed(4)
+    a = torch.rand(6, 2, 1, 3, generator=g, dtype=torch.float64).requires_grad_()
+    b = torch.rand(6, 2, 1, 4, generator=g, dtype=torch.float64).requires_grad_()
+    mask = (torch.rand(6, 1, 1, 1, generator=g) < 0.7).double() if masked else None
+    out = outer_row(a, b, 2, mask)
+    plain = (a.transpose(-1, -2) * b).reshape(6, 2, 1, 12)
+    assert (out - (mask - mask * plain if masked else plain)).abs().max().item() < 1e-15
+    assert torch.autograd.gradcheck(lambda a, b: outer_row(a, b, 2, mask), (a, b))
+
+
+@pytest.mark.parametrize("gating", ["vector", "scalar", "none"])
+@pytest.mark.parametrize("feature_map", ["pp_relu", "elu1", "relu", "dpfp"])
+def test_training_terms_equal_forward(feature_map: str, gating: str) -> None:
+    """The training form's terms (fused for the paper's map) equal the acting form's features and decays."""
+    torch.manual_seed(0)
+    feats = GatedFeatures(8, 2, 4, 3, feature_map, gating).double()
+    x = torch.randn(10, 8, dtype=torch.float64)
+    m = (torch.rand(10, 1, 1, 1) < 0.8).double()
+    f = feats(x, layout="row")
+    gk = torch.zeros(()) if f.gate_k is None else f.gate_k
+    gv = torch.zeros(()) if f.gate_v is None else f.gate_v
+    expected = (f.v_bar, f.k_bar, f.phi_q, m * (1 - gk), m * (1 - gv))
+    got = feats.training_terms(x, m)
+    for e, t in zip(expected, got):
+        assert (e.expand_as(t) - t).abs().max().item() < 1e-12
+    w = [torch.randn(t.shape, dtype=torch.float64) for t in got]
+    g1 = torch.autograd.grad(sum((t * wi).sum() for t, wi in zip(got, w)), list(feats.parameters()))
+    g2 = torch.autograd.grad(sum((e.expand_as(t) * wi).sum() for e, t, wi in zip(expected, got, w)),
+                             list(feats.parameters()))
+    assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(g1, g2))
+
+
+@pytest.mark.parametrize("cfg", [small(), small(r=3, frequencies="distinct"), small(feature_map="dpfp")])
+def test_gradients_of_sequence_form_match_step_loop(cfg: ModelConfig) -> None:
+    """The training form's hand-written backward passes give the step loop's gradients (float64)."""
+    model = make(cfg).double()
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(21, 2, IN, generator=g, dtype=torch.float64)
+    reset = torch.zeros(21, 2, dtype=torch.bool)
+    reset[9, 0] = True
+    w = torch.randn(21, 2, cfg.d_model, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        _, state = model(torch.randn(5, 2, IN, generator=g, dtype=torch.float64), torch.zeros(5, 2, dtype=torch.bool),
+                         {k: v.double() if v.is_floating_point() else v for k, v in model.initial_state(2).items()})
+    grads = []
+    for seq in (True, False):
+        model.zero_grad()
+        y = model(x, reset, state)[0] if seq else run_steps(model, x, reset, state)[0]
+        (y * w).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert (grads[0] - grads[1]).abs().max().item() < 1e-9 * grads[1].abs().max().item()
 
 
 @pytest.mark.parametrize("reset_counter", [True, False])
