@@ -63,7 +63,9 @@ def test_services_and_the_run_volume():
     assert set(SERVICES) <= set(compose["services"])
     assert "runs" in compose["volumes"]
     learner, actor, board = (compose["services"][s] for s in SERVICES)
-    for service in (learner, actor, board):
+    # A finished learner (exit 0) must not be started again and again; crashes restart it (it resumes).
+    assert learner["restart"] == "on-failure"
+    for service in (actor, board):
         assert service["restart"] == "unless-stopped"
     # The learner and TensorBoard run the same image; only the learner's and the actor's images are built.
     assert learner["image"] == board["image"] != actor["image"]

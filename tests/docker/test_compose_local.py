@@ -151,8 +151,9 @@ def test_compose_services_train_tmaze_as_local_processes(tmp_path, free_ports):
         assert len(_actor_ids_seen(run_dir / "tb")) == replicas  # both replicas contributed segments
         assert all(p.poll() is None for p in actors), "an actor died during training"
 
-        # `restart: unless-stopped` runs the same command again: it resumes the finished run from its
-        # checkpoint (no training from scratch with the actors still connected) and exits again.
+        # A restart (after a crash under `restart: on-failure`, or `docker compose up` again) runs the same
+        # command: it resumes the finished run from its checkpoint (no training from scratch with the actors
+        # still connected) and exits again.
         restarted = _start(learner.argv, learner.env, logs / "learner-restart.log")
         procs.append(restarted)
         try:
