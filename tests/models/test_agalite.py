@@ -3,7 +3,6 @@ boundedness, the integer time counter, and ONNX export of the single step."""
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -339,38 +338,5 @@ def test_bad_config_raises() -> None:
         model(torch.zeros(3, 2, IN + 1), torch.zeros(3, 2, dtype=torch.bool), model.initial_state(2))
 
 
-def test_single_step_exports_to_onnx_and_matches() -> None:
-    ort = pytest.importorskip("onnxruntime")
-    model = make(small(r=3)).eval()
-    names = list(model.state_spec())
-
-    class Step(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x, reset, *state):
-            y, new = self.m(x, reset, dict(zip(names, state)))
-            return (y, *[new[k] for k in names])
-
-    batch = 2
-    state = model.initial_state(batch)
-    buf = io.BytesIO()
-    torch.onnx.export(
-        Step(model), (torch.zeros(1, batch, IN), torch.zeros(1, batch, dtype=torch.bool), *state.values()), buf,
-        dynamo=False, opset_version=17, input_names=["x", "reset", *names],
-        output_names=["y", *[f"new_{k}" for k in names]],
-        dynamic_axes={"x": {1: "b"}, "reset": {1: "b"}, **{k: {0: "b"} for k in names}},
-    )
-    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    g = torch.Generator().manual_seed(7)
-    ort_state = {k: v.numpy() for k, v in state.items()}
-    for t in range(12):
-        x = torch.randn(1, batch, IN, generator=g)
-        reset = torch.tensor([[t == 5, t == 8]])
-        with torch.no_grad():
-            y, state = model(x, reset, state)
-        out = sess.run(None, {"x": x.numpy(), "reset": reset.numpy(), **ort_state})
-        ort_state = dict(zip(names, out[1:]))
-        assert np.abs(out[0] - y.numpy()).max() < 1e-5
-        assert all(np.abs(ort_state[k] - state[k].numpy()).max() < 1e-5 for k in names)
+def test_single_step_exports_to_onnx_and_matches(check_step_onnx) -> None:
+    check_step_onnx(make(small(r=3)), IN)

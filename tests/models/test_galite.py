@@ -3,10 +3,8 @@ gradients, state size, long-run boundedness of the paper form, ONNX export of th
 
 from __future__ import annotations
 
-import io
 import itertools
 
-import numpy as np
 import pytest
 import torch
 
@@ -197,37 +195,5 @@ def test_bad_config_raises() -> None:
 
 
 @pytest.mark.parametrize("variant", ["paper", "code"])
-def test_single_step_exports_to_onnx_and_matches(variant: str) -> None:
-    ort = pytest.importorskip("onnxruntime")
-    model = make(small(galite_variant=variant)).eval()
-    names = list(model.state_spec())
-
-    class Step(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x, reset, *state):
-            y, new = self.m(x, reset, dict(zip(names, state)))
-            return (y, *[new[k] for k in names])
-
-    batch = 2
-    state = model.initial_state(batch)
-    buf = io.BytesIO()
-    torch.onnx.export(
-        Step(model), (torch.zeros(1, batch, IN), torch.zeros(1, batch, dtype=torch.bool), *state.values()), buf,
-        dynamo=False, opset_version=17, input_names=["x", "reset", *names],
-        output_names=["y", *[f"new_{k}" for k in names]],
-        dynamic_axes={"x": {1: "b"}, "reset": {1: "b"}, **{k: {0: "b"} for k in names}},
-    )
-    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    g = torch.Generator().manual_seed(8)
-    ort_state = {k: v.numpy() for k, v in state.items()}
-    for t in range(10):
-        x = torch.randn(1, batch, IN, generator=g)
-        reset = torch.tensor([[t == 4, t == 7]])
-        with torch.no_grad():
-            y, state = model(x, reset, state)
-        out = sess.run(None, {"x": x.numpy(), "reset": reset.numpy(), **ort_state})
-        ort_state = dict(zip(names, out[1:]))
-        assert np.abs(out[0] - y.numpy()).max() < 1e-5
+def test_single_step_exports_to_onnx_and_matches(variant: str, check_step_onnx) -> None:
+    check_step_onnx(make(small(galite_variant=variant)), IN, steps=10, seed=8)

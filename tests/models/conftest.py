@@ -1,0 +1,54 @@
+"""Helpers shared by the model tests (fixtures: test modules here are imported without a package)."""
+
+from __future__ import annotations
+
+import io
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+
+
+def _check_step_onnx(model: torch.nn.Module, input_dim: int, steps: int = 12, seed: int = 7) -> None:
+    """Export the model's single step (x, reset, *state) -> (y, *new_state) to ONNX and run it in ONNX Runtime
+    next to torch for ``steps`` steps with resets in both envs (batch 2): outputs and states agree to 1e-5."""
+    ort = pytest.importorskip("onnxruntime")
+    model = model.eval()
+    names = list(model.state_spec())
+
+    class Step(torch.nn.Module):
+        def __init__(self, m: torch.nn.Module) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, x, reset, *state):
+            y, new = self.m(x, reset, dict(zip(names, state)))
+            return (y, *[new[k] for k in names])
+
+    batch = 2
+    state = model.initial_state(batch)
+    buf = io.BytesIO()
+    torch.onnx.export(
+        Step(model), (torch.zeros(1, batch, input_dim), torch.zeros(1, batch, dtype=torch.bool), *state.values()),
+        buf, dynamo=False, opset_version=17, input_names=["x", "reset", *names],
+        output_names=["y", *[f"new_{k}" for k in names]],
+        dynamic_axes={"x": {1: "b"}, "reset": {1: "b"}, **{k: {0: "b"} for k in names}},
+    )
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(seed)
+    ort_state = {k: v.numpy() for k, v in state.items()}
+    for t in range(steps):
+        x = torch.randn(1, batch, input_dim, generator=g)
+        reset = torch.tensor([[t == steps // 2, t == steps - 4]])
+        with torch.no_grad():
+            y, state = model(x, reset, state)
+        out = sess.run(None, {"x": x.numpy(), "reset": reset.numpy(), **ort_state})
+        ort_state = dict(zip(names, out[1:]))
+        assert np.abs(out[0] - y.numpy()).max() < 1e-5
+        assert all(np.abs(ort_state[k] - state[k].numpy()).max() < 1e-5 for k in names)
+
+
+@pytest.fixture
+def check_step_onnx() -> Callable[..., None]:
+    return _check_step_onnx
