@@ -37,7 +37,7 @@ from models.base import SequenceModel, State, StateSpec
 from models.blocks import GatedStack, orthogonal_init_
 from models.config import ModelConfig
 from models.feature_maps import GatedFeatures, feature_dim
-from models.scan import linear_scan, scan_readout
+from models.scan import linear_scan, scan_readout, scan_readout_outer
 
 EPS = 1e-5
 FREQUENCY_GRIDS = ("reference", "distinct")
@@ -173,8 +173,17 @@ class AGaLiTeAttention(nn.Module):
 
     def _sequence(self, x, m, c, tilde_k, tilde_v, s):
         steps, batch = x.shape[0], x.shape[1]
-        terms = self.features.training_terms(x.reshape(steps * batch, x.shape[2]), m.reshape(steps * batch, 1, 1, 1))
-        v_bar, k_bar, phi_q, dk, dv = (t.reshape(steps, batch, *t.shape[1:]) for t in terms)
+        method = self.scan_method
+        terms = self.features.training_terms(
+            x.reshape(steps * batch, x.shape[2]), m.reshape(steps * batch, 1, 1, 1), factored=method == "chunked"
+        )
+
+        def unflatten(t):
+            if isinstance(t, tuple):  # outer-product factors
+                return tuple(f.reshape(steps, batch, *f.shape[1:]) for f in t)
+            return t.reshape(steps, batch, *t.shape[1:])
+
+        v_bar, k_bar, phi_q, dk, dv = (unflatten(t) for t in terms)
         collapse = self._collapsible(tilde_k, tilde_v)
         if collapse:  # one component per group of identical cosines, weighted by the group's size in the read-out
             reps = self.group_reps
@@ -182,10 +191,11 @@ class AGaLiTeAttention(nn.Module):
         rows = c.shape[-2]
         # K~ (r rows) and s (one more row, cosine 1) share the decay: scan them together. The writes are fresh
         # temporaries, so the scan overwrites them instead of copying.
-        method = self.scan_method
         c_ext = torch.cat([c, torch.ones_like(c[..., :1, :])], dim=-2)  # [T, B, 1, rows+1, 1]
         h0 = torch.cat([tilde_k, s], dim=-2)
-        if method == "chunked":  # the read-out fused into the scan's autograd node; T states never leave it
+        if isinstance(k_bar, tuple):  # the paper's features as outer-product factors: never materialised
+            kq, last_ks = scan_readout_outer(dk, k_bar, h0, phi_q, c_ext)
+        elif method == "chunked":  # the read-out fused into the scan's autograd node; T states never leave it
             kq, last_ks = scan_readout(dk, k_bar, h0, phi_q, c_ext)  # [T, B, H, 1, rows+1], [B, H, rows+1, F]
         else:
             hk = linear_scan(dk, k_bar, h0, method, coef=c_ext)  # [T, B, H, rows+1, F]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -228,14 +229,16 @@ class GatedFeatures(nn.Module):
         return Features(v_bar=v, k_bar=phi_k, phi_q=phi_q, gate_v=None, gate_k=None)
 
     def training_terms(
-        self, x: torch.Tensor, m: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, m: torch.Tensor, factored: bool = False
+    ) -> tuple[torch.Tensor, Any, Any, torch.Tensor, torch.Tensor]:
         """(v_bar, k_bar, phi_q, dk, dv) in the row layout for a training form: x [N, d_model], m [N, 1, 1, 1]
         the keep-mask; dk = m (1 - gamma), dv = m (1 - beta) (m alone without gating; dv = dk for scalar gating).
 
         For the paper's pp_relu + vector gating the outer products and the key decay come from ``outer_row``
         (reduced gradients, gamma never materialised) after a single Split (nested Splits would each Concat
-        their gradients again in backward); other maps go through ``forward`` (same values).
+        their gradients again in backward); other maps go through ``forward`` (same values). ``factored``: for
+        that map, return k_bar and phi_q as their outer-product factors ((p1 p3, k sg) and (p2, q), each
+        [N, H, 1, eta] and [N, H, 1, d]) for ``scan_readout_outer``; other maps ignore it.
         """
         if self.feature_map == "pp_relu" and self.gating == "vector":
             d, eta, h = self.d, self.eta, self.h
@@ -245,6 +248,8 @@ class GatedFeatures(nn.Module):
             k, q, p1, p2 = torch.relu(k), torch.relu(q), torch.relu(p1), torch.relu(p2)
             beta, sg, p3 = torch.sigmoid(beta), torch.sigmoid(sg), torch.sigmoid(p3)
             dv = torch.addcmul(m, m, beta, value=-1.0)
+            if factored:
+                return beta * v, (p1 * p3, k * sg), (p2, q), outer_row(p3, sg, h, mask=m), dv
             return beta * v, outer_row(p1 * p3, k * sg, h), outer_row(p2, q, h), outer_row(p3, sg, h, mask=m), dv
         f = self.forward(x, layout="row")
         if f.gate_k is None:

@@ -281,3 +281,80 @@ def scan_readout(
     torch.broadcast_shapes(a.shape, full)
     h0 = h0.expand(full[1:]) if h0.shape != full[1:] else h0
     return _ScanReadout.apply(a, b, h0, q, coef)
+
+
+class _ScanReadoutOuter(torch.autograd.Function):
+    """``_ScanReadout`` for writes and queries that are outer products over a feature axis F = n x m:
+    b_t = u_t (x) v_t and q_t = p_t (x) w_t (u, p [.., n], v, w [.., m]), as the paper's pp_relu features are.
+
+    Why: neither b nor q (nor their [F]-sized gradients) is ever materialised. The scaled write coef_t b_t is
+    built in one pass from its factors; the read-out h_t q_t is (h_t reshaped [R*n, m]) @ w_t, then a dot with
+    p_t; the gradients of the four factors are matrix-vector products against the states / adjoints that are
+    read anyway. Per layer this saves several full-size passes over [T, B, H, F] tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, a, u, v, h0, p, w, coef):  # type: ignore[override]
+        steps, n, m = u.shape[0], u.shape[-1], v.shape[-1]
+        lead = u.shape[:-2]  # [T, ..., ] without the unit axis
+        rows = coef.shape[-2]
+        a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
+        cu = coef * u  # [T, ..., R, n]
+        hb = (cu.unsqueeze(-1) * v.unsqueeze(-2)).reshape(*lead, rows, n * m)  # coef (x) u (x) v
+        h = _chunked(a_full, hb, h0, inplace=True)  # [T, ..., R, F]
+        hw = torch.matmul(h.reshape(*lead, rows * n, m), w.transpose(-1, -2)).reshape(*lead, rows, n)
+        y = torch.matmul(hw, p.transpose(-1, -2)).transpose(-1, -2)  # [T, ..., 1, R]
+        ctx.save_for_backward(a, u, v, h0, p, w, coef, h, hw)
+        return y, h[-1].clone()
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_last):  # type: ignore[override]
+        a, u, v, h0, p, w, coef, h, hw = ctx.saved_tensors
+        steps, n, m = u.shape[0], u.shape[-1], v.shape[-1]
+        lead, rows = u.shape[:-2], coef.shape[-2]
+        a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
+        gy = grad_y.transpose(-1, -2).contiguous()  # [T, ..., R, 1]
+        grad_p = torch.matmul(gy.transpose(-1, -2), hw)  # [T, ..., 1, n]
+        gp = gy * p  # [T, ..., R, n]: d y / d (h w) per row
+        grad_w = torch.matmul(gp.reshape(*lead, 1, rows * n), h.reshape(*lead, rows * n, m))  # [T, ..., 1, m]
+        lam = (gp.unsqueeze(-1) * w.unsqueeze(-2)).reshape(*lead, rows, n * m)  # fresh: scanned in place
+        if grad_last is not None:
+            lam[-1] += grad_last
+        lam = _chunked(a_full, lam, None, reverse=True, inplace=True)
+        grad_a = grad_h0 = None
+        if ctx.needs_input_grad[0]:
+            full = h.new_empty((*lead, 1, n * m))
+            _rows_dot(lam[:1], h0.unsqueeze(0), full[:1])
+            _rows_dot(lam[1:], h[:-1], full[1:])
+            grad_a = _sum_to(full, a.shape)
+        lam_nm = lam.reshape(*lead, rows * n, m)
+        lv = torch.matmul(lam_nm, v.transpose(-1, -2)).reshape(*lead, rows, n)  # sum_m lam v
+        grad_u = torch.matmul(coef.transpose(-1, -2), lv)  # [T, ..., 1, n]
+        cu = (coef * u).reshape(*lead, 1, rows * n)
+        grad_v = torch.matmul(cu, lam_nm)  # [T, ..., 1, m]
+        if ctx.needs_input_grad[3]:
+            grad_h0 = _sum_to(a_full[0] * lam[0], h0.shape)
+        return grad_a, grad_u, grad_v, grad_h0, grad_p, grad_w, None
+
+
+def scan_readout_outer(
+    a: torch.Tensor, write: tuple[torch.Tensor, torch.Tensor], h0: torch.Tensor,
+    query: tuple[torch.Tensor, torch.Tensor], coef: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scan_readout(a, u (x) v, h0, p (x) w, coef)`` with the outer products given by their factors:
+    write = (u [T, ..., 1, n], v [T, ..., 1, m]), query = (p [T, ..., 1, n], w [T, ..., 1, m]); F = n*m with the
+    u-index major (vec(u (x) v)[i*m + j] = u_i v_j). a [T or 1, ..., 1, F], h0 [..., R, F], coef [T, ..., R, 1]
+    (a constant, broadcast over the axes between T and R). Returns (y [T, ..., 1, R], h_T [..., R, F]).
+    """
+    (u, v), (p, w) = write, query
+    if coef.requires_grad:
+        raise ValueError("scan_readout_outer: coef must be a constant (no gradient)")
+    if u.shape[:-1] != v.shape[:-1] or p.shape != u.shape or w.shape != v.shape or u.shape[-2] != 1:
+        raise ValueError("scan_readout_outer: factors must be [T, ..., 1, n] and [T, ..., 1, m], write and query "
+                         f"alike; got u{tuple(u.shape)} v{tuple(v.shape)} p{tuple(p.shape)} w{tuple(w.shape)}")
+    rows, f = coef.shape[-2], u.shape[-1] * v.shape[-1]
+    coef = coef.expand(*u.shape[:-2], rows, 1)
+    full = (*u.shape[:-2], rows, f)
+    torch.broadcast_shapes(a.shape, full)
+    h0 = h0.expand(full[1:]) if h0.shape != full[1:] else h0
+    return _ScanReadoutOuter.apply(a, u, v, h0, p, w, coef)

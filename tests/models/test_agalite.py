@@ -12,7 +12,7 @@ import torch
 from models.agalite import AGaLiTe, cosine_table, counter_period, frequencies
 from models.config import ModelConfig
 from models.feature_maps import GatedFeatures, outer_row
-from models.scan import linear_scan, scan_readout
+from models.scan import linear_scan, scan_readout, scan_readout_outer
 
 IN = 5
 
@@ -121,6 +121,42 @@ def test_scan_readout_equals_scan_then_matmul(t_len: int, shared_decay: bool) ->
     assert all((x - y).abs().max().item() < 1e-12 for x, y in zip(outs[0], outs[1]))
     assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(grads[0], grads[1]))
     assert torch.autograd.gradcheck(fused, (a, b, h0, q))
+
+
+def test_scan_readout_outer_equals_materialised_outer_products() -> None:
+    """Writes and queries given as outer-product factors (never materialised) against scan_readout on the full
+    products: values and every gradient, and gradcheck."""
+    g = torch.Generator().manual_seed(6)
+    dt, t_len, n, m = torch.float64, 11, 3, 4
+
+    def rand(*shape, positive=False):
+        x = torch.rand(*shape, generator=g, dtype=dt) if positive else torch.randn(*shape, generator=g, dtype=dt)
+        return x.requires_grad_()
+
+    a = rand(t_len, 2, 3, 1, n * m, positive=True)
+    u, v, p, w = rand(t_len, 2, 3, 1, n), rand(t_len, 2, 3, 1, m), rand(t_len, 2, 3, 1, n), rand(t_len, 2, 3, 1, m)
+    h0 = rand(2, 3, 2, n * m)
+    coef = torch.randn(t_len, 2, 1, 2, 1, generator=g, dtype=dt)
+    w_y, w_last = torch.randn(t_len, 2, 3, 1, 2, generator=g, dtype=dt), torch.randn(2, 3, 2, n * m, generator=g,
+                                                                                       dtype=dt)
+
+    def outer(x, y):
+        return (x.transpose(-1, -2) * y).reshape(*x.shape[:-2], 1, n * m)
+
+    def factored(a, u, v, h0, p, w):
+        return scan_readout_outer(a, (u, v), h0, (p, w), coef)
+
+    def full(a, u, v, h0, p, w):
+        return scan_readout(a, outer(u, v), h0, outer(p, w), coef)
+
+    inputs = (a, u, v, h0, p, w)
+    results = []
+    for fn in (factored, full):
+        y, last = fn(*inputs)
+        results.append((y.detach(), last.detach(),
+                        *torch.autograd.grad((y * w_y).sum() + (last * w_last).sum(), inputs)))
+    assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(*results))
+    assert torch.autograd.gradcheck(factored, inputs)
 
 
 @pytest.mark.parametrize("masked", [False, True])
