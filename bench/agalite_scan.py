@@ -37,7 +37,8 @@ multiply-adds in the projections, GRU gates and FFN; ~21 GFLOP per T=128, B=16 f
 form runs it as GEMMs over T*B rows; at B=16 the step loop's GEMMs (M=16) are already fairly efficient, and its
 per-step overhead is spread over 16 sequences, so the ratio at B=16 is bounded by how fast the state scans can be.
 The row "state scans removed (bound)" measures that bound directly: the same parallel form with both scans
-replaced by near-free stand-ins (wrong outputs, same everything else). Its ratio to the step loop is the most any
+replaced by near-free stand-ins (wrong outputs; for the paper's features the outer products that only the scan
+would have formed disappear with it; everything else the same). Its ratio to the step loop is the most any
 scan implementation could reach in this framework on this machine. On one thread that bound is itself below 5x;
 the parallel form scales to more cores (its elementwise and GEMM work is large enough to split), the step loop
 hardly does. At B=1 and B=4 per-step overhead dominates the loop and the ratio is far above 5x. A faster acting
@@ -78,14 +79,26 @@ def _scans_removed():
     what the parallel form would cost with an infinitely fast scan (a bound, not a model: outputs are wrong)."""
     import models.agalite as agalite_module
 
-    real = agalite_module.scan_readout, agalite_module.linear_scan
-    agalite_module.scan_readout = lambda a, b, h0, q, coef: (a[..., :coef.shape[-2]] + b[..., :coef.shape[-2]]
-                                                            + q[..., :coef.shape[-2]], h0)
-    agalite_module.linear_scan = lambda a, b, h0, method="chunked", coef=None: a + b
+    names = ("scan_readout", "scan_readout_outer", "linear_scan")
+    real = {name: getattr(agalite_module, name) for name in names}
+
+    def readout(a, b, h0, q, coef):
+        r = coef.shape[-2]
+        return a[..., :r] + b[..., :r] + q[..., :r], h0
+
+    def readout_outer(a, write, h0, query, coef):
+        r = coef.shape[-2]
+        return a[..., :r] + write[0][..., :r] + write[1][..., :r] + query[0][..., :r] + query[1][..., :r], h0
+
+    stubs = {"scan_readout": readout, "scan_readout_outer": readout_outer,
+             "linear_scan": lambda a, b, h0, method="chunked", coef=None: a + b}
+    for name in names:
+        setattr(agalite_module, name, stubs[name])
     try:
         yield
     finally:
-        agalite_module.scan_readout, agalite_module.linear_scan = real
+        for name in names:
+            setattr(agalite_module, name, real[name])
 
 
 def compare(name: str, t_len: int, batch: int, reps: int, step_t_len: int | None = None,
