@@ -14,7 +14,7 @@ import numpy as np
 
 import envs
 from actor.policy_meta import PolicyError, space_to_dict
-from actor.runtime import Policy, StepFunction
+from actor.runtime import Policy, StepFunction, clip_action
 
 
 @dataclass
@@ -45,7 +45,11 @@ def play(
                 f"env {env_id!r} observes {tuple(got['shape'])} {got['dtype']}, the policy expects "
                 f"{meta.obs_shape} {meta.obs_dtype}"
             )
-        if getattr(env.action_space, "n", None) != meta.num_actions:
+        if meta.action_kind == "continuous":
+            if getattr(env.action_space, "shape", None) != (meta.num_actions,) or not hasattr(env.action_space, "low"):
+                raise PolicyError(f"env {env_id!r} has action space {env.action_space}, the policy "
+                                  f"{meta.num_actions} continuous action dimensions")
+        elif getattr(env.action_space, "n", None) != meta.num_actions:
             raise PolicyError(f"env {env_id!r} has action space {env.action_space}, the policy {meta.num_actions} actions")
         policy = Policy(step_function, batch=1)
         rng = np.random.default_rng(seed)
@@ -56,7 +60,7 @@ def play(
             total, length, done = 0.0, 0, False
             while not done:
                 action, _, _ = policy.act(np.asarray(obs)[None], reset, rng, greedy=greedy)
-                obs, reward, terminated, truncated, info = env.step(int(action[0]))
+                obs, reward, terminated, truncated, info = env.step(clip_action(action[0], env.action_space))
                 total += float(reward)
                 length += 1
                 done = terminated or truncated

@@ -29,6 +29,10 @@ STATE_OUTPUT_PREFIX = "new_"
 
 STATE_DTYPES = ("float32", "int64", "bool")
 
+POLICY_OUTPUTS = {"discrete": "logits", "continuous": "mean_log_std"}
+"""Name of the step function's first output per action kind: logits [B, A], or the Gaussian's means [B, A]
+followed by its log standard deviations [B, A] (``models/distributions.py``)."""
+
 
 class PolicyError(ValueError):
     """A policy file, its metadata or the inputs handed to it are unusable; the message says what was expected."""
@@ -163,6 +167,7 @@ class PolicyMetadata:
     obs_shape: tuple[int, ...]
     obs_dtype: str
     num_actions: int
+    """Discrete: the number of actions; continuous: the number of action dimensions."""
     state: tuple[StateEntry, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
@@ -175,6 +180,8 @@ class PolicyMetadata:
     """ONNX initializers that are model parameters (the weights-only update targets): name -> shape (float32)."""
     extra: dict[str, Any] = field(default_factory=dict)
     format: int = METADATA_FORMAT
+    action_kind: str = "discrete"
+    """``discrete`` (categorical over logits) or ``continuous`` (diagonal Gaussian); files without it are discrete."""
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -236,6 +243,7 @@ class PolicyMetadata:
                 weights={str(k): tuple(int(x) for x in v) for k, v in dict(data.get("weights", {})).items()},
                 extra=dict(data.get("extra", {})),
                 format=int(fmt),
+                action_kind=str(data.get("action_kind", "discrete")),
             )
         except KeyError as exc:
             raise PolicyError(f"policy metadata lacks the key {exc.args[0]!r}") from exc
@@ -243,6 +251,8 @@ class PolicyMetadata:
             if isinstance(exc, PolicyError):
                 raise
             raise PolicyError(f"malformed policy metadata: {exc}") from exc
+        if meta.action_kind not in POLICY_OUTPUTS:
+            raise PolicyError(f"unknown action kind {meta.action_kind!r}; supported: {sorted(POLICY_OUTPUTS)}")
         for s in meta.state:
             if s.dtype not in STATE_DTYPES:
                 raise PolicyError(f"state {s.name!r} has dtype {s.dtype!r}; supported: {STATE_DTYPES}")

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from actor.runtime import clip_action
 from protocol import Segment
 
 
@@ -54,7 +55,7 @@ class SegmentCollector:
         """The next T steps of every env as one ``protocol.Segment`` (all of it acted by ``policy``)."""
         T, B = self.T, self.num_envs
         obs_buf = np.empty((T + 1, *self.obs.shape), dtype=self.obs.dtype)
-        actions = np.empty((T, B), dtype=np.int64)
+        actions: np.ndarray | None = None  # [T, B] int64 or [T, B, A] float32: allocated from the first action
         logp = np.empty((T, B), dtype=np.float32)
         values = np.empty((T + 1, B), dtype=np.float32)
         rewards = np.empty((T, B), dtype=np.float32)
@@ -69,12 +70,14 @@ class SegmentCollector:
             obs_buf[t] = self.obs
             reset[t] = self.reset
             action, lp, value = policy.act(self.obs, self.reset, self.rng)
+            if actions is None:
+                actions = np.empty((T, *np.shape(action)), dtype=np.asarray(action).dtype)
             actions[t], logp[t], values[t] = action, lp, value
             next_obs = np.empty_like(self.obs)
             next_reset = np.zeros(B, dtype=bool)
             final_obs: dict[int, np.ndarray] = {}
             for i, env in enumerate(self.envs):
-                o, r, term, trunc, info = env.step(int(action[i]))
+                o, r, term, trunc, info = env.step(clip_action(action[i], env.action_space))
                 rewards[t, i] = r
                 self.ep_return[i] += r
                 self.ep_length[i] += 1
@@ -109,6 +112,7 @@ class SegmentCollector:
         obs_buf[T] = self.obs
         reset[T] = self.reset
         values[T] = policy.value_of(self.obs, self.reset)
+        assert actions is not None  # T >= 1
         return Segment(
             actor_id=actor_id, run_id=run_id, seq=seq, policy_version=policy_version, obs=obs_buf,
             actions=actions, logp=logp, values=values, rewards=rewards, terminated=terminated,

@@ -21,7 +21,8 @@ import onnxruntime as ort
 from actor.onnx_weights import replace_initializers
 from actor.policy_meta import METADATA_KEY, PolicyError, PolicyMetadata
 
-__all__ = ["Policy", "PolicyError", "StepFunction", "load_policy", "log_softmax", "sample_actions"]
+__all__ = ["Policy", "PolicyError", "StepFunction", "clip_action", "load_policy", "log_softmax", "sample_actions",
+           "sample_gaussian"]
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(bool)": "bool", "tensor(uint8)": "uint8",
               "tensor(double)": "float64"}
@@ -248,6 +249,34 @@ def sample_actions(
     return actions, logp.astype(np.float32)
 
 
+_HALF_LOG_2PI = 0.5 * float(np.log(2.0 * np.pi))
+
+
+def sample_gaussian(
+    params: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous actions ``[B, A]`` (float32) from a diagonal Gaussian whose means and log stds are
+    ``params[B, 2A]`` (means first), and their log-densities ``[B]`` (float32, summed over dimensions).
+    ``greedy`` takes the mean. The actions are not clipped: the learner needs the density of what was drawn;
+    clip to the env's bounds when stepping it (``clip_action``)."""
+    p = np.asarray(params, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] % 2:
+        raise PolicyError(f"Gaussian policy output must be [B, 2A], got shape {p.shape}")
+    mean, log_std = np.split(p, 2, axis=1)
+    z = np.zeros_like(mean) if greedy else rng.standard_normal(mean.shape)
+    actions = mean + np.exp(log_std) * z
+    logp = (-0.5 * z * z - log_std - _HALF_LOG_2PI).sum(axis=1)
+    return actions.astype(np.float32), logp.astype(np.float32)
+
+
+def clip_action(action: np.ndarray, space: object) -> np.ndarray | int:
+    """What an env is stepped with: an int for Discrete spaces; a Box action clipped to finite bounds."""
+    low, high = getattr(space, "low", None), getattr(space, "high", None)
+    if low is None or high is None:
+        return int(action)
+    return np.clip(action, low, high).astype(getattr(space, "dtype", np.float32), copy=False)
+
+
 class Policy:
     """A step function plus the recurrent state of ``batch`` envs: what an actor or a deployment drives.
 
@@ -305,7 +334,8 @@ class Policy:
             raise PolicyError(f"obs: expected a batch of {self.batch} observations, got shape {shape}")
 
     def step(self, obs: np.ndarray, reset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Advance the state by one step; returns ``(logits[B, A], value[B])``."""
+        """Advance the state by one step; returns ``(policy output[B, P], value[B])`` (logits, or means and log
+        stds for continuous actions)."""
         self._check_batch(obs)
         logits, value, self._state = self._fn.run(obs, reset, self._state)
         return logits, value
@@ -313,9 +343,13 @@ class Policy:
     def act(
         self, obs: np.ndarray, reset: np.ndarray, rng: np.random.Generator, *, greedy: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Advance one step and sample: ``(action[B] int64, logp[B] float32, value[B] float32)``."""
-        logits, value = self.step(obs, reset)
-        action, logp = sample_actions(logits, rng, greedy=greedy)
+        """Advance one step and sample: ``(action, logp[B] float32, value[B] float32)``; actions are ``[B]`` int64
+        (discrete) or ``[B, A]`` float32 (continuous, unclipped)."""
+        params, value = self.step(obs, reset)
+        if self._fn.metadata.action_kind == "continuous":
+            action, logp = sample_gaussian(params, rng, greedy=greedy)
+        else:
+            action, logp = sample_actions(params, rng, greedy=greedy)
         return action, logp, value
 
     def value_of(self, obs: np.ndarray, reset: np.ndarray) -> np.ndarray:
@@ -332,7 +366,9 @@ class Policy:
                 f"cannot swap policies with different recurrent state: current {old.state_layout()}, "
                 f"new {new.state_layout()}"
             )
-        if (new.obs_shape, new.obs_dtype, new.num_actions) != (old.obs_shape, old.obs_dtype, old.num_actions):
+        if (new.obs_shape, new.obs_dtype, new.num_actions, new.action_kind) != (
+            old.obs_shape, old.obs_dtype, old.num_actions, old.action_kind
+        ):
             raise PolicyError(
                 f"cannot swap policies with different interfaces: obs {old.obs_shape} {old.obs_dtype} / "
                 f"{old.num_actions} actions vs obs {new.obs_shape} {new.obs_dtype} / {new.num_actions} actions"

@@ -5,6 +5,7 @@ T-Maze's definition.
 """
 
 from envs.ids import (
+    CUE_RECALL_ID,
     MEMORY_MAZE_IDS,
     MYSTERY_PATH_EASY_ID,
     MYSTERY_PATH_GRID_EASY_ID,
@@ -18,6 +19,7 @@ from envs.tmaze import TMazeEnv
 register_all()
 
 __all__ = [
+    "CUE_RECALL_ID",
     "MEMORY_MAZE_IDS",
     "MYSTERY_PATH_EASY_ID",
     "MYSTERY_PATH_GRID_EASY_ID",

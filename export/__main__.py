@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(r["logits"], r["value"])
         passed = worst < args.tolerance and r["state_mismatch"] == 0
         ok &= passed
-        print(f"  parity B={batch}: {r['steps']} steps, {r['resets']} resets, max |d logits| {r['logits']:.3g}, "
+        print(f"  parity B={batch}: {r['steps']} steps, {r['resets']} resets, max |d {exported.policy_metadata.outputs[0]}| {r['logits']:.3g}, "
               f"max |d value| {r['value']:.3g}, max |d state| {r['state']:.3g}, "
               f"int/bool state mismatches {r['state_mismatch']} -> {'ok' if passed else 'FAILED'}")
     return 0 if ok else 1

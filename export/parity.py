@@ -35,7 +35,8 @@ def check_parity(
 ) -> dict[str, Any]:
     """Run ``steps`` steps on ``batch`` envs with resets at random places (and at step 0) in torch and ONNX Runtime.
 
-    Returns the max abs differences ``logits``, ``value`` and ``state`` (float state tensors, after each step) and
+    Returns the max abs differences ``logits`` (the policy output: logits, or means and log stds), ``value`` and
+    ``state`` (float state tensors, after each step) and
     ``state_mismatch`` (count of differing integer/bool state elements), plus ``steps``, ``batch`` and ``resets``.
     """
     if steps < 1 or batch < 1:

@@ -1,6 +1,7 @@
 """Turn an actor-critic into a self-contained ONNX step function, with metadata, and keep its weights addressable.
 
-The graph is one acting step: ``(obs[B,...], reset[B], *state) -> (logits[B,A], value[B], *new_state)``. It is
+The graph is one acting step: ``(obs[B,...], reset[B], *state) -> (logits[B,A], value[B], *new_state)``, with
+``mean_log_std[B,2A]`` (the Gaussian's means, then its log stds) in place of the logits for continuous actions. It is
 exported with the TorchScript exporter with ``do_constant_folding=False`` and ``keep_initializers_as_inputs=True``:
 that combination keeps every torch parameter as its own named initializer (the exporter otherwise merges
 initializers with equal values, e.g. fresh LayerNorm weights, and constant folding renames transposed weights), which
@@ -28,6 +29,7 @@ from torch import nn
 
 from actor.policy_meta import (
     METADATA_KEY,
+    POLICY_OUTPUTS,
     STATE_OUTPUT_PREFIX,
     PolicyError,
     PolicyMetadata,
@@ -152,13 +154,19 @@ def _spaces_for(ac: nn.Module, observation_space: Any, action_space: Any) -> tup
             observation_space = spaces.Box(info.min, info.max, shape=ac.obs_shape, dtype=obs_dtype)
         else:
             observation_space = spaces.Box(-np.inf, np.inf, shape=ac.obs_shape, dtype=obs_dtype)
+    continuous = getattr(ac, "action_kind", "discrete") == "continuous"
     if action_space is None:
-        action_space = spaces.Discrete(int(ac.num_actions))
+        action_space = (spaces.Box(-np.inf, np.inf, shape=(int(ac.num_actions),), dtype=np.float32) if continuous
+                        else spaces.Discrete(int(ac.num_actions)))
     if tuple(observation_space.shape) != tuple(ac.obs_shape) or np.dtype(observation_space.dtype) != obs_dtype:
         raise PolicyError(
             f"observation space {observation_space} does not match the model's obs {tuple(ac.obs_shape)} {obs_dtype}"
         )
-    if getattr(action_space, "n", None) != ac.num_actions:
+    if continuous:
+        if not isinstance(action_space, spaces.Box) or tuple(action_space.shape) != (int(ac.num_actions),):
+            raise PolicyError(f"action space {action_space} does not match the model's {ac.num_actions} "
+                              "continuous action dimensions")
+    elif getattr(action_space, "n", None) != ac.num_actions:
         raise PolicyError(f"action space {action_space} does not match the model's {ac.num_actions} actions")
     return observation_space, action_space
 
@@ -198,7 +206,8 @@ def export_step_function(
         used = _used_parameters(ac, obs, reset, state)
 
         wrapper = _StepWrapper(ac, state_names)
-        output_names = ["logits", "value", *(STATE_OUTPUT_PREFIX + n for n in state_names)]
+        policy_output = POLICY_OUTPUTS[getattr(ac, "action_kind", "discrete")]
+        output_names = [policy_output, "value", *(STATE_OUTPUT_PREFIX + n for n in state_names)]
         input_names = ["obs", "reset", *state_names]
         dynamic_axes = {n: {0: "batch"} for n in input_names + output_names}
         buf = io.BytesIO()
@@ -259,6 +268,7 @@ def export_step_function(
         obs_shape=tuple(int(s) for s in ac.obs_shape),
         obs_dtype=obs_dtype.name,
         num_actions=int(ac.num_actions),
+        action_kind=str(getattr(ac, "action_kind", "discrete")),
         state=tuple(
             StateEntry(name=n, shape=tuple(int(s) for s in spec[n].shape), dtype=_numpy_dtype_name(spec[n].dtype),
                        output=STATE_OUTPUT_PREFIX + n, init=_initial_value(init_state[n]))

@@ -15,9 +15,9 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical
 
 from learner.config import PPOConfig
+from models.distributions import action_distribution
 from protocol import Segment
 
 
@@ -26,7 +26,7 @@ class Batch:
     """Segments stacked along the env axis, time-major, on the learner's device."""
 
     obs: torch.Tensor  # [T+1, N, *obs_shape]
-    actions: torch.Tensor  # [T, N] int64
+    actions: torch.Tensor  # [T, N] int64 (discrete) or [T, N, A] float32 (continuous)
     logp: torch.Tensor  # [T, N] behaviour log-probabilities
     rewards: torch.Tensor  # [T, N]
     terminated: torch.Tensor  # [T, N] bool
@@ -55,7 +55,7 @@ def batch_from_segments(segments: Sequence[Segment], device: torch.device) -> Ba
     }
     return Batch(
         obs=cat("obs"),
-        actions=cat("actions").long(),
+        actions=cat("actions").long() if segments[0].actions.dtype.kind in "iu" else cat("actions").float(),
         logp=cat("logp").float(),
         rewards=cat("rewards").float(),
         terminated=cat("terminated").bool(),
@@ -114,9 +114,12 @@ def ppo_loss(
     returns: torch.Tensor,
     old_values: torch.Tensor,
     cfg: PPOConfig,
+    action_kind: str = "discrete",
 ) -> LossOutput:
-    """Clipped surrogate + value loss - entropy bonus over every (t, env) of a minibatch."""
-    dist = Categorical(logits=logits)
+    """Clipped surrogate + value loss - entropy bonus over every (t, env) of a minibatch.
+
+    ``logits`` is the policy output: logits, or the Gaussian's means and log stds (``action_kind='continuous'``)."""
+    dist = action_distribution(logits, action_kind)
     new_logp = dist.log_prob(actions)
     log_ratio = new_logp - old_logp
     ratio = log_ratio.exp()
@@ -175,7 +178,7 @@ class PPO:
                 logits, new_values, _ = self.model(batch.obs[:num_t, idx], batch.reset[:num_t, idx], state)
                 out = ppo_loss(
                     logits, new_values, batch.actions[:, idx], batch.logp[:, idx], advantages[:, idx],
-                    returns[:, idx], old_values[:, idx], cfg,
+                    returns[:, idx], old_values[:, idx], cfg, getattr(self.model, "action_kind", "discrete"),
                 )
                 self.optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()

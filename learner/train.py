@@ -126,10 +126,13 @@ class Learner:
         self._weights_version = self.version
 
         meta = self.exported.metadata
+        continuous = self.model.action_kind == "continuous"
         spec = SegmentSpec(
             obs_shape=tuple(self.observation_space.shape),
             obs_dtype=str(np.dtype(self.observation_space.dtype)),
-            num_actions=int(self.action_space.n),
+            num_actions=None if continuous else int(self.action_space.n),
+            action_shape=(self.model.num_actions,) if continuous else (),
+            action_dtype="float32" if continuous else "int64",
             segment_length=cfg.segment_length,
             state={s["name"]: (tuple(s["shape"]), s["dtype"]) for s in meta["state"]},
             max_envs=1024,

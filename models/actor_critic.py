@@ -12,9 +12,11 @@ import math
 import numpy as np
 import torch
 from torch import nn
+from torch.distributions import Distribution
 
 from models.base import SequenceModel, State, StateSpec
 from models.config import ModelConfig
+from models.distributions import ACTION_KINDS, action_distribution
 from models.encoders import build_encoder
 
 
@@ -29,11 +31,12 @@ def _head(in_dim: int, hidden: int, out_dim: int, last_gain: float) -> nn.Sequen
 
 
 class ActorCritic(nn.Module):
-    """Discrete-action actor-critic around any ``SequenceModel``.
+    """Actor-critic around any ``SequenceModel``, for discrete or continuous (diagonal Gaussian) actions.
 
-    ``forward(obs[T, B, *obs_shape], reset[T, B] bool, state) -> (logits[T, B, A], value[T, B], new_state)``.
-    Observations are taken raw (``obs_dtype``, e.g. uint8 images): conversion happens inside, so the ONNX step
-    function needs no preprocessing on the actor side.
+    ``forward(obs[T, B, *obs_shape], reset[T, B] bool, state) -> (params[T, B, P], value[T, B], new_state)``, where
+    ``params`` are the logits (P = A actions) or the Gaussian's mean and log std (P = 2A action dimensions), see
+    ``models/distributions.py``. Observations are taken raw (``obs_dtype``, e.g. uint8 images): conversion
+    happens inside, so the ONNX step function needs no preprocessing on the actor side.
     """
 
     def __init__(
@@ -43,10 +46,15 @@ class ActorCritic(nn.Module):
         obs_dtype: str,
         num_actions: int,
         sequence_model: SequenceModel | None = None,
+        action_kind: str = "discrete",
+        init_log_std: float = 0.0,
     ) -> None:
         super().__init__()
         if num_actions < 1:
             raise ValueError(f"num_actions must be positive, got {num_actions}")
+        if action_kind not in ACTION_KINDS:
+            raise ValueError(f"unknown action kind {action_kind!r}; expected one of {ACTION_KINDS}")
+        self.action_kind = action_kind
         self.cfg = cfg
         self.obs_shape = tuple(int(s) for s in obs_shape)
         self.obs_dtype = str(np.dtype(obs_dtype))
@@ -63,6 +71,19 @@ class ActorCritic(nn.Module):
         self.core = sequence_model
         self.policy = _head(self.core.output_dim, cfg.head_hidden, self.num_actions, 0.01)
         self.value = _head(self.core.output_dim, cfg.head_hidden, 1, 1.0)
+        # Continuous actions: a learned, state-independent log std per action dimension (CleanRL's choice).
+        self.log_std = (
+            nn.Parameter(torch.full((self.num_actions,), float(init_log_std))) if action_kind == "continuous" else None
+        )
+
+    @property
+    def policy_output_dim(self) -> int:
+        """Width of the policy output: A logits, or A means followed by A log stds."""
+        return self.num_actions * (2 if self.action_kind == "continuous" else 1)
+
+    def distribution(self, params: torch.Tensor) -> Distribution:
+        """The action law for a policy output of ``forward``."""
+        return action_distribution(params, self.action_kind)
 
     def state_spec(self) -> dict[str, StateSpec]:
         return self.core.state_spec()
@@ -76,6 +97,8 @@ class ActorCritic(nn.Module):
         t, b = obs.shape[0], obs.shape[1]
         feats = self.encoder(obs.reshape(t * b, *self.obs_shape))
         y, new_state = self.core(feats.reshape(t, b, -1), reset, state)
-        logits = self.policy(y)
+        params = self.policy(y)
+        if self.log_std is not None:
+            params = torch.cat([params, self.log_std.expand_as(params)], dim=-1)
         value = self.value(y).squeeze(-1)
-        return logits, value, new_state
+        return params, value, new_state

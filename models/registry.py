@@ -67,20 +67,25 @@ def build_sequence_model(cfg: ModelConfig, input_dim: int) -> SequenceModel:
 
 
 def build_actor_critic(cfg: ModelConfig, observation_space: gym.Space, action_space: gym.Space) -> ActorCritic:
-    """Actor-critic for a Box observation space and a Discrete action space."""
+    """Actor-critic for a Box observation space and a Discrete or 1-D float Box (continuous) action space."""
     if not isinstance(observation_space, gym.spaces.Box):
         raise TypeError(
             f"only Box observation spaces are supported, got {type(observation_space).__name__}; "
             "wrap the env (e.g. gymnasium.wrappers.FlattenObservation) first"
         )
-    if not isinstance(action_space, gym.spaces.Discrete):
-        raise TypeError(f"only Discrete action spaces are supported, got {type(action_space).__name__}")
-    if int(action_space.start) != 0:
-        raise ValueError(f"Discrete action spaces must start at 0, got start={action_space.start}")
     dtype = np.dtype(observation_space.dtype)
     if dtype not in (np.dtype("float32"), np.dtype("float64"), np.dtype("uint8")):
         raise TypeError(f"observation dtype {dtype} is not supported (float32, float64 or uint8)")
-    return ActorCritic(cfg, tuple(observation_space.shape), str(dtype), int(action_space.n))
+    obs_shape = tuple(observation_space.shape)
+    if isinstance(action_space, gym.spaces.Box):
+        if len(action_space.shape) != 1 or not np.issubdtype(action_space.dtype, np.floating):
+            raise TypeError(f"continuous action spaces must be 1-D float Boxes, got {action_space}")
+        return ActorCritic(cfg, obs_shape, str(dtype), int(action_space.shape[0]), action_kind="continuous")
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise TypeError(f"only Discrete and 1-D Box action spaces are supported, got {type(action_space).__name__}")
+    if int(action_space.start) != 0:
+        raise ValueError(f"Discrete action spaces must start at 0, got start={action_space.start}")
+    return ActorCritic(cfg, obs_shape, str(dtype), int(action_space.n))
 
 
 def config_with(cfg: ModelConfig, **changes: Any) -> ModelConfig:

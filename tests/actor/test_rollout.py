@@ -120,3 +120,39 @@ def test_episode_returns_sum_the_rewards_of_their_episode(step_fn: StepFunction)
             assert (b, round(float(rewards[start:t + 1, b].sum()), 5)) in found
             start = t + 1
     assert found, "no episode finished in 64 steps of a 2-long corridor"
+
+
+def test_continuous_actions_are_stored_unclipped_and_stepped_clipped() -> None:
+    """Cue recall (Box(-1, 1) actions): segments carry float32 [T, B, 1] actions with the sampled values (the
+    learner needs their density), while the envs receive them clipped to the bounds."""
+    obs_space, act_space = envs.env_spaces(envs.CUE_RECALL_ID, delay=3)
+    torch.manual_seed(0)
+    ac = build_actor_critic(small_config("lstm"), obs_space, act_space)
+    with torch.no_grad():
+        ac.log_std.fill_(1.0)  # std e: many samples fall outside [-1, 1]
+    exported = export_step_function(ac, observation_space=obs_space, action_space=act_space)
+    fn = StepFunction.from_bytes(exported.onnx_bytes)
+
+    class Recorder(gym.Wrapper):
+        def __init__(self, env):
+            super().__init__(env)
+            self.actions = []
+
+        def step(self, action):
+            self.actions.append(np.array(action, copy=True))
+            return self.env.step(action)
+
+    wrapped = [Recorder(envs.make_env(envs.CUE_RECALL_ID, delay=3)) for _ in range(B)]
+    collector = SegmentCollector(wrapped, T, seed=5)
+    seg = collect(collector, Policy(fn, B), 0)
+    spec = SegmentSpec(obs_shape=obs_space.shape, obs_dtype="float32", num_actions=None, segment_length=T,
+                       state={s.name: (tuple(s.shape), s.dtype) for s in fn.metadata.state}, max_envs=B,
+                       action_shape=(1,), action_dtype="float32")
+    validate_segment(seg, spec)
+    assert seg.actions.shape == (T, B, 1) and seg.actions.dtype == np.float32
+    assert np.abs(seg.actions).max() > 1.0  # stored as sampled
+    for i, env in enumerate(wrapped):
+        stepped = np.stack(env.actions)
+        assert np.abs(stepped).max() <= 1.0
+        assert np.allclose(stepped, np.clip(seg.actions[:, i], -1.0, 1.0))
+    assert sum(1 for e in seg.episodes if e["success"] is not None) >= B  # episodes of 4 steps ended

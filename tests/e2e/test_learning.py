@@ -1,4 +1,4 @@
-"""A small model of each family learns a short T-Maze through the whole stack (`python -m learner.launch`):
+"""A small model of each family learns a short T-Maze (and AGaLiTe a continuous-action memory task) through the whole stack (`python -m learner.launch`):
 learner, actor processes, segments over ZeroMQ, weights-only policy updates, ONNX Runtime acting."""
 
 from __future__ import annotations
@@ -24,3 +24,19 @@ def test_small_model_learns_short_tmaze(stack, preset: str):
     assert summary["episodes"] >= 100
     assert summary["success_rate"] >= SUCCESS, f"{preset}: {summary}\n{stack.report()}"
     assert (stack.run_dir / "policy.onnx").is_file()
+
+
+@pytest.mark.e2e
+def test_small_agalite_learns_cue_recall_with_continuous_actions(stack):
+    """Gaussian policy end to end: float actions on the wire, densities in PPO. An agent without memory stays at
+    success <= 0.5 (right only for one of the two cues), so passing 0.9 needs the cue remembered."""
+    preset = "test-cuerecall-agalite"
+    launcher = stack.learner("--num-actors", "2", preset=preset, module="learner.launch", name="launcher")
+    rc = stack.wait_exit(launcher, timeout=240)
+    assert rc == 0, stack.report()
+    summary = stack.read_summary()
+    assert summary is not None and summary["interrupted"] is False, stack.report()
+    assert summary["env_steps"] >= load_preset(preset).total_steps
+    assert summary["episodes"] >= 100
+    assert summary["success_rate"] >= SUCCESS, f"{preset}: {summary}\n{stack.report()}"
+    assert summary["mean_return"] > -0.25, summary  # without memory: at most -1 on average

@@ -32,3 +32,26 @@ def test_uint8_observations_are_fed_raw() -> None:
     assert exported.policy_metadata.obs_dtype == "uint8"
     r = check_parity(ac, exported.onnx_bytes, steps=50, batch=4, seed=3)
     assert r["logits"] < TOL and r["value"] < TOL, r
+
+
+def test_continuous_policy_exports_its_gaussian_and_matches_torch() -> None:
+    """A continuous-action policy: output ``mean_log_std`` (means then log stds), Box action space in the metadata,
+    parity with torch, and a weights-only update that moves the log std."""
+    from export import weights_for  # noqa: PLC0415
+
+    from actor.runtime import StepFunction  # noqa: PLC0415
+
+    box = spaces.Box(-2.0, 2.0, shape=(2,), dtype=np.float32)
+    ac = build("agalite", act_space=box)
+    exported = export_step_function(ac, action_space=box)
+    meta = exported.policy_metadata
+    assert meta.action_kind == "continuous" and meta.num_actions == 2
+    assert meta.outputs[0] == "mean_log_std" and meta.action_space["type"] == "Box"
+    r = check_parity(ac, exported.onnx_bytes, steps=60, batch=3, seed=2)
+    assert r["logits"] < TOL and r["value"] < TOL, r
+    fn = StepFunction.from_bytes(exported.onnx_bytes)
+    with torch.no_grad():
+        ac.log_std.fill_(-1.25)
+    updated = fn.with_weights(weights_for(ac, exported))
+    params, _, _ = updated.run(np.zeros((3, 7), np.float32), np.ones(3, bool), updated.initial_state(3))
+    assert params.shape == (3, 4) and np.allclose(params[:, 2:], -1.25)

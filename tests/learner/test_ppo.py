@@ -317,3 +317,22 @@ def test_lr_annealing():
     fixed = PPO(model, PPOConfig(lr=1e-3, anneal_lr=False))
     fixed.set_lr_fraction(0.25)
     assert fixed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def test_ppo_loss_for_gaussian_actions_matches_hand_computation():
+    """Continuous actions: log-density and entropy of a diagonal Gaussian, summed over action dimensions."""
+    g = np.random.default_rng(0)
+    mean, log_std = g.normal(size=(2, 3, 2)), g.normal(scale=0.3, size=(2, 3, 2))
+    actions = g.normal(size=(2, 3, 2))
+    std = np.exp(log_std)
+    logp = (-0.5 * ((actions - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    ratios = np.full((2, 3), 1.1)
+    adv, values, returns = g.normal(size=(2, 3)), g.normal(size=(2, 3)), g.normal(size=(2, 3))
+    cfg = PPOConfig(clip_coef=0.2, norm_adv=False, clip_vloss=False, ent_coef=0.01, vf_coef=0.5)
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    out = ppo_loss(t(np.concatenate([mean, log_std], -1)), t(values), t(actions), t(logp - np.log(ratios)), t(adv),
+                   t(returns), t(values), cfg, "continuous")
+    entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1).mean()
+    assert float(out.entropy) == pytest.approx(entropy, rel=1e-9)
+    assert float(out.policy_loss) == pytest.approx((-adv * 1.1).mean(), rel=1e-9)
+    assert float(out.approx_kl) == pytest.approx(((ratios - 1) - np.log(ratios)).mean(), rel=1e-9)

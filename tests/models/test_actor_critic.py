@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -87,8 +88,10 @@ def test_image_observations_use_the_cnn_and_scale_uint8() -> None:
 
 def test_encoder_choices_and_bad_spaces() -> None:
     assert type(make(small_config("gru", encoder="mlp")).encoder).__name__ == "MLPEncoder"
+    with pytest.raises(TypeError, match="1-D float"):
+        build_actor_critic(small_config("gru"), VEC_SPACE, gym.spaces.Box(-1, 1, (2, 2)))
     with pytest.raises(TypeError, match="Discrete"):
-        build_actor_critic(small_config("gru"), VEC_SPACE, gym.spaces.Box(-1, 1, (2,)))
+        build_actor_critic(small_config("gru"), VEC_SPACE, gym.spaces.MultiDiscrete([2, 3]))
     with pytest.raises(TypeError, match="Box observation"):
         build_actor_critic(small_config("gru"), gym.spaces.Discrete(3), ACTIONS)
     with pytest.raises(ValueError, match="auto"):
@@ -156,3 +159,23 @@ def test_t1_step_exports_to_onnx_and_runs(cfg, space) -> None:
         st_np = dict(zip(names, outs[2:]))
         for n in names:
             assert st_np[n].dtype == st_t[n].numpy().dtype
+
+
+def test_continuous_head_outputs_means_and_a_learned_log_std() -> None:
+    torch.manual_seed(0)
+    box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    ac = build_actor_critic(small_config("agalite"), VEC_SPACE, box)
+    assert ac.action_kind == "continuous" and ac.num_actions == 3 and ac.policy_output_dim == 6
+    with torch.no_grad():
+        ac.log_std.copy_(torch.tensor([-0.5, 0.0, 0.3]))
+    obs = torch.randn(5, 2, *VEC_SPACE.shape)
+    params, value, _ = ac(obs, torch.zeros(5, 2, dtype=torch.bool), ac.initial_state(2))
+    assert params.shape == (5, 2, 6) and value.shape == (5, 2)
+    assert torch.equal(params[..., 3:], ac.log_std.expand(5, 2, 3))
+    a = torch.randn(5, 2, 3)
+    dist = ac.distribution(params)
+    mean, std = params[..., :3], params[..., 3:].exp()
+    manual = (-0.5 * ((a - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+    assert torch.allclose(dist.log_prob(a), manual, atol=1e-5)
+    dist.log_prob(a).sum().backward()
+    assert ac.log_std.grad is not None and ac.log_std.grad.abs().sum() > 0

@@ -194,3 +194,25 @@ def test_metadata_errors(policy_path) -> None:
 
     with pytest.raises(PolicyError, match="lacks the key 'state'"):
         StepFunction.from_bytes(_with_metadata(policy_path, lost_key))
+
+
+def test_gaussian_sampling_matches_its_log_density_and_is_seeded() -> None:
+    from actor.runtime import clip_action, sample_gaussian  # noqa: PLC0415
+
+    params = np.array([[0.5, -1.0, np.log(0.2), 0.0], [2.0, 0.0, -1.0, 0.5]], dtype=np.float32)  # B=2, A=2
+    a1, lp1 = sample_gaussian(params, np.random.default_rng(4))
+    a2, lp2 = sample_gaussian(params, np.random.default_rng(4))
+    assert a1.dtype == np.float32 and a1.shape == (2, 2) and np.array_equal(a1, a2) and np.array_equal(lp1, lp2)
+    mean, log_std = params[:, :2].astype(np.float64), params[:, 2:].astype(np.float64)
+    dens = (-0.5 * ((a1 - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(1)
+    assert np.allclose(lp1, dens, atol=1e-5)
+    greedy, _ = sample_gaussian(params, np.random.default_rng(0), greedy=True)
+    assert np.allclose(greedy, mean)
+    many, _ = sample_gaussian(np.repeat(params[:1], 20000, axis=0), np.random.default_rng(1))
+    assert np.allclose(many.mean(0), [0.5, -1.0], atol=0.03) and np.allclose(many.std(0), [0.2, 1.0], atol=0.03)
+    with pytest.raises(PolicyError, match=r"\[B, 2A\]"):
+        sample_gaussian(params[:, :3], np.random.default_rng(0))
+    from gymnasium import spaces  # noqa: PLC0415
+
+    assert np.array_equal(clip_action(np.array([3.0, -0.5], np.float32), spaces.Box(-1, 1, (2,))), [1.0, -0.5])
+    assert clip_action(np.int64(2), spaces.Discrete(4)) == 2
