@@ -52,3 +52,27 @@ def _check_step_onnx(model: torch.nn.Module, input_dim: int, steps: int = 12, se
 @pytest.fixture
 def check_step_onnx() -> Callable[..., None]:
     return _check_step_onnx
+
+
+def _gradient_gap(model: torch.nn.Module, x: torch.Tensor, reset: torch.Tensor, state: dict, w: torch.Tensor) -> float:
+    """Max |gradient difference| between the T-step form and stepping one at a time, relative to the largest
+    gradient, for the loss sum(y * w) (use float64: float32 differs by ~1e-5 from any change of summation order)."""
+    grads = []
+    for sequence in (True, False):
+        model.zero_grad()
+        if sequence:
+            y = model(x, reset, state)[0]
+        else:
+            ys, s = [], state
+            for t in range(x.shape[0]):
+                yt, s = model(x[t : t + 1], reset[t : t + 1], s)
+                ys.append(yt)
+            y = torch.cat(ys)
+        (y * w).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    return (grads[0] - grads[1]).abs().max().item() / grads[1].abs().max().item()
+
+
+@pytest.fixture
+def gradient_gap() -> Callable[..., float]:
+    return _gradient_gap
