@@ -307,7 +307,7 @@ def default_notes(result: dict[str, Any]) -> list[str]:
                           for c, s in per_corridor.items())
     return [
         f"Budgets: {budgets}, the same for every model of one corridor length.",
-        f"Seeds: {seed_text}. One or two seeds per setting: differences between models smaller than the spread "
+        f"Seeds: {seed_text}. Few seeds per setting: differences between models smaller than the spread "
         "between seeds mean nothing, and a curve that does not reach 0.9 within the budget may still reach it later.",
         "Machine: 2 CPU cores shared with other work (tests, another engineer); the learner and both actors share "
         "them, so wall times and SPS depend on the load (1-minute load average before/after each run is in the "
