@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.scan import rows_dot
+
 FEATURE_MAPS = ("pp_relu", "elu1", "relu", "dpfp")
 GATINGS = ("vector", "scalar", "none")
 
@@ -98,9 +100,7 @@ class _Outer(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_a = torch.matmul(grad, b.transpose(-1, -2))  # [N, H, n, 1]
         if ctx.needs_input_grad[1]:
-            grad_b = a[:, :, :1] * grad[:, :, :1]  # [N, H, 1, m]
-            for i in range(1, a.shape[2]):
-                grad_b.addcmul_(a[:, :, i : i + 1], grad[:, :, i : i + 1])
+            grad_b = rows_dot(a, grad, grad.new_empty(b.shape))  # [N, H, 1, m]: sum over the n slices
         if mask is not None:
             grad_a = None if grad_a is None else grad_a * -mask
             grad_b = None if grad_b is None else grad_b * -mask

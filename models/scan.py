@@ -36,6 +36,11 @@ def _sum_to(x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return x
 
 
+def _over_time(a: torch.Tensor, steps: int) -> torch.Tensor:
+    """``a`` with its time axis expanded to ``steps`` (a decay given once for all steps has a leading 1); a view."""
+    return a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
+
+
 def _doubling(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
     """Hillis-Steele; a [T, ...] broadcasts against b [T, ...]."""
     h = b.clone()
@@ -127,8 +132,7 @@ def _mul_sum_to(x: torch.Tensor, y: torch.Tensor, shape: tuple[int, ...]) -> tor
 def _scan(
     a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, method: str, inplace: bool = False
 ) -> torch.Tensor:
-    if a.shape[0] != b.shape[0]:
-        a = a.expand(b.shape[0], *a.shape[1:])
+    a = _over_time(a, b.shape[0])
     return _chunked(a, b, h0, inplace=inplace) if method == "chunked" else _doubling(a, b, h0)
 
 
@@ -150,7 +154,7 @@ class _LinearScan(torch.autograd.Function):
     def backward(ctx, grad_h):  # type: ignore[override]
         a, h, h0, coef = ctx.saved_tensors
         steps = h.shape[0]
-        a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
+        a_full = _over_time(a, steps)
         # lambda_t = g_t + a_{t+1} lambda_{t+1}: the same scan run backwards in time
         if ctx.method == "chunked":
             g = grad_h.contiguous()  # a copy when grad_h was not contiguous: then the scan may overwrite it
@@ -204,9 +208,10 @@ def linear_scan(
     return _LinearScan.apply(a, b, h0, method, overwrite_b, coef)
 
 
-def _rows_dot(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """out = sum over axis -2 of x * y (x, y [..., R, F] or broadcastable there, out [..., 1, F]), slice by slice:
-    no full-size product is materialised (R is small: AGaLiTe's r cosine rows plus the normaliser)."""
+def rows_dot(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out = sum over axis -2 of x * y (x, y [..., R, F] or broadcastable there, either may have size 1 on that
+    axis; out [..., 1, F]), slice by slice: no full-size product is materialised (R is small: AGaLiTe's cosine rows
+    plus the normaliser, or the eta factor of an outer product)."""
     rows = max(x.shape[-2], y.shape[-2])
 
     def pick(t: torch.Tensor, i: int) -> torch.Tensor:
@@ -216,6 +221,28 @@ def _rows_dot(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tens
     for i in range(1, rows):
         out.addcmul_(pick(x, i), pick(y, i))
     return out
+
+
+def _adjoint(
+    a: torch.Tensor, lam: torch.Tensor, grad_last: torch.Tensor | None, h: torch.Tensor, h0: torch.Tensor,
+    need_a: bool, need_h0: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """The backward of h_t = a_t h_{t-1} + (write)_t given lam = dL/dh from the read-out, a buffer the caller owns:
+    adds the last state's gradient, runs the adjoint scan in place and returns (grad a, grad h0, the adjoint).
+    The gradient of a is reduced over the rows slice by slice into one buffer (no full-size product)."""
+    a_full = _over_time(a, h.shape[0])
+    if grad_last is not None:
+        lam[-1] += grad_last
+    lam = _chunked(a_full, lam, None, reverse=True, inplace=True)
+    grad_a = grad_h0 = None
+    if need_a:
+        full = h.new_empty((*h.shape[:-2], 1, h.shape[-1]))
+        rows_dot(lam[:1], h0.unsqueeze(0), full[:1])
+        rows_dot(lam[1:], h[:-1], full[1:])
+        grad_a = _sum_to(full, a.shape)
+    if need_h0:
+        grad_h0 = _sum_to(a_full[0] * lam[0], h0.shape)
+    return grad_a, grad_h0, lam
 
 
 class _ScanReadout(torch.autograd.Function):
@@ -228,9 +255,7 @@ class _ScanReadout(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, h0, q, coef):  # type: ignore[override]
-        steps = b.shape[0]
-        a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
-        h = _chunked(a_full, coef * b, h0, inplace=True)  # [T, ..., R, F]
+        h = _chunked(_over_time(a, b.shape[0]), coef * b, h0, inplace=True)  # [T, ..., R, F]
         y = torch.matmul(h, q.transpose(-1, -2)).transpose(-1, -2)  # [T, ..., 1, R]
         ctx.save_for_backward(a, h, h0, q, coef)
         ctx.b_shape = b.shape
@@ -239,27 +264,14 @@ class _ScanReadout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y, grad_last):  # type: ignore[override]
         a, h, h0, q, coef = ctx.saved_tensors
-        steps = h.shape[0]
-        a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
         gy = grad_y.transpose(-1, -2).contiguous()  # [T, ..., R, 1]
-        lam = gy * q  # a fresh buffer: the reverse scan runs in it
-        if grad_last is not None:
-            lam[-1] += grad_last
-        lam = _chunked(a_full, lam, None, reverse=True, inplace=True)
-        grad_a = grad_b = grad_h0 = grad_q = None
-        row = (steps, *h.shape[1:-2], 1, h.shape[-1])
-        if ctx.needs_input_grad[0]:
-            full = h.new_empty(row)
-            _rows_dot(lam[:1], h0.unsqueeze(0), full[:1])
-            _rows_dot(lam[1:], h[:-1], full[1:])
-            grad_a = full if a.shape[0] == steps else full.sum(0, keepdim=True)
-            grad_a = _sum_to(grad_a, a.shape)
+        need = ctx.needs_input_grad
+        grad_a, grad_h0, lam = _adjoint(a, gy * q, grad_last, h, h0, need[0], need[2])
+        grad_b = grad_q = None
         # sums over the rows weighted per step: [1, R] @ [R, F] per sequence (faster than slice-wise Mul + Add)
-        if ctx.needs_input_grad[1]:
+        if need[1]:
             grad_b = _sum_to(torch.matmul(coef.transpose(-1, -2), lam), ctx.b_shape)
-        if ctx.needs_input_grad[2]:
-            grad_h0 = _sum_to(a_full[0] * lam[0], h0.shape)
-        if ctx.needs_input_grad[3]:
+        if need[3]:
             grad_q = _sum_to(torch.matmul(grad_y, h), q.shape)
         return grad_a, grad_b, grad_h0, grad_q, None
 
@@ -298,10 +310,9 @@ class _ScanReadoutOuter(torch.autograd.Function):
         steps, n, m = u.shape[0], u.shape[-1], v.shape[-1]
         lead = u.shape[:-2]  # [T, ..., ] without the unit axis
         rows = coef.shape[-2]
-        a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
         cu = coef * u  # [T, ..., R, n]
         hb = (cu.unsqueeze(-1) * v.unsqueeze(-2)).reshape(*lead, rows, n * m)  # coef (x) u (x) v
-        h = _chunked(a_full, hb, h0, inplace=True)  # [T, ..., R, F]
+        h = _chunked(_over_time(a, steps), hb, h0, inplace=True)  # [T, ..., R, F]
         hw = torch.matmul(h.reshape(*lead, rows * n, m), w.transpose(-1, -2)).reshape(*lead, rows, n)
         y = torch.matmul(hw, p.transpose(-1, -2)).transpose(-1, -2)  # [T, ..., 1, R]
         ctx.save_for_backward(a, u, v, h0, p, w, coef, h, hw)
@@ -310,30 +321,20 @@ class _ScanReadoutOuter(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y, grad_last):  # type: ignore[override]
         a, u, v, h0, p, w, coef, h, hw = ctx.saved_tensors
-        steps, n, m = u.shape[0], u.shape[-1], v.shape[-1]
+        n, m = u.shape[-1], v.shape[-1]
         lead, rows = u.shape[:-2], coef.shape[-2]
-        a_full = a.expand(steps, *a.shape[1:]) if a.shape[0] != steps else a
         gy = grad_y.transpose(-1, -2).contiguous()  # [T, ..., R, 1]
         grad_p = torch.matmul(gy.transpose(-1, -2), hw)  # [T, ..., 1, n]
         gp = gy * p  # [T, ..., R, n]: d y / d (h w) per row
         grad_w = torch.matmul(gp.reshape(*lead, 1, rows * n), h.reshape(*lead, rows * n, m))  # [T, ..., 1, m]
         lam = (gp.unsqueeze(-1) * w.unsqueeze(-2)).reshape(*lead, rows, n * m)  # fresh: scanned in place
-        if grad_last is not None:
-            lam[-1] += grad_last
-        lam = _chunked(a_full, lam, None, reverse=True, inplace=True)
-        grad_a = grad_h0 = None
-        if ctx.needs_input_grad[0]:
-            full = h.new_empty((*lead, 1, n * m))
-            _rows_dot(lam[:1], h0.unsqueeze(0), full[:1])
-            _rows_dot(lam[1:], h[:-1], full[1:])
-            grad_a = _sum_to(full, a.shape)
+        need = ctx.needs_input_grad
+        grad_a, grad_h0, lam = _adjoint(a, lam, grad_last, h, h0, need[0], need[3])
         lam_nm = lam.reshape(*lead, rows * n, m)
         lv = torch.matmul(lam_nm, v.transpose(-1, -2)).reshape(*lead, rows, n)  # sum_m lam v
         grad_u = torch.matmul(coef.transpose(-1, -2), lv)  # [T, ..., 1, n]
         cu = (coef * u).reshape(*lead, 1, rows * n)
         grad_v = torch.matmul(cu, lam_nm)  # [T, ..., 1, m]
-        if ctx.needs_input_grad[3]:
-            grad_h0 = _sum_to(a_full[0] * lam[0], h0.shape)
         return grad_a, grad_u, grad_v, grad_h0, grad_p, grad_w, None
 
 
