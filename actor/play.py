@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import envs
-from actor.policy_meta import PolicyError, space_to_dict
+from actor.policy_meta import PolicyError, action_space_mismatch, space_to_dict
 from actor.runtime import Policy, StepFunction, clip_action
 
 
@@ -45,12 +45,9 @@ def play(
                 f"env {env_id!r} observes {tuple(got['shape'])} {got['dtype']}, the policy expects "
                 f"{meta.obs_shape} {meta.obs_dtype}"
             )
-        if meta.action_kind == "continuous":
-            if getattr(env.action_space, "shape", None) != (meta.num_actions,) or not hasattr(env.action_space, "low"):
-                raise PolicyError(f"env {env_id!r} has action space {env.action_space}, the policy "
-                                  f"{meta.num_actions} continuous action dimensions")
-        elif getattr(env.action_space, "n", None) != meta.num_actions:
-            raise PolicyError(f"env {env_id!r} has action space {env.action_space}, the policy {meta.num_actions} actions")
+        mismatch = action_space_mismatch(env.action_space, meta.action_kind, meta.num_actions)
+        if mismatch:
+            raise PolicyError(f"env {env_id!r} cannot take this policy's actions: {mismatch}")
         policy = Policy(step_function, batch=1)
         rng = np.random.default_rng(seed)
         results = []

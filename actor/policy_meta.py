@@ -34,6 +34,18 @@ POLICY_OUTPUTS = {"discrete": "logits", "continuous": "mean_log_std"}
 followed by its log standard deviations [B, A] (``models/distributions.py``)."""
 
 
+def action_space_mismatch(space: Any, action_kind: str, num_actions: int) -> str | None:
+    """Why ``space`` cannot carry a policy's actions (None when it can): a Discrete(num_actions) for discrete
+    policies, a 1-D Box of num_actions dimensions for continuous ones. Export and ``actor.play`` both check this."""
+    if action_kind == "continuous":
+        if not isinstance(space, spaces.Box) or tuple(space.shape) != (int(num_actions),):
+            return f"action space {space} does not fit {num_actions} continuous action dimensions"
+        return None
+    if getattr(space, "n", None) != num_actions:
+        return f"action space {space} does not fit {num_actions} discrete actions"
+    return None
+
+
 class PolicyError(ValueError):
     """A policy file, its metadata or the inputs handed to it are unusable; the message says what was expected."""
 

@@ -34,6 +34,7 @@ from actor.policy_meta import (
     PolicyError,
     PolicyMetadata,
     StateEntry,
+    action_space_mismatch,
     local_protocol_version,
     space_to_dict,
 )
@@ -162,12 +163,9 @@ def _spaces_for(ac: nn.Module, observation_space: Any, action_space: Any) -> tup
         raise PolicyError(
             f"observation space {observation_space} does not match the model's obs {tuple(ac.obs_shape)} {obs_dtype}"
         )
-    if continuous:
-        if not isinstance(action_space, spaces.Box) or tuple(action_space.shape) != (int(ac.num_actions),):
-            raise PolicyError(f"action space {action_space} does not match the model's {ac.num_actions} "
-                              "continuous action dimensions")
-    elif getattr(action_space, "n", None) != ac.num_actions:
-        raise PolicyError(f"action space {action_space} does not match the model's {ac.num_actions} actions")
+    mismatch = action_space_mismatch(action_space, getattr(ac, "action_kind", "discrete"), int(ac.num_actions))
+    if mismatch:
+        raise PolicyError(f"the model's actions: {mismatch}")
     return observation_space, action_space
 
 

@@ -55,3 +55,18 @@ def test_continuous_policy_exports_its_gaussian_and_matches_torch() -> None:
     updated = fn.with_weights(weights_for(ac, exported))
     params, _, _ = updated.run(np.zeros((3, 7), np.float32), np.ones(3, bool), updated.initial_state(3))
     assert params.shape == (3, 4) and np.allclose(params[:, 2:], -1.25)
+
+
+def test_action_spaces_that_do_not_fit_the_model_are_refused() -> None:
+    from actor.policy_meta import PolicyError, action_space_mismatch  # noqa: PLC0415
+
+    assert action_space_mismatch(spaces.Discrete(3), "discrete", 3) is None
+    assert action_space_mismatch(spaces.Box(-1, 1, (2,)), "continuous", 2) is None
+    assert "2 continuous" in action_space_mismatch(spaces.Box(-1, 1, (3,)), "continuous", 2)
+    assert "continuous" in action_space_mismatch(spaces.Discrete(2), "continuous", 2)
+    assert "3 discrete" in action_space_mismatch(spaces.Discrete(4), "discrete", 3)
+    with pytest.raises(PolicyError, match="does not fit 3 discrete actions"):
+        export_step_function(build("lstm"), action_space=spaces.Discrete(4))
+    box = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+    with pytest.raises(PolicyError, match="does not fit 2 continuous action dimensions"):
+        export_step_function(build("lstm", act_space=box), action_space=spaces.Box(-1, 1, (3,)))
