@@ -33,11 +33,17 @@ def _defaults_from_environment() -> ActorConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = tyro.cli(ActorConfig, default=_defaults_from_environment(), args=argv,
-                   description="An actor: steps environments with the learner's ONNX policy and streams "
-                               "trajectory segments to it over ZeroMQ (no torch).")
-    logging.basicConfig(level=os.environ.get("AGALITE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+    cfg = tyro.cli(
+        ActorConfig,
+        default=_defaults_from_environment(),
+        args=argv,
+        description="An actor: steps environments with the learner's ONNX policy and streams "
+        "trajectory segments to it over ZeroMQ (no torch).",
+    )
+    logging.basicConfig(
+        level=os.environ.get("AGALITE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
+    )
     actor = Actor(cfg)
     actor.install_signal_handlers()
     return actor.run()

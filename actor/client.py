@@ -121,8 +121,13 @@ class Actor:
         while not self.stop.is_set():
             self._close_sockets()
             self.control = connect_control(self.ctx, self._addr(self.cfg.control_port), curve=curve)
-            hello = Hello(actor_id=self.actor_id, run_id=self.run_id, num_envs=self._num_envs_hint(),
-                          host=socket.gethostname(), pid=os.getpid())
+            hello = Hello(
+                actor_id=self.actor_id,
+                run_id=self.run_id,
+                num_envs=self._num_envs_hint(),
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            )
             self.control.send(encode(hello))
             deadline = time.monotonic() + self.cfg.hello_timeout_s
             while not self.stop.is_set() and time.monotonic() < deadline:
@@ -136,8 +141,9 @@ class Actor:
                 if isinstance(msg, Error):
                     raise SystemExit(f"learner refused this actor: {msg.code}: {msg.message}")
                 if isinstance(msg, Welcome):
-                    self.push = connect_trajectories(self.ctx, self._addr(self.cfg.trajectory_port), sndhwm=1,
-                                                 curve=curve)
+                    self.push = connect_trajectories(
+                        self.ctx, self._addr(self.cfg.trajectory_port), sndhwm=1, curve=curve
+                    )
                     self.sub = connect_policies(self.ctx, self._addr(self.cfg.policy_port), curve=curve)
                     self.last_heard = time.monotonic()
                     return msg
@@ -152,7 +158,9 @@ class Actor:
     def _apply_welcome(self, welcome: Welcome) -> None:
         settings = welcome.settings
         new_env = (settings.get("env_id"), settings.get("env_kwargs")) != (
-            self.settings.get("env_id"), self.settings.get("env_kwargs"))
+            self.settings.get("env_id"),
+            self.settings.get("env_kwargs"),
+        )
         segment_changed = settings.get("segment_length") != self.settings.get("segment_length")
         self.settings = dict(settings)
         self.learner_run_id = str(settings.get("learner_run_id", welcome.run_name))
@@ -176,8 +184,9 @@ class Actor:
             assert self.policy is not None
             self.policy = Policy(step_fn, num_envs)
             self.collector.reset[:] = True
-        log.info("joined learner run %s: %s, policy version %d", self.learner_run_id, settings.get("env_id"),
-                 self.version)
+        log.info(
+            "joined learner run %s: %s, policy version %d", self.learner_run_id, settings.get("env_id"), self.version
+        )
 
     # ---- steady state -------------------------------------------------------------------------------------------
     def _service_control(self, heartbeat_interval: float | None = None) -> None:
@@ -187,10 +196,18 @@ class Actor:
         if now - self.last_heartbeat >= interval:
             self.last_heartbeat = now
             try:
-                self.control.send(encode(Heartbeat(sender_id=self.actor_id, run_id=self.run_id, time=time.time(),
-                                                   policy_version=self.version,
-                                                   stats={"segments": self.segments_sent,
-                                                          "num_envs": self._num_envs_hint()})), zmq.NOBLOCK)
+                self.control.send(
+                    encode(
+                        Heartbeat(
+                            sender_id=self.actor_id,
+                            run_id=self.run_id,
+                            time=time.time(),
+                            policy_version=self.version,
+                            stats={"segments": self.segments_sent, "num_envs": self._num_envs_hint()},
+                        )
+                    ),
+                    zmq.NOBLOCK,
+                )
             except zmq.Again:
                 pass
         while self.control.poll(0):
@@ -268,8 +285,9 @@ class Actor:
             self._poll_policy()
             self._wait_for_policy()
             version = self.version
-            seg = self.collector.collect(self.policy, actor_id=self.actor_id, run_id=self.run_id, seq=self.seq,
-                                         policy_version=version)
+            seg = self.collector.collect(
+                self.policy, actor_id=self.actor_id, run_id=self.run_id, seq=self.seq, policy_version=version
+            )
             self.seq += 1
             self._send(seg)
             self.sent_per_version[version] = self.sent_per_version.get(version, 0) + 1
@@ -311,4 +329,3 @@ class Actor:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
-

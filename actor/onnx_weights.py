@@ -25,18 +25,29 @@ _F = descriptor_pb2.FieldDescriptorProto
 
 @cache
 def _model_class() -> type:
-    fdp = descriptor_pb2.FileDescriptorProto(name="agalite_rl_onnx_subset.proto", package="agalite_rl_onnx_subset",
-                                             syntax="proto2")
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="agalite_rl_onnx_subset.proto", package="agalite_rl_onnx_subset", syntax="proto2"
+    )
     tensor = fdp.message_type.add(name="TensorProto")
     tensor.field.add(name="name", number=8, type=_F.TYPE_STRING, label=_F.LABEL_OPTIONAL)
     tensor.field.add(name="raw_data", number=9, type=_F.TYPE_BYTES, label=_F.LABEL_OPTIONAL)
     tensor.field.add(name="data_location", number=14, type=_F.TYPE_INT32, label=_F.LABEL_OPTIONAL)
     graph = fdp.message_type.add(name="GraphProto")
-    graph.field.add(name="initializer", number=5, type=_F.TYPE_MESSAGE, label=_F.LABEL_REPEATED,
-                    type_name=".agalite_rl_onnx_subset.TensorProto")
+    graph.field.add(
+        name="initializer",
+        number=5,
+        type=_F.TYPE_MESSAGE,
+        label=_F.LABEL_REPEATED,
+        type_name=".agalite_rl_onnx_subset.TensorProto",
+    )
     model = fdp.message_type.add(name="ModelProto")
-    model.field.add(name="graph", number=7, type=_F.TYPE_MESSAGE, label=_F.LABEL_OPTIONAL,
-                    type_name=".agalite_rl_onnx_subset.GraphProto")
+    model.field.add(
+        name="graph",
+        number=7,
+        type=_F.TYPE_MESSAGE,
+        label=_F.LABEL_OPTIONAL,
+        type_name=".agalite_rl_onnx_subset.GraphProto",
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("agalite_rl_onnx_subset.ModelProto"))

@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--env", required=True, help="environment id, e.g. agalite/TMaze-v0")
     p.add_argument("--episodes", type=int, default=10, help="number of episodes")
     p.add_argument("--seed", type=int, default=0, help="seed of the env resets and of action sampling")
-    p.add_argument("--env-kwargs", default="{}", help='JSON object for the env, e.g. \'{"corridor_length": 10}\'')
+    p.add_argument("--env-kwargs", default="{}", help="JSON object for the env, e.g. '{\"corridor_length\": 10}'")
     p.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     return p

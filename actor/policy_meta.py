@@ -53,7 +53,7 @@ class PolicyError(ValueError):
 def local_protocol_version() -> int:
     """Major protocol version of this code base (from ``protocol`` when present, so both sides agree)."""
     try:
-        from protocol import PROTOCOL_VERSION  # noqa: PLC0415 - optional until protocol/ lands
+        from protocol import PROTOCOL_VERSION
     except ImportError:
         return 1
     return protocol_major(PROTOCOL_VERSION)
@@ -219,7 +219,7 @@ class PolicyMetadata:
         return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PolicyMetadata":
+    def from_dict(cls, data: dict[str, Any]) -> PolicyMetadata:
         if not isinstance(data, dict):
             raise PolicyError(f"policy metadata must be a JSON object, got {type(data).__name__}")
         fmt = data.get("format", METADATA_FORMAT)
@@ -275,7 +275,7 @@ class PolicyMetadata:
         return meta
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "PolicyMetadata":
+    def from_json(cls, text: str | bytes) -> PolicyMetadata:
         try:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -22,7 +22,9 @@ class ActingPolicy(Protocol):
     @property
     def state(self) -> dict[str, np.ndarray]: ...
 
-    def act(self, obs: np.ndarray, reset: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    def act(
+        self, obs: np.ndarray, reset: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
     def value_of(self, obs: np.ndarray, reset: np.ndarray) -> np.ndarray: ...
 
@@ -85,12 +87,14 @@ class SegmentCollector:
                     terminated[t, i] = bool(term)
                     truncated[t, i] = bool(trunc) and not term
                     success = info.get("success")
-                    episodes.append({
-                        "env": i,
-                        "return": float(self.ep_return[i]),
-                        "length": int(self.ep_length[i]),
-                        "success": None if success is None else bool(success),
-                    })
+                    episodes.append(
+                        {
+                            "env": i,
+                            "return": float(self.ep_return[i]),
+                            "length": int(self.ep_length[i]),
+                            "success": None if success is None else bool(success),
+                        }
+                    )
                     self.ep_return[i] = 0.0
                     self.ep_length[i] = 0
                     if truncated[t, i]:
@@ -114,9 +118,20 @@ class SegmentCollector:
         values[T] = policy.value_of(self.obs, self.reset)
         assert actions is not None  # T >= 1
         return Segment(
-            actor_id=actor_id, run_id=run_id, seq=seq, policy_version=policy_version, obs=obs_buf,
-            actions=actions, logp=logp, values=values, rewards=rewards, terminated=terminated,
-            truncated=truncated, reset=reset, bootstrap_values=bootstrap, initial_state=initial_state,
+            actor_id=actor_id,
+            run_id=run_id,
+            seq=seq,
+            policy_version=policy_version,
+            obs=obs_buf,
+            actions=actions,
+            logp=logp,
+            values=values,
+            rewards=rewards,
+            terminated=terminated,
+            truncated=truncated,
+            reset=reset,
+            bootstrap_values=bootstrap,
+            initial_state=initial_state,
             episodes=episodes,
         )
 

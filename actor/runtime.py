@@ -21,11 +21,24 @@ import onnxruntime as ort
 from actor.onnx_weights import replace_initializers
 from actor.policy_meta import METADATA_KEY, PolicyError, PolicyMetadata
 
-__all__ = ["Policy", "PolicyError", "StepFunction", "clip_action", "load_policy", "log_softmax", "sample_actions",
-           "sample_gaussian"]
+__all__ = [
+    "Policy",
+    "PolicyError",
+    "StepFunction",
+    "clip_action",
+    "load_policy",
+    "log_softmax",
+    "sample_actions",
+    "sample_gaussian",
+]
 
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(bool)": "bool", "tensor(uint8)": "uint8",
-              "tensor(double)": "float64"}
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+    "tensor(uint8)": "uint8",
+    "tensor(double)": "float64",
+}
 
 
 def _default_providers() -> list[str]:
@@ -66,13 +79,16 @@ class StepFunction:
             raise PolicyError(f"onnx_bytes must be bytes, got {type(onnx_bytes).__name__}")
         self._bytes = bytes(onnx_bytes)
         self._options = dict(
-            intra_op_threads=intra_op_threads, providers=providers, graph_optimization_level=graph_optimization_level,
+            intra_op_threads=intra_op_threads,
+            providers=providers,
+            graph_optimization_level=graph_optimization_level,
             check_protocol=check_protocol,
         )
         so = _session_options(intra_op_threads, graph_optimization_level)
         try:
-            self._session = ort.InferenceSession(self._bytes, sess_options=so,
-                                                 providers=providers or _default_providers())
+            self._session = ort.InferenceSession(
+                self._bytes, sess_options=so, providers=providers or _default_providers()
+            )
         except Exception as exc:  # onnxruntime raises several private exception types for unreadable models
             raise PolicyError(f"ONNX Runtime cannot load this policy: {exc}") from exc
         if _metadata is None:
@@ -89,12 +105,12 @@ class StepFunction:
     # -- construction ------------------------------------------------------------------------------------------
 
     @classmethod
-    def from_bytes(cls, onnx_bytes: bytes, **options: Any) -> "StepFunction":
+    def from_bytes(cls, onnx_bytes: bytes, **options: Any) -> StepFunction:
         """A session from the bytes of an exported ``.onnx`` (options: ``intra_op_threads``, ``providers``, ...)."""
         return cls(onnx_bytes, **options)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], **options: Any) -> "StepFunction":
+    def from_file(cls, path: str | os.PathLike[str], **options: Any) -> StepFunction:
         """A session from ``policy.onnx`` (or a directory holding one); metadata is read from inside the file."""
         p = Path(path)
         if p.is_dir():
@@ -133,7 +149,7 @@ class StepFunction:
             if types.get(name) != dtype:
                 raise PolicyError(f"graph input {name!r} has type {types.get(name)}, metadata says {dtype}")
 
-    def with_weights(self, weights: Mapping[str, np.ndarray], *, policy_version: int | None = None) -> "StepFunction":
+    def with_weights(self, weights: Mapping[str, np.ndarray], *, policy_version: int | None = None) -> StepFunction:
         """A new session of the same graph with some or all parameters replaced (the weights-only update).
 
         ``weights`` maps initializer names (``metadata.weights``) to arrays of the recorded shapes; names not given
@@ -367,7 +383,10 @@ class Policy:
                 f"new {new.state_layout()}"
             )
         if (new.obs_shape, new.obs_dtype, new.num_actions, new.action_kind) != (
-            old.obs_shape, old.obs_dtype, old.num_actions, old.action_kind
+            old.obs_shape,
+            old.obs_dtype,
+            old.num_actions,
+            old.action_kind,
         ):
             raise PolicyError(
                 f"cannot swap policies with different interfaces: obs {old.obs_shape} {old.obs_dtype} / "

@@ -90,8 +90,11 @@ def _scans_removed():
         r = coef.shape[-2]
         return a[..., :r] + write[0][..., :r] + write[1][..., :r] + query[0][..., :r] + query[1][..., :r], h0
 
-    stubs = {"scan_readout": readout, "scan_readout_outer": readout_outer,
-             "linear_scan": lambda a, b, h0, method="chunked", coef=None: a + b}
+    stubs = {
+        "scan_readout": readout,
+        "scan_readout_outer": readout_outer,
+        "linear_scan": lambda a, b, h0, method="chunked", coef=None: a + b,
+    }
     for name in names:
         setattr(agalite_module, name, stubs[name])
     try:
@@ -101,8 +104,9 @@ def _scans_removed():
             setattr(agalite_module, name, real[name])
 
 
-def compare(name: str, t_len: int, batch: int, reps: int, step_t_len: int | None = None,
-            bound: bool = False) -> list[dict]:
+def compare(
+    name: str, t_len: int, batch: int, reps: int, step_t_len: int | None = None, bound: bool = False
+) -> list[dict]:
     """Both forms of one model, timed alternately; one row per form (median of ``reps`` iterations each)."""
     model = _model(name)
     g = torch.Generator().manual_seed(1)
@@ -110,8 +114,11 @@ def compare(name: str, t_len: int, batch: int, reps: int, step_t_len: int | None
     reset = torch.rand(t_len, batch, generator=g) < 0.01
     w = torch.randn(t_len, batch, model.output_dim, generator=g)
     with torch.no_grad():
-        _, state = model(torch.randn(16, batch, IN, generator=g), torch.zeros(16, batch, dtype=torch.bool),
-                         model.initial_state(batch))
+        _, state = model(
+            torch.randn(16, batch, IN, generator=g),
+            torch.zeros(16, batch, dtype=torch.bool),
+            model.initial_state(batch),
+        )
     st = step_t_len or t_len
     forms = {"parallel": (x, reset, w, False), "step loop": (x[:st], reset[:st], w[:st], True)}
     if bound:
@@ -131,8 +138,18 @@ def compare(name: str, t_len: int, batch: int, reps: int, step_t_len: int | None
     rows = []
     for form, (xx, _, _, _) in forms.items():
         sec = statistics.median(times[form])
-        rows.append({"model": name, "form": form, "T": xx.shape[0], "B": batch, "threads": torch.get_num_threads(),
-                     "seconds_per_iteration": sec, "samples_per_s": xx.shape[0] * batch / sec, "times": times[form]})
+        rows.append(
+            {
+                "model": name,
+                "form": form,
+                "T": xx.shape[0],
+                "B": batch,
+                "threads": torch.get_num_threads(),
+                "seconds_per_iteration": sec,
+                "samples_per_s": xx.shape[0] * batch / sec,
+                "times": times[form],
+            }
+        )
     return rows
 
 
@@ -154,10 +171,13 @@ def main() -> None:
     def record(new: list[dict]) -> None:
         rows.extend(new)
         p, s = new[:2]
-        print(f"{p['model']:34s} T={p['T']:3d} B={p['B']:2d} threads={p['threads']}: parallel "
-              f"{p['samples_per_s']:8.0f} samples/s ({p['seconds_per_iteration']:.3f} s), step loop "
-              f"{s['samples_per_s']:8.0f} samples/s ({s['seconds_per_iteration']:.3f} s): "
-              f"{p['samples_per_s'] / s['samples_per_s']:.1f}x", flush=True)
+        print(
+            f"{p['model']:34s} T={p['T']:3d} B={p['B']:2d} threads={p['threads']}: parallel "
+            f"{p['samples_per_s']:8.0f} samples/s ({p['seconds_per_iteration']:.3f} s), step loop "
+            f"{s['samples_per_s']:8.0f} samples/s ({s['seconds_per_iteration']:.3f} s): "
+            f"{p['samples_per_s'] / s['samples_per_s']:.1f}x",
+            flush=True,
+        )
 
     for n in threads:
         torch.set_num_threads(n)
@@ -165,22 +185,32 @@ def main() -> None:
             record(compare("AGaLiTe (chunked scan)", args.t_len, batch, args.reps, bound=batch == args.batch))
     torch.set_num_threads(1)
     if not args.skip_galite:
-        record(compare("GaLiTe paper, pairwise chunk 16", args.t_len, args.batch, galite_reps,
-                       step_t_len=min(32, args.t_len)))
+        record(
+            compare(
+                "GaLiTe paper, pairwise chunk 16", args.t_len, args.batch, galite_reps, step_t_len=min(32, args.t_len)
+            )
+        )
         doubling = compare("AGaLiTe (doubling scan)", args.t_len, args.batch, max(1, args.reps // 2))
         rows.append(doubling[0])
 
     def rate(name: str, form: str, batch: int, n: int) -> float:
-        return next(r["samples_per_s"] for r in rows
-                    if r["model"] == name and r["form"] == form and r["B"] == batch and r["threads"] == n)
+        return next(
+            r["samples_per_s"]
+            for r in rows
+            if r["model"] == name and r["form"] == form and r["B"] == batch and r["threads"] == n
+        )
 
     agalite = "AGaLiTe (chunked scan)"
-    speedups = {f"AGaLiTe B={b} threads={n}": rate(agalite, "parallel", b, n) / rate(agalite, "step loop", b, n)
-                for n in threads for b in [args.batch, *small]}
+    speedups = {
+        f"AGaLiTe B={b} threads={n}": rate(agalite, "parallel", b, n) / rate(agalite, "step loop", b, n)
+        for n in threads
+        for b in [args.batch, *small]
+    }
     if not args.skip_galite:
         g = "GaLiTe paper, pairwise chunk 16"
         speedups[f"GaLiTe B={args.batch} threads=1"] = rate(g, "parallel", args.batch, 1) / rate(
-            g, "step loop", args.batch, 1)
+            g, "step loop", args.batch, 1
+        )
     info = machine_info()
     info["load_average_before_after"] = [list(load_before), list(os.getloadavg())]
     RESULTS.mkdir(exist_ok=True)
@@ -189,10 +219,13 @@ def main() -> None:
     )
     for n in threads:
         speedups[f"bound B={args.batch} threads={n}"] = rate(agalite, BOUND, args.batch, n) / rate(
-            agalite, "step loop", args.batch, n)
-    main_rows = [f"{n} thread{'s' if n > 1 else ''}: {speedups[f'AGaLiTe B={args.batch} threads={n}']:.1f}x "
-                 f"(with the state scans removed: {speedups[f'bound B={args.batch} threads={n}']:.1f}x)"
-                 for n in threads]
+            agalite, "step loop", args.batch, n
+        )
+    main_rows = [
+        f"{n} thread{'s' if n > 1 else ''}: {speedups[f'AGaLiTe B={args.batch} threads={n}']:.1f}x "
+        f"(with the state scans removed: {speedups[f'bound B={args.batch} threads={n}']:.1f}x)"
+        for n in threads
+    ]
     lines = [
         f"# AGaLiTe / GaLiTe training form vs step loop (forward + backward), T={args.t_len}, CPU",
         "",
@@ -210,15 +243,25 @@ def main() -> None:
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['form']} | {r['T']} | {r['B']} | {r['threads']} | "
-                     f"{r['samples_per_s']:,.0f} | {r['seconds_per_iteration']:.3f} |")
-    lines += ["", f"Speed-up of AGaLiTe's parallel form over its step loop at T={args.t_len}, B={args.batch} "
-              f"(target >= 5x): " + ", ".join(main_rows) + ". Smaller batches: "
-              + ", ".join(f"B={b} ({n} thr) {speedups[f'AGaLiTe B={b} threads={n}']:.1f}x"
-                          for n in threads for b in small) + "."]
+        lines.append(
+            f"| {r['model']} | {r['form']} | {r['T']} | {r['B']} | {r['threads']} | "
+            f"{r['samples_per_s']:,.0f} | {r['seconds_per_iteration']:.3f} |"
+        )
+    lines += [
+        "",
+        f"Speed-up of AGaLiTe's parallel form over its step loop at T={args.t_len}, B={args.batch} "
+        f"(target >= 5x): "
+        + ", ".join(main_rows)
+        + ". Smaller batches: "
+        + ", ".join(f"B={b} ({n} thr) {speedups[f'AGaLiTe B={b} threads={n}']:.1f}x" for n in threads for b in small)
+        + ".",
+    ]
     if not args.skip_galite:
-        lines += ["", f"GaLiTe (pairwise chunked form vs its step loop, 1 thread): "
-                  f"{speedups[f'GaLiTe B={args.batch} threads=1']:.1f}x."]
+        lines += [
+            "",
+            f"GaLiTe (pairwise chunked form vs its step loop, 1 thread): "
+            f"{speedups[f'GaLiTe B={args.batch} threads=1']:.1f}x.",
+        ]
     lines += ["", NOTES, ""]
     (RESULTS / "agalite_scan.md").write_text("\n".join(lines))
     print("\n".join(lines))

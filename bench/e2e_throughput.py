@@ -72,9 +72,19 @@ def actor_only_child(policy_path: str, settings_json: str, seconds: float, segme
         for blob in kept:
             f.write(struct.pack("<Q", len(blob)))
             f.write(blob)
-    print(json.dumps({"steps": steps, "seconds": elapsed, "steps_per_s": steps / elapsed, "segments": seq - 1,
-                      "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-                      "np_version": np.__version__}))
+    print(
+        json.dumps(
+            {
+                "steps": steps,
+                "seconds": elapsed,
+                "steps_per_s": steps / elapsed,
+                "segments": seq - 1,
+                "loadavg_before": load_before,
+                "loadavg_after": os.getloadavg(),
+                "np_version": np.__version__,
+            }
+        )
+    )
 
 
 def read_blobs(path: Path) -> list[bytes]:
@@ -82,18 +92,38 @@ def read_blobs(path: Path) -> list[bytes]:
     out, i = [], 0
     while i < len(data):
         (n,) = struct.unpack_from("<Q", data, i)
-        out.append(data[i + 8:i + 8 + n])
+        out.append(data[i + 8 : i + 8 + n])
         i += 8 + n
     return out
 
 
 def measure_actor(cfg: Any, policy_path: Path, seconds: float, segments_out: Path, keep: int) -> dict[str, Any]:
-    settings = {"env_id": cfg.env.id, "env_kwargs": cfg.env.kwargs_dict(), "envs_per_actor": cfg.envs_per_actor,
-                "segment_length": cfg.segment_length}
-    code = ("import sys; from bench.e2e_throughput import actor_only_child as f; "
-            "f(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], int(sys.argv[5]))")
-    out = subprocess.run([sys.executable, "-c", code, str(policy_path), json.dumps(settings), str(seconds),
-                          str(segments_out), str(keep)], cwd=ROOT, capture_output=True, text=True, check=True)
+    settings = {
+        "env_id": cfg.env.id,
+        "env_kwargs": cfg.env.kwargs_dict(),
+        "envs_per_actor": cfg.envs_per_actor,
+        "segment_length": cfg.segment_length,
+    }
+    code = (
+        "import sys; from bench.e2e_throughput import actor_only_child as f; "
+        "f(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], int(sys.argv[5]))"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(policy_path),
+            json.dumps(settings),
+            str(seconds),
+            str(segments_out),
+            str(keep),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -118,7 +148,7 @@ def measure_learner(cfg: Any, blobs: list[bytes], seconds: float) -> dict[str, A
     segments = [decode(b) for b in blobs]
     decode_s = (time.perf_counter() - t0) / len(blobs)
     per_batch = max(1, -(-cfg.batch_envs // cfg.envs_per_actor))
-    batches = [segments[i:i + per_batch] for i in range(0, len(segments) - per_batch + 1, per_batch)]
+    batches = [segments[i : i + per_batch] for i in range(0, len(segments) - per_batch + 1, per_batch)]
     load_before = os.getloadavg()
     samples = updates = 0
     times = []
@@ -145,11 +175,18 @@ def measure_learner(cfg: Any, blobs: list[bytes], seconds: float) -> dict[str, A
             break
     elapsed = time.perf_counter() - t_start
     steps_per_batch = sum(s.actions.size for s in batches[0])
-    return {"samples": samples, "updates": updates, "seconds": elapsed, "samples_per_s": samples / elapsed,
-            "update_ms_median": 1000 * sorted(times)[len(times) // 2], "samples_per_update": steps_per_batch,
-            "decode_ms_per_segment": 1000 * decode_s,
-            "decode_share_of_learner_time": decode_s * per_batch / (elapsed / updates),
-            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+    return {
+        "samples": samples,
+        "updates": updates,
+        "seconds": elapsed,
+        "samples_per_s": samples / elapsed,
+        "update_ms_median": 1000 * sorted(times)[len(times) // 2],
+        "samples_per_update": steps_per_batch,
+        "decode_ms_per_segment": 1000 * decode_s,
+        "decode_share_of_learner_time": decode_s * per_batch / (elapsed / updates),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
 
 
 # ---- e2e: the real stack --------------------------------------------------------------------------------------------
@@ -202,16 +239,27 @@ def measure_e2e(preset: str, num_actors: int, warmup: float, seconds: float) -> 
 
     lag_min, lag_mean, lag_max = in_window("lag/min"), in_window("lag/mean"), in_window("lag/max")
     return {
-        "num_actors": num_actors, "sps": sps, "sps_5s_windows": window, "startup_s": startup_s,
-        "measured_s": s1["time"] - s0["time"], "env_steps_measured": s1["env_steps"] - s0["env_steps"],
+        "num_actors": num_actors,
+        "sps": sps,
+        "sps_5s_windows": window,
+        "startup_s": startup_s,
+        "measured_s": s1["time"] - s0["time"],
+        "env_steps_measured": s1["env_steps"] - s0["env_steps"],
         "updates_measured": s1["updates"] - s0["updates"],
-        "lag": {"min": min(lag_min) if lag_min else None,
-                "mean": sum(lag_mean) / len(lag_mean) if lag_mean else None,
-                "max": max(lag_max) if lag_max else None, "updates": len(lag_mean)},
-        "dropped": s1.get("dropped", {}), "received_segments": s1.get("received_segments"),
-        "accepted_segments": s1.get("accepted_segments"), "segments_per_actor": s1.get("segments_per_actor"),
-        "live_actors": s1.get("live_actors"), "exit_code": rc,
-        "loadavg_before": load_before, "loadavg_after": load_after,
+        "lag": {
+            "min": min(lag_min) if lag_min else None,
+            "mean": sum(lag_mean) / len(lag_mean) if lag_mean else None,
+            "max": max(lag_max) if lag_max else None,
+            "updates": len(lag_mean),
+        },
+        "dropped": s1.get("dropped", {}),
+        "received_segments": s1.get("received_segments"),
+        "accepted_segments": s1.get("accepted_segments"),
+        "segments_per_actor": s1.get("segments_per_actor"),
+        "live_actors": s1.get("live_actors"),
+        "exit_code": rc,
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
     }
 
 
@@ -223,16 +271,21 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
     serial = 1.0 / (1.0 / A + 1.0 / L)
     c = res["config"]
     lines = [
-        "# End-to-end throughput (T-Maze, local stack over loopback)", "",
-        machine_markdown(res["machine"]), "",
+        "# End-to-end throughput (T-Maze, local stack over loopback)",
+        "",
+        machine_markdown(res["machine"]),
+        "",
         f"Preset `{res['preset']}`: {c['model']['kind']} L{c['model']['num_layers']} d_model {c['model']['d_model']}, "
         f"T-Maze {c['env']['kwargs']}, {c['envs_per_actor']} envs per actor, T={c['segment_length']}, "
         f"batch {c['batch_envs']} env rows, PPO {c['ppo']['epochs']} epochs x {c['ppo']['minibatches']} "
         f"minibatches, torch threads {c['torch_threads']}, ONNX Runtime 1 thread per actor. All numbers below come "
         "from one run of this script on a 2-core machine shared with other people's test runs (load averages "
-        "recorded); compare only ratios.", "",
-        "## Parts alone (no network)", "",
-        "| part | rate | detail | load 1-min before / after |", "|---|---|---|---|",
+        "recorded); compare only ratios.",
+        "",
+        "## Parts alone (no network)",
+        "",
+        "| part | rate | detail | load 1-min before / after |",
+        "|---|---|---|---|",
         f"| A: one actor (collect + ONNX + encode) | {A:,.0f} env steps/s | {res['actor_only']['segments']} segments "
         f"in {res['actor_only']['seconds']:.1f} s | {res['actor_only']['loadavg_before'][0]:.2f} / "
         f"{res['actor_only']['loadavg_after'][0]:.2f} |",
@@ -241,9 +294,12 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         f"{res['learner_only']['update_ms_median']:.1f} ms | {res['learner_only']['loadavg_before'][0]:.2f} / "
         f"{res['learner_only']['loadavg_after'][0]:.2f} |",
         f"| back to back, 1/(1/A + 1/L) | {serial:,.0f} samples/s | | |",
-        "", f"Decoding one segment (server thread): {res['learner_only']['decode_ms_per_segment']:.2f} ms "
-        f"({100 * res['learner_only']['decode_share_of_learner_time']:.1f}% of the learner's time per batch).", "",
-        "## End to end", "",
+        "",
+        f"Decoding one segment (server thread): {res['learner_only']['decode_ms_per_segment']:.2f} ms "
+        f"({100 * res['learner_only']['decode_share_of_learner_time']:.1f}% of the learner's time per batch).",
+        "",
+        "## End to end",
+        "",
         "| actors | env steps/s | 5 s windows (min-max) | efficiency e2e*(1/A+1/L) | e2e / A | e2e / L | lag min / mean / max "
         "| dropped | updates | load 1-min before / after |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -251,19 +307,28 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
     for r in res["e2e"]:
         w = r["sps_5s_windows"]
         lag = r["lag"]
-        fmt = (lambda v: "n/a" if v is None else f"{v:.2f}")
+        fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
         lines.append(
             f"| {r['num_actors']} | {r['sps']:,.0f} | {min(w):,.0f}-{max(w):,.0f} | {r['efficiency']:.2f} | "
             f"{r['sps'] / A:.2f} | {r['sps'] / L:.2f} | {fmt(lag['min'])} / {fmt(lag['mean'])} / {fmt(lag['max'])} | "
             f"{sum(r['dropped'].values()) if r['dropped'] else 0} {r['dropped'] or ''} | {r['updates_measured']} | "
-            f"{r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f} |")
+            f"{r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f} |"
+        )
     two = next((r for r in res["e2e"] if r["num_actors"] == 2), None)
     if two is not None:
-        lines += ["", f"Target: efficiency >= 0.9 with 2 actors: **{two['efficiency']:.2f}** "
-                      f"({'met' if two['efficiency'] >= 0.9 else 'not met'})."]
-    lines += ["", "Warm-up " f"{res['warmup_s']:g} s after the first counted steps, then {res['seconds']:g} s "
-              "measured from `status.json` (`env_steps`, `time`). Lag from the TensorBoard scalars of the updates "
-              "inside the window.", ""]
+        lines += [
+            "",
+            f"Target: efficiency >= 0.9 with 2 actors: **{two['efficiency']:.2f}** "
+            f"({'met' if two['efficiency'] >= 0.9 else 'not met'}).",
+        ]
+    lines += [
+        "",
+        "Warm-up "
+        f"{res['warmup_s']:g} s after the first counted steps, then {res['seconds']:g} s "
+        "measured from `status.json` (`env_steps`, `time`). Lag from the TensorBoard scalars of the updates "
+        "inside the window.",
+        "",
+    ]
     path.write_text("\n".join(lines))
 
 
@@ -290,8 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     obs_space, act_space = env_spaces(cfg.env.id, **cfg.env.kwargs_dict())
     model = build_actor_critic(cfg.model, obs_space, act_space)
     with tempfile.TemporaryDirectory() as tmp:
-        policy_path = save_policy(export_step_function(model, policy_version=0, observation_space=obs_space,
-                                                       action_space=act_space), Path(tmp) / "policy.onnx")
+        policy_path = save_policy(
+            export_step_function(model, policy_version=0, observation_space=obs_space, action_space=act_space),
+            Path(tmp) / "policy.onnx",
+        )
         seg_file = Path(tmp) / "segments.bin"
         print("[e2e] actor alone ...", flush=True)
         actor = measure_actor(cfg, policy_path, args.part_seconds, seg_file, keep=16)
@@ -306,12 +373,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[e2e] {k} actor(s) ...", flush=True)
         r = measure_e2e(args.preset, k, args.warmup, args.seconds)
         r["efficiency"] = r["sps"] * (1.0 / A + 1.0 / L)
-        print(f"[e2e]   {r['sps']:,.0f} env steps/s, efficiency {r['efficiency']:.2f}, lag {r['lag']}, "
-              f"dropped {r['dropped']}", flush=True)
+        print(
+            f"[e2e]   {r['sps']:,.0f} env steps/s, efficiency {r['efficiency']:.2f}, lag {r['lag']}, "
+            f"dropped {r['dropped']}",
+            flush=True,
+        )
         e2e.append(r)
-    res = {"preset": args.preset, "config": cfg.to_dict(), "machine": machine_info(), "warmup_s": args.warmup,
-           "seconds": args.seconds, "actor_only": actor, "learner_only": learner, "e2e": e2e,
-           "serial_samples_per_s": 1.0 / (1.0 / A + 1.0 / L)}
+    res = {
+        "preset": args.preset,
+        "config": cfg.to_dict(),
+        "machine": machine_info(),
+        "warmup_s": args.warmup,
+        "seconds": args.seconds,
+        "actor_only": actor,
+        "learner_only": learner,
+        "e2e": e2e,
+        "serial_samples_per_s": 1.0 / (1.0 / A + 1.0 / L),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "e2e_throughput.json").write_text(json.dumps(res, indent=1))
     write_markdown(res, args.out / "e2e_throughput.md")

@@ -34,8 +34,15 @@ PRESETS = {
     "paper": "tmaze-agalite-paper",
     "small": "tmaze-agalite",
 }
-TAGS = ("charts/success_rate", "charts/episodic_return", "charts/SPS", "charts/policy_version",
-        "charts/update_seconds", "lag/mean", "lag/max")
+TAGS = (
+    "charts/success_rate",
+    "charts/episodic_return",
+    "charts/SPS",
+    "charts/policy_version",
+    "charts/update_seconds",
+    "lag/mean",
+    "lag/max",
+)
 
 
 def read_scalars(tb_dir: Path, tags: tuple[str, ...] | None = None) -> dict[str, list[dict[str, float]]]:
@@ -68,11 +75,27 @@ def free_ports(n: int = 3) -> list[int]:
     return ports
 
 
-def launch(preset: str, run_dir: Path, num_actors: int | None = None, extra: list[str] | None = None,
-           log_path: Path | None = None) -> subprocess.Popen:
+def launch(
+    preset: str,
+    run_dir: Path,
+    num_actors: int | None = None,
+    extra: list[str] | None = None,
+    log_path: Path | None = None,
+) -> subprocess.Popen:
     """Start ``python -m learner.launch`` for ``preset`` in ``run_dir`` (which must not hold a run yet)."""
-    cmd = [sys.executable, "-m", "learner.launch", "--preset", preset, "--run-dir", str(run_dir),
-           "--total-steps", str(10**12), "--checkpoint-interval-s", "100000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "learner.launch",
+        "--preset",
+        preset,
+        "--run-dir",
+        str(run_dir),
+        "--total-steps",
+        str(10**12),
+        "--checkpoint-interval-s",
+        "100000",
+    ]
     traj, pol, ctl = free_ports(3)
     cmd += ["--net.trajectory-port", str(traj), "--net.policy-port", str(pol), "--net.control-port", str(ctl)]
     if num_actors is not None:
@@ -120,8 +143,11 @@ def run_curve(which: str, minutes: float) -> dict[str, Any]:
             last_print = time.monotonic()
             try:
                 st = json.loads((run_dir / "status.json").read_text())
-                print(f"  {time.time() - t0:6.0f} s  steps {st['env_steps']:,}  success {st['success_rate']}  "
-                      f"return {st['mean_return']}  v{st['policy_version']}", flush=True)
+                print(
+                    f"  {time.time() - t0:6.0f} s  steps {st['env_steps']:,}  success {st['success_rate']}  "
+                    f"return {st['mean_return']}  v{st['policy_version']}",
+                    flush=True,
+                )
             except (OSError, ValueError, KeyError):
                 pass
     wall = time.time() - t0
@@ -131,8 +157,10 @@ def run_curve(which: str, minutes: float) -> dict[str, Any]:
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
 
     def series(tag: str) -> list[dict[str, float]]:
-        return [{"env_steps": e["step"], "wall_s": round(e["wall_time"] - t0, 2), "value": e["value"]}
-                for e in scalars.get(tag, [])]
+        return [
+            {"env_steps": e["step"], "wall_s": round(e["wall_time"] - t0, 2), "value": e["value"]}
+            for e in scalars.get(tag, [])
+        ]
 
     sps = [e["value"] for e in scalars.get("charts/SPS", [])]
     return {
@@ -178,7 +206,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.suptitle(
         f"{result['preset']}: {m['kind']} L{m['num_layers']} d_model {m['d_model']}, T-Maze {cfg['env']['kwargs']}, "
         f"{cfg['num_actors']} actor(s) x {cfg['envs_per_actor']} envs, T={cfg['segment_length']}; "
-        f"{result['wall_s'] / 60:.1f} min on a shared 2-core CPU", fontsize=9)
+        f"{result['wall_s'] / 60:.1f} min on a shared 2-core CPU",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -251,8 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"learning_curve_{which}.json").write_text(json.dumps(result, indent=1, default=_json_default))
         plot(result, args.out / f"learning_curve_{which}.png")
         s = result["summary"]
-        print(f"[learning_curve] {which}: {s.get('env_steps', 0):,} steps in {result['wall_s']:.0f} s, final success "
-              f"{_last(result['success_rate'])}, return {_last(result['episodic_return'])}", flush=True)
+        print(
+            f"[learning_curve] {which}: {s.get('env_steps', 0):,} steps in {result['wall_s']:.0f} s, final success "
+            f"{_last(result['success_rate'])}, return {_last(result['episodic_return'])}",
+            flush=True,
+        )
     write_markdown(args.out)
     return 0
 

@@ -51,8 +51,10 @@ WINDOW = 100  # the learner's success rate and return are over its last 100 fini
 COMMON_FLAGS = ["--segment-length", str(SEGMENT_LENGTH)]
 MODELS: dict[str, tuple[str, list[str]]] = {
     "agalite": ("AGaLiTe L2 d64 eta4 r2", ["--model.kind", "agalite"]),
-    "gtrxl": ("GTrXL L2 d64 M64", ["--model.kind", "gtrxl", "--model.memory-len", "64",
-                                    "--model.memory-form", "inputs"]),
+    "gtrxl": (
+        "GTrXL L2 d64 M64",
+        ["--model.kind", "gtrxl", "--model.memory-len", "64", "--model.memory-form", "inputs"],
+    ),
     "lstm": ("LSTM 128", ["--model.kind", "lstm", "--model.rnn-hidden", "128"]),
 }
 TAGS = ("charts/success_rate", "charts/episodic_return", "charts/SPS")
@@ -61,8 +63,16 @@ COLORS = {"agalite": "tab:blue", "gtrxl": "tab:orange", "lstm": "tab:green"}
 
 def run_flags(model: str, corridor: int, seed: int, budget: int) -> list[str]:
     """The override flags of one run (after ``--preset tmaze-agalite``)."""
-    return [*MODELS[model][1], *COMMON_FLAGS, "--env.kwargs", json.dumps({"corridor_length": corridor}),
-            "--seed", str(seed), "--total-steps", str(budget)]
+    return [
+        *MODELS[model][1],
+        *COMMON_FLAGS,
+        "--env.kwargs",
+        json.dumps({"corridor_length": corridor}),
+        "--seed",
+        str(seed),
+        "--total-steps",
+        str(budget),
+    ]
 
 
 def first_at_or_above(pts: list[list[float]], level: float) -> int | None:
@@ -112,8 +122,10 @@ def run_one(model: str, corridor: int, seed: int, budget: int, max_minutes: floa
     load_before = os.getloadavg()
     t0 = time.time()
     proc = launch(PRESET, run_dir, extra=flags, log_path=log_path)
-    print(f"[memory_sweep] {model} corridor {corridor} seed {seed}: {budget:,} steps in {run_dir} (pid {proc.pid})",
-          flush=True)
+    print(
+        f"[memory_sweep] {model} corridor {corridor} seed {seed}: {budget:,} steps in {run_dir} (pid {proc.pid})",
+        flush=True,
+    )
     deadline = time.monotonic() + max_minutes * 60.0
     reached_at: float | None = None
     last_print = time.monotonic()
@@ -135,8 +147,11 @@ def run_one(model: str, corridor: int, seed: int, budget: int, max_minutes: floa
             break
         if time.monotonic() - last_print > 60.0:
             last_print = time.monotonic()
-            print(f"  {time.time() - t0:6.0f} s  steps {steps:,}  success {st.get('success_rate')}  "
-                  f"return {st.get('mean_return')}  v{st.get('policy_version')}", flush=True)
+            print(
+                f"  {time.time() - t0:6.0f} s  steps {steps:,}  success {st.get('success_rate')}  "
+                f"return {st.get('mean_return')}  v{st.get('policy_version')}",
+                flush=True,
+            )
     rc = stop(proc)
     wall = time.time() - t0
     load_after = os.getloadavg()
@@ -184,10 +199,13 @@ def run_one(model: str, corridor: int, seed: int, budget: int, max_minutes: floa
         "success_rate": success,
         "episodic_return": ret,
     }
-    print(f"[memory_sweep] {model} corridor {corridor} seed {seed}: {env_steps:,} steps in {wall / 60:.1f} min, "
-          f"final success {record['final_success']}, "
-          f"first >= {LEVEL} (any window) at {record['first_step_success_ge_0_9_any_window']}, "
-          f"exit {rc}", flush=True)
+    print(
+        f"[memory_sweep] {model} corridor {corridor} seed {seed}: {env_steps:,} steps in {wall / 60:.1f} min, "
+        f"final success {record['final_success']}, "
+        f"first >= {LEVEL} (any window) at {record['first_step_success_ge_0_9_any_window']}, "
+        f"exit {rc}",
+        flush=True,
+    )
     if not keep:
         shutil.rmtree(run_dir, ignore_errors=True)
         log_path.unlink(missing_ok=True)
@@ -219,7 +237,8 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         "N 48); an agent that walks the corridor but ignores the cue succeeds about half the time.",
         "",
         "Models (trunk as in the preset where it applies): "
-        + "; ".join(f"**{m}** = {lab}: `{' '.join(fl)}`" for m, (lab, fl) in MODELS.items()) + ".",
+        + "; ".join(f"**{m}** = {lab}: `{' '.join(fl)}`" for m, (lab, fl) in MODELS.items())
+        + ".",
         "",
         "| corridor | seed | model | budget (env steps) | env steps | final success | final return | "
         f"first step success >= {JUNCTION_LEVEL} | first step success >= {LEVEL} | stays >= {LEVEL} from | "
@@ -271,12 +290,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
             if r["corridor_length"] != corridor:
                 continue
             ls = styles[seeds.index(r["seed"]) % len(styles)]
-            flat = all(v <= 0.05 for _, v in r["success_rate"][len(r["success_rate"]) // 10:])
+            flat = all(v <= 0.05 for _, v in r["success_rate"][len(r["success_rate"]) // 10 :])
             label = f"{r['label']} (seed {r['seed']})" + (": success 0 (overlapping lines)" if flat else "")
             for row, key in enumerate(("success_rate", "episodic_return")):
                 pts = r[key]
-                axes[row][c].plot([p[0] for p in pts], [p[1] for p in pts], ls, lw=1.1, color=COLORS[r["model"]],
-                                  label=label)
+                axes[row][c].plot(
+                    [p[0] for p in pts], [p[1] for p in pts], ls, lw=1.1, color=COLORS[r["model"]], label=label
+                )
         axes[0][c].axhline(LEVEL, color="grey", lw=0.6, ls=":")
         axes[0][c].axhline(0.5, color="grey", lw=0.6, ls="--")
         axes[1][c].axhline(4 - 0.1 * (corridor - 1), color="grey", lw=0.6, ls=":")
@@ -288,8 +308,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
         axes[0][c].legend(fontsize=7, loc="lower right")
     axes[0][0].set_ylabel("success rate (last 100 episodes)")
     axes[1][0].set_ylabel("return (last 100 episodes)")
-    fig.suptitle(f"{PRESET} + overrides, segment length {SEGMENT_LENGTH}, 2 actors x 8 envs; dotted: success "
-                 f"{LEVEL} / optimal return, dashed: chance (0.5)", fontsize=9)
+    fig.suptitle(
+        f"{PRESET} + overrides, segment length {SEGMENT_LENGTH}, 2 actors x 8 envs; dotted: success "
+        f"{LEVEL} / optimal return, dashed: chance (0.5)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -297,14 +320,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def default_notes(result: dict[str, Any]) -> list[str]:
     """Facts every report states; the interpretation is added by whoever ran the sweep (``--note``)."""
-    budgets = ", ".join(f"{b:,} env steps at corridor {c}" for c, b in sorted(result["budgets"].items(),
-                                                                             key=lambda kv: int(kv[0])))
+    budgets = ", ".join(
+        f"{b:,} env steps at corridor {c}" for c, b in sorted(result["budgets"].items(), key=lambda kv: int(kv[0]))
+    )
     seeds = sorted({(r["corridor_length"], r["seed"]) for r in result["runs"]})
     per_corridor: dict[int, list[int]] = {}
     for c, s in seeds:
         per_corridor.setdefault(c, []).append(s)
-    seed_text = "; ".join(f"corridor {c}: seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}"
-                          for c, s in per_corridor.items())
+    seed_text = "; ".join(
+        f"corridor {c}: seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}" for c, s in per_corridor.items()
+    )
     return [
         f"Budgets: {budgets}, the same for every model of one corridor length.",
         f"Seeds: {seed_text}. Few seeds per setting: differences between models smaller than the spread "
@@ -333,19 +358,40 @@ def save(result: dict[str, Any], out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corridors", type=int, nargs="+", default=[16, 48], help="T-Maze corridor lengths")
-    ap.add_argument("--budgets", type=int, nargs="+", default=[500_000, 1_500_000],
-                    help="env-step budget per corridor length, in the order of --corridors")
+    ap.add_argument(
+        "--budgets",
+        type=int,
+        nargs="+",
+        default=[500_000, 1_500_000],
+        help="env-step budget per corridor length, in the order of --corridors",
+    )
     ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[1], help="seeds run at every corridor length")
-    ap.add_argument("--extra", nargs="*", default=[], metavar="CORRIDOR:SEED",
-                    help="additional (corridor, seed) runs for every model, e.g. 48:2")
-    ap.add_argument("--max-minutes", type=float, default=30.0,
-                    help="safety limit per run: stop() it after this long even if the budget is not reached")
-    ap.add_argument("--resume", action="store_true",
-                    help="keep runs already in the output JSON with the same flags and budget; run only the rest")
+    ap.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        metavar="CORRIDOR:SEED",
+        help="additional (corridor, seed) runs for every model, e.g. 48:2",
+    )
+    ap.add_argument(
+        "--max-minutes",
+        type=float,
+        default=30.0,
+        help="safety limit per run: stop() it after this long even if the budget is not reached",
+    )
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep runs already in the output JSON with the same flags and budget; run only the rest",
+    )
     ap.add_argument("--report-only", action="store_true", help="rewrite the .md and .png from the existing JSON")
-    ap.add_argument("--note", action="append", default=None,
-                    help="a note for the Markdown report (repeatable); replaces the notes stored in the JSON")
+    ap.add_argument(
+        "--note",
+        action="append",
+        default=None,
+        help="a note for the Markdown report (repeatable); replaces the notes stored in the JSON",
+    )
     ap.add_argument("--keep-runs", action="store_true", help="keep the run directories under runs/bench/")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
@@ -370,8 +416,12 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--extra {item}: corridor {c} has no budget (add it to --corridors/--budgets)")
         todo += [(m, c, s) for m in args.models if (m, c, s) not in todo]
 
-    result: dict[str, Any] = {"benchmark": "memory_sweep", "preset": PRESET, "runs": [],
-                              "budgets": {str(c): b for c, b in budgets.items()}}
+    result: dict[str, Any] = {
+        "benchmark": "memory_sweep",
+        "preset": PRESET,
+        "runs": [],
+        "budgets": {str(c): b for c, b in budgets.items()},
+    }
     if args.resume and existing is not None:
         result = existing
         result["budgets"] = {**existing.get("budgets", {}), **{str(c): b for c, b in budgets.items()}}
@@ -388,8 +438,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         result["machine"] = machine_info()  # the machine (and commit) of the latest measured run
         record = run_one(model, corridor, seed, budgets[corridor], args.max_minutes, args.keep_runs)
-        result["runs"] = [r for r in result["runs"]
-                          if (r["model"], r["corridor_length"], r["seed"]) != (model, corridor, seed)] + [record]
+        result["runs"] = [
+            r for r in result["runs"] if (r["model"], r["corridor_length"], r["seed"]) != (model, corridor, seed)
+        ] + [record]
         done[(model, corridor, seed)] = record
         save(result, args.out)  # after every run, so an interrupted sweep keeps what it measured
     save(result, args.out)

@@ -80,9 +80,20 @@ def subscriber(policy_path: str, pub_port: int, report_port: int, index: int) ->
         # Not timed: what this session computes on fixed inputs from a fresh state, for the equality check.
         state = new_fn.initial_state(2)
         logits, value, _ = new_fn.run(check_obs, check_reset, state)
-        push.send_json({"index": index, "version": msg.version, "kind": msg.kind, "t_recv": t_recv,
-                        "t_decoded": t_decoded, "t_built": t_built, "t_step": t_step, "bytes": len(raw),
-                        "check_logits": logits.tolist(), "check_value": value.tolist()})
+        push.send_json(
+            {
+                "index": index,
+                "version": msg.version,
+                "kind": msg.kind,
+                "t_recv": t_recv,
+                "t_decoded": t_decoded,
+                "t_built": t_built,
+                "t_step": t_step,
+                "bytes": len(raw),
+                "check_logits": logits.tolist(),
+                "check_value": value.tolist(),
+            }
+        )
     push.send_json({"bye": index})
     sub.close(linger=0)
     push.close(linger=1000)
@@ -99,8 +110,16 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def run_case(model: Any, exported: Any, spaces: tuple[Any, Any], policy_path: Path, n_subs: int, mode: str,
-             updates: int, version0: int) -> tuple[dict[str, Any], int, dict[str, Any] | None]:
+def run_case(
+    model: Any,
+    exported: Any,
+    spaces: tuple[Any, Any],
+    policy_path: Path,
+    n_subs: int,
+    mode: str,
+    updates: int,
+    version0: int,
+) -> tuple[dict[str, Any], int, dict[str, Any] | None]:
     import copy
 
     import torch
@@ -115,10 +134,16 @@ def run_case(model: Any, exported: Any, spaces: tuple[Any, Any], policy_path: Pa
     pull = ctx.socket(zmq.PULL)
     report_port = pull.bind_to_random_port("tcp://127.0.0.1")
     pub_port = bound_port(pub)
-    code = ("import sys; from bench.policy_update_latency import subscriber as f; "
-            "f(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(policy_path), str(pub_port), str(report_port), str(i)],
-                              cwd=ROOT) for i in range(n_subs)]
+    code = (
+        "import sys; from bench.policy_update_latency import subscriber as f; "
+        "f(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(policy_path), str(pub_port), str(report_port), str(i)], cwd=ROOT
+        )
+        for i in range(n_subs)
+    ]
     rows: list[dict[str, float]] = []
     last_reports: list[dict[str, Any]] = []
     version = version0
@@ -140,14 +165,27 @@ def run_case(model: Any, exported: Any, spaces: tuple[Any, Any], policy_path: Pa
             if mode == "weights":
                 weights = weights_for(model, exported)
                 t_prep = time.time()
-                update = ModelUpdate(version=version, kind="weights", onnx=None, weights=weights,
-                                     graph_sha256=exported.graph_sha256, metadata={})
+                update = ModelUpdate(
+                    version=version,
+                    kind="weights",
+                    onnx=None,
+                    weights=weights,
+                    graph_sha256=exported.graph_sha256,
+                    metadata={},
+                )
             else:
-                full = export_step_function(copy.deepcopy(model), policy_version=version,
-                                            observation_space=spaces[0], action_space=spaces[1])
+                full = export_step_function(
+                    copy.deepcopy(model), policy_version=version, observation_space=spaces[0], action_space=spaces[1]
+                )
                 t_prep = time.time()
-                update = ModelUpdate(version=version, kind="full", onnx=full.onnx_bytes, weights=None,
-                                     graph_sha256=full.sha256, metadata=full.metadata)
+                update = ModelUpdate(
+                    version=version,
+                    kind="full",
+                    onnx=full.onnx_bytes,
+                    weights=None,
+                    graph_sha256=full.sha256,
+                    metadata=full.metadata,
+                )
             data = encode(update)
             t_encoded = time.time()
             pub.send(data, copy=False)
@@ -160,18 +198,21 @@ def run_case(model: Any, exported: Any, spaces: tuple[Any, Any], policy_path: Pa
                 if r.get("version") == version:
                     reports.append(r)
             last = max(reports, key=lambda r: r["t_step"])
-            rows.append({
-                "latency_ms": 1000 * (last["t_step"] - t_done),
-                "prepare_ms": 1000 * (t_prep - t_done),
-                "encode_ms": 1000 * (t_encoded - t_prep),
-                "send_ms": 1000 * (t_sent - t_encoded),
-                "transfer_decode_ms": 1000 * statistics.mean(r["t_decoded"] - t_sent for r in reports),
-                "transfer_ms": 1000 * statistics.mean(r["t_recv"] - t_sent for r in reports),
-                "build_ms": 1000 * statistics.mean(r["t_built"] - r["t_decoded"] for r in reports),
-                "swap_step_ms": 1000 * statistics.mean(r["t_step"] - r["t_built"] for r in reports),
-                "subscriber_spread_ms": 1000 * (max(r["t_step"] for r in reports) - min(r["t_step"] for r in reports)),
-                "bytes": reports[0]["bytes"],
-            })
+            rows.append(
+                {
+                    "latency_ms": 1000 * (last["t_step"] - t_done),
+                    "prepare_ms": 1000 * (t_prep - t_done),
+                    "encode_ms": 1000 * (t_encoded - t_prep),
+                    "send_ms": 1000 * (t_sent - t_encoded),
+                    "transfer_decode_ms": 1000 * statistics.mean(r["t_decoded"] - t_sent for r in reports),
+                    "transfer_ms": 1000 * statistics.mean(r["t_recv"] - t_sent for r in reports),
+                    "build_ms": 1000 * statistics.mean(r["t_built"] - r["t_decoded"] for r in reports),
+                    "swap_step_ms": 1000 * statistics.mean(r["t_step"] - r["t_built"] for r in reports),
+                    "subscriber_spread_ms": 1000
+                    * (max(r["t_step"] for r in reports) - min(r["t_step"] for r in reports)),
+                    "bytes": reports[0]["bytes"],
+                }
+            )
             last_reports = reports
             time.sleep(0.15)  # let the subscribers go idle again: updates never overlap
         pub.send(encode(Bye(actor_id="bench", run_id="bench", reason="done")))
@@ -186,12 +227,21 @@ def run_case(model: Any, exported: Any, spaces: tuple[Any, Any], policy_path: Pa
         pull.close(linger=0)
         ctx.term()
     load_after = os.getloadavg()
-    summary: dict[str, Any] = {"mode": mode, "subscribers": n_subs, "updates": len(rows),
-                               "loadavg_before": load_before, "loadavg_after": load_after}
+    summary: dict[str, Any] = {
+        "mode": mode,
+        "subscribers": n_subs,
+        "updates": len(rows),
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+    }
     for key in rows[0]:
         vals = [r[key] for r in rows]
-        summary[key] = {"median": statistics.median(vals), "p90": percentile(vals, 0.9), "min": min(vals),
-                        "max": max(vals)}
+        summary[key] = {
+            "median": statistics.median(vals),
+            "p90": percentile(vals, 0.9),
+            "min": min(vals),
+            "max": max(vals),
+        }
     summary["rows"] = rows
     return summary, version, (last_reports[0] if last_reports else None)
 
@@ -205,16 +255,21 @@ def equality_check(model: Any, spaces: tuple[Any, Any], report: dict[str, Any]) 
     from actor.runtime import StepFunction
     from export import export_step_function
 
-    full = export_step_function(copy.deepcopy(model), policy_version=report["version"],
-                                observation_space=spaces[0], action_space=spaces[1])
+    full = export_step_function(
+        copy.deepcopy(model), policy_version=report["version"], observation_space=spaces[0], action_space=spaces[1]
+    )
     fn = StepFunction.from_bytes(full.onnx_bytes)
     meta = fn.metadata
     check_obs = np.random.default_rng(99).random((2, *meta.obs_shape)).astype(meta.obs_dtype)
     logits, value, _ = fn.run(check_obs, np.array([True, False]), fn.initial_state(2))
     d_logits = float(np.abs(np.asarray(report["check_logits"], dtype=np.float32) - logits).max())
     d_value = float(np.abs(np.asarray(report["check_value"], dtype=np.float32) - value).max())
-    return {"version": report["version"], "max_abs_diff_logits": d_logits, "max_abs_diff_value": d_value,
-            "equal": d_logits <= 1e-6 and d_value <= 1e-6}
+    return {
+        "version": report["version"],
+        "max_abs_diff_logits": d_logits,
+        "max_abs_diff_value": d_value,
+        "equal": d_logits <= 1e-6 and d_value <= 1e-6,
+    }
 
 
 def with_weights_parts(exported: Any, model: Any, reps: int = 15) -> dict[str, Any]:
@@ -225,8 +280,7 @@ def with_weights_parts(exported: Any, model: Any, reps: int = 15) -> dict[str, A
 
     base = StepFunction.from_bytes(exported.onnx_bytes)
     weights = weights_for(model, exported)
-    parts: dict[str, list[float]] = {"replace_initializers_ms": [], "session_from_bytes_ms": [],
-                                     "with_weights_ms": []}
+    parts: dict[str, list[float]] = {"replace_initializers_ms": [], "session_from_bytes_ms": [], "with_weights_ms": []}
     for _ in range(reps):
         t0 = time.perf_counter()
         patched = replace_initializers(exported.onnx_bytes, weights)
@@ -240,23 +294,29 @@ def with_weights_parts(exported: Any, model: Any, reps: int = 15) -> dict[str, A
         parts["with_weights_ms"].append(1000 * (t3 - t2))
     from google.protobuf.internal import api_implementation
 
-    return {**{k: statistics.median(v) for k, v in parts.items()}, "reps": reps,
-            "protobuf_implementation": api_implementation.Type()}
+    return {
+        **{k: statistics.median(v) for k, v in parts.items()},
+        "reps": reps,
+        "protobuf_implementation": api_implementation.Type(),
+    }
 
 
 def write_markdown(res: dict[str, Any], path: Path) -> None:
     from bench.machine import machine_markdown
 
     lines = [
-        "# Policy-update latency (paper-size AGaLiTe, loopback, real processes)", "",
-        machine_markdown(res["machine"]), "",
-        f"Model: `paper_config(\"agalite\")` on T-Maze spaces, {res['num_params']:,} parameters "
+        "# Policy-update latency (paper-size AGaLiTe, loopback, real processes)",
+        "",
+        machine_markdown(res["machine"]),
+        "",
+        f'Model: `paper_config("agalite")` on T-Maze spaces, {res["num_params"]:,} parameters '
         f"({res['weights_bytes'] / 1e6:.2f} MB of float32 weights; the full ONNX file is "
         f"{res['onnx_bytes'] / 1e6:.2f} MB). Each subscriber is a separate torch-free process acting for "
-        f"{NUM_ENVS} envs with ONNX Runtime (1 thread). Latency = from \"weights ready in the learner\" to the "
+        f'{NUM_ENVS} envs with ONNX Runtime (1 thread). Latency = from "weights ready in the learner" to the '
         "last subscriber's first step on the new version (same machine clock). One run of this script on a "
         "2-core machine shared with other people's test runs (load averages recorded); with 2 subscribers "
-        "three processes share the two cores.", "",
+        "three processes share the two cores.",
+        "",
         "| path | subscribers | updates | median (ms) | p90 (ms) | max (ms) | weights_for / export (ms) | "
         "encode (ms) | send (ms) | transfer + decode (ms) | with_weights / from_bytes (ms) | swap + first step "
         "(ms) | spread between subscribers (ms) | message | load 1-min before / after |",
@@ -269,29 +329,44 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
             f"{c['updates']} | **{c['latency_ms']['median']:.1f}** | {c['latency_ms']['p90']:.1f} | "
             f"{c['latency_ms']['max']:.1f} | {m('prepare_ms')} | {m('encode_ms')} | {m('send_ms')} | "
             f"{m('transfer_decode_ms')} | {m('build_ms')} | {m('swap_step_ms')} | {m('subscriber_spread_ms')} | "
-            f"{c['bytes']['median'] / 1e6:.2f} MB | {c['loadavg_before'][0]:.2f} / {c['loadavg_after'][0]:.2f} |")
-    lines += ["", "Breakdown columns are medians of each part (transfer + decode, build and step: mean over the "
-                  "subscribers of one update), so they need not add up to the median latency exactly.", ""]
+            f"{c['bytes']['median'] / 1e6:.2f} MB | {c['loadavg_before'][0]:.2f} / {c['loadavg_after'][0]:.2f} |"
+        )
+    lines += [
+        "",
+        "Breakdown columns are medians of each part (transfer + decode, build and step: mean over the "
+        "subscribers of one update), so they need not add up to the median latency exactly.",
+        "",
+    ]
     w = [c for c in res["cases"] if c["mode"] == "weights"]
     f = {c["subscribers"]: c for c in res["cases"] if c["mode"] == "full"}
     for c in w:
         ok = c["latency_ms"]["median"] < 100.0
-        ratio = (f"; full re-export / weights-only median = "
-                 f"{f[c['subscribers']]['latency_ms']['median'] / c['latency_ms']['median']:.1f}x"
-                 if c["subscribers"] in f else "")
-        lines.append(f"- N = {c['subscribers']}: weights-only median {c['latency_ms']['median']:.1f} ms, "
-                     f"target < 100 ms {'met' if ok else 'not met'}{ratio}.")
+        ratio = (
+            f"; full re-export / weights-only median = "
+            f"{f[c['subscribers']]['latency_ms']['median'] / c['latency_ms']['median']:.1f}x"
+            if c["subscribers"] in f
+            else ""
+        )
+        lines.append(
+            f"- N = {c['subscribers']}: weights-only median {c['latency_ms']['median']:.1f} ms, "
+            f"target < 100 ms {'met' if ok else 'not met'}{ratio}."
+        )
     eq = res["equality_check"]
     wp = res.get("with_weights_parts")
     if wp:
-        lines += [f"- Inside `with_weights` (this process, median of {wp['reps']}, protobuf "
-                  f"`{wp['protobuf_implementation']}`): patching the bytes (`replace_initializers`) "
-                  f"{wp['replace_initializers_ms']:.1f} ms + session from bytes {wp['session_from_bytes_ms']:.1f} ms; "
-                  f"`with_weights` as a whole {wp['with_weights_ms']:.1f} ms."]
-    lines += [f"- Equality check (version {eq['version']}): the session a subscriber built with `with_weights` vs "
-              f"`StepFunction.from_bytes(export_step_function(model))`: max abs difference logits "
-              f"{eq['max_abs_diff_logits']:.2e}, value {eq['max_abs_diff_value']:.2e} "
-              f"({'equal' if eq['equal'] else 'DIFFERENT'}).", ""]
+        lines += [
+            f"- Inside `with_weights` (this process, median of {wp['reps']}, protobuf "
+            f"`{wp['protobuf_implementation']}`): patching the bytes (`replace_initializers`) "
+            f"{wp['replace_initializers_ms']:.1f} ms + session from bytes {wp['session_from_bytes_ms']:.1f} ms; "
+            f"`with_weights` as a whole {wp['with_weights_ms']:.1f} ms."
+        ]
+    lines += [
+        f"- Equality check (version {eq['version']}): the session a subscriber built with `with_weights` vs "
+        f"`StepFunction.from_bytes(export_step_function(model))`: max abs difference logits "
+        f"{eq['max_abs_diff_logits']:.2e}, value {eq['max_abs_diff_value']:.2e} "
+        f"({'equal' if eq['equal'] else 'DIFFERENT'}).",
+        "",
+    ]
     path.write_text("\n".join(lines))
 
 
@@ -329,8 +404,11 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 print(f"[latency] {mode} x{count}, {n} subscriber(s) ...", flush=True)
                 summary, version, report = run_case(model, exported, spaces, policy_path, n, mode, count, version)
-                print(f"[latency]   median {summary['latency_ms']['median']:.1f} ms, "
-                      f"p90 {summary['latency_ms']['p90']:.1f} ms", flush=True)
+                print(
+                    f"[latency]   median {summary['latency_ms']['median']:.1f} ms, "
+                    f"p90 {summary['latency_ms']['p90']:.1f} ms",
+                    flush=True,
+                )
                 cases.append(summary)
                 if eq is None and mode == "weights" and report is not None:
                     eq = equality_check(model, spaces, report)
@@ -338,10 +416,16 @@ def main(argv: list[str] | None = None) -> int:
     print("[latency] with_weights parts ...", flush=True)
     parts = with_weights_parts(exported, model)
     print(f"[latency]   {parts}", flush=True)
-    res = {"machine": machine_info(), "with_weights_parts": parts, "model": paper_config("agalite").to_dict(),
-           "num_params": sum(p.numel() for p in model.parameters()),
-           "weights_bytes": sum(a.nbytes for a in __import__("export").weights_for(model, exported).values()),
-           "onnx_bytes": len(exported.onnx_bytes), "cases": cases, "equality_check": eq}
+    res = {
+        "machine": machine_info(),
+        "with_weights_parts": parts,
+        "model": paper_config("agalite").to_dict(),
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "weights_bytes": sum(a.nbytes for a in __import__("export").weights_for(model, exported).values()),
+        "onnx_bytes": len(exported.onnx_bytes),
+        "cases": cases,
+        "equality_check": eq,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "policy_update_latency.json").write_text(json.dumps(res, indent=1))
     write_markdown(res, args.out / "policy_update_latency.md")

@@ -72,19 +72,35 @@ def main() -> None:
                     e, a = rel_error(*readouts(r, grid, seed, args.t_len, args.batch, sizes, start))
                     errs.append(e)
                     alphas.append(a)
-                row = {"grid": grid, "r": r, "start_tau": start + 1, "period": counter_period(r),
-                       "rel_error": sum(errs) / len(errs), "rel_error_per_seed": errs,
-                       "best_scale": sum(alphas) / len(alphas)}
+                row = {
+                    "grid": grid,
+                    "r": r,
+                    "start_tau": start + 1,
+                    "period": counter_period(r),
+                    "rel_error": sum(errs) / len(errs),
+                    "rel_error_per_seed": errs,
+                    "best_scale": sum(alphas) / len(alphas),
+                }
                 rows.append(row)
-                print(f"{grid:9s} r={r:2d} first tau={start + 2:5d}: rel. error {row['rel_error']:.3f}  "
-                      f"best scale {row['best_scale']:.2f}", flush=True)
+                print(
+                    f"{grid:9s} r={r:2d} first tau={start + 2:5d}: rel. error {row['rel_error']:.3f}  "
+                    f"best scale {row['best_scale']:.2f}",
+                    flush=True,
+                )
     info = machine_info()
     RESULTS.mkdir(exist_ok=True)
-    setup = {"t_len": args.t_len, "batch": args.batch, "seeds": args.seeds, **sizes,
-             "inputs": "x ~ N(0, 1) as the layer-normed input, fresh orthogonal(sqrt 2) projections per seed",
-             "start_tau": "1 (fresh state) and 1001 (the never-reset counter of a long-running actor)"}
-    (RESULTS / "r_approximation.json").write_text(json.dumps(
-        {"machine": info, "setup": setup, "rows": rows, "paper_reference_grid": PAPER_NUMBERS}, indent=2) + "\n")
+    setup = {
+        "t_len": args.t_len,
+        "batch": args.batch,
+        "seeds": args.seeds,
+        **sizes,
+        "inputs": "x ~ N(0, 1) as the layer-normed input, fresh orthogonal(sqrt 2) projections per seed",
+        "start_tau": "1 (fresh state) and 1001 (the never-reset counter of a long-running actor)",
+    }
+    (RESULTS / "r_approximation.json").write_text(
+        json.dumps({"machine": info, "setup": setup, "rows": rows, "paper_reference_grid": PAPER_NUMBERS}, indent=2)
+        + "\n"
+    )
 
     def get(grid: str, r: int, start: int) -> dict:
         return next(x for x in rows if x["grid"] == grid and x["r"] == r and x["start_tau"] == start + 1)
@@ -111,8 +127,9 @@ def main() -> None:
             f"{PAPER_NUMBERS[r]:.2f} | {get('reference', r, 0)['best_scale']:.2f} |"
         )
     lines += [""]
-    (RESULTS / "r_approximation.md").write_text("\n".join(lines).replace("tau0=2", "tau=2").replace(
-        "tau0=1002", "tau=1002"))
+    (RESULTS / "r_approximation.md").write_text(
+        "\n".join(lines).replace("tau0=2", "tau=2").replace("tau0=1002", "tau=1002")
+    )
     try:
         import matplotlib
 
@@ -122,8 +139,13 @@ def main() -> None:
         fig, ax = plt.subplots(figsize=(6, 4))
         for grid, style in (("reference", "o-"), ("distinct", "s-")):
             for start, alpha in ((0, 1.0), (1000, 0.45)):
-                ax.plot(RS, [get(grid, r, start)["rel_error"] for r in RS], style, alpha=alpha,
-                        label=f"{grid} grid, first tau {start + 2}")
+                ax.plot(
+                    RS,
+                    [get(grid, r, start)["rel_error"] for r in RS],
+                    style,
+                    alpha=alpha,
+                    label=f"{grid} grid, first tau {start + 2}",
+                )
         ax.plot(RS, [PAPER_NUMBERS[r] for r in RS], "kx--", label="PAPER.md 2.4 (reference grid)")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("r (cosine components)")

@@ -27,8 +27,16 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 NOT_SCRIPTS = {"__init__", "run_all", "machine"}
 #: Quick, self-contained measurements first; the long end-to-end runs (learning curves: an hour by default) last.
-ORDER = ["model_costs", "r_approximation", "agalite_scan", "step_latency", "model_throughput",
-         "policy_update_latency", "e2e_throughput", "learning_curve"]
+ORDER = [
+    "model_costs",
+    "r_approximation",
+    "agalite_scan",
+    "step_latency",
+    "model_throughput",
+    "policy_update_latency",
+    "e2e_throughput",
+    "learning_curve",
+]
 
 
 def discover() -> list[str]:
@@ -50,11 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scripts", nargs="*", help="run only these (names without .py; default: all)")
     ap.add_argument("--skip", nargs="+", default=[], metavar="NAME", help="leave these out")
-    ap.add_argument("--args", action="append", default=[], metavar="NAME=ARGS",
-                    help="extra command-line arguments for one script (repeatable)")
+    ap.add_argument(
+        "--args",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="extra command-line arguments for one script (repeatable)",
+    )
     ap.add_argument("--list", action="store_true", help="print the scripts that would run and stop")
-    ap.add_argument("--keep-going", action=argparse.BooleanOptionalAction, default=True,
-                    help="run the remaining scripts after one fails (default: yes)")
+    ap.add_argument(
+        "--keep-going",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the remaining scripts after one fails (default: yes)",
+    )
     args = ap.parse_args(argv)
 
     available = discover()
@@ -76,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[tuple[str, int, float]] = []
     for name in todo:
         cmd = [sys.executable, "-m", f"bench.{name}", *extra.get(name, [])]
-        print(f"\n=== bench.{name} ({' '.join(cmd[3:]) or 'defaults'}); load {os.getloadavg()[0]:.2f} ===",
-              flush=True)
+        print(f"\n=== bench.{name} ({' '.join(cmd[3:]) or 'defaults'}); load {os.getloadavg()[0]:.2f} ===", flush=True)
         t0 = time.monotonic()
         rc = subprocess.run(cmd, cwd=ROOT).returncode
         results.append((name, rc, time.monotonic() - t0))

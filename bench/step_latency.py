@@ -43,8 +43,11 @@ MODELS: list[tuple[str, str, dict[str, Any]]] = [
     ("agalite-eta8", "agalite", {"eta": 8}),
     ("agalite-r8", "agalite", {"r": 8}),
     ("galite", "galite", {}),
-    *[(f"gtrxl-{m}-{form}", "gtrxl", {"memory_len": m, "memory_form": form})
-      for m in (32, 64, 128, 256) for form in ("inputs", "kv")],
+    *[
+        (f"gtrxl-{m}-{form}", "gtrxl", {"memory_len": m, "memory_form": form})
+        for m in (32, 64, 128, 256)
+        for form in ("inputs", "kv")
+    ],
     ("lstm", "lstm", {}),
 ]
 
@@ -59,8 +62,12 @@ def _machine() -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "cpu": cpu, "logical_cores": os.cpu_count(), "platform": platform.platform(),
-        "python": platform.python_version(), "onnxruntime": ort.__version__, "torch": torch.__version__,
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "torch": torch.__version__,
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
 
@@ -118,9 +125,16 @@ def _dense_floor_bytes(model: DenseFloor) -> bytes:
     obs, reset = torch.zeros(2, OBS_DIM), torch.zeros(2, dtype=torch.bool)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (obs, reset), buf, dynamo=False, input_names=["obs", "reset"],
-                          output_names=["logits", "value"], opset_version=17,
-                          dynamic_axes={n: {0: "batch"} for n in ("obs", "reset", "logits", "value")})
+        torch.onnx.export(
+            model,
+            (obs, reset),
+            buf,
+            dynamo=False,
+            input_names=["obs", "reset"],
+            output_names=["logits", "value"],
+            opset_version=17,
+            dynamic_axes={n: {0: "batch"} for n in ("obs", "reset", "logits", "value")},
+        )
     return buf.getvalue()
 
 
@@ -159,8 +173,9 @@ def _optimized_node_count(onnx_bytes: bytes) -> int:
 
 def export_costs(ac: nn.Module, repeats: int) -> dict[str, float]:
     """Milliseconds (median of ``repeats``) for each way new weights reach an actor."""
-    out: dict[str, list[float]] = {k: [] for k in ("full_export", "session_from_bytes", "weights_for",
-                                                   "with_weights", "learner_patch_bytes")}
+    out: dict[str, list[float]] = {
+        k: [] for k in ("full_export", "session_from_bytes", "weights_for", "with_weights", "learner_patch_bytes")
+    }
     exported = export_step_function(ac)
     fn = StepFunction.from_bytes(exported.onnx_bytes)
     for _ in range(repeats):
@@ -189,8 +204,9 @@ def run(quick: bool, budget_s: float, max_calls: int) -> dict[str, Any]:
     obs_space = spaces.Box(0.0, 1.0, shape=(OBS_DIM,), dtype=np.float32)
     act_space = spaces.Discrete(NUM_ACTIONS)
     rng = np.random.default_rng(0)
-    models = MODELS if not quick else [m for m in MODELS if m[0] in ("agalite", "gtrxl-128-inputs",
-                                                                       "gtrxl-128-kv", "lstm")]
+    models = (
+        MODELS if not quick else [m for m in MODELS if m[0] in ("agalite", "gtrxl-128-inputs", "gtrxl-128-kv", "lstm")]
+    )
     built: dict[str, dict[str, Any]] = {}
     for name, kind, overrides in models:
         torch.manual_seed(0)
@@ -203,13 +219,17 @@ def run(quick: bool, budget_s: float, max_calls: int) -> dict[str, Any]:
         meta = exported.policy_metadata
         graph = onnx.load_from_string(exported.onnx_bytes)
         built[name] = {
-            "ac": ac, "fn": StepFunction.from_bytes(exported.onnx_bytes, providers=["CPUExecutionProvider"]),
+            "ac": ac,
+            "fn": StepFunction.from_bytes(exported.onnx_bytes, providers=["CPUExecutionProvider"]),
             "bytes": exported.onnx_bytes,
             "info": {
-                "kind": kind, "config": overrides, "params": sum(p.numel() for p in ac.parameters()),
+                "kind": kind,
+                "config": overrides,
+                "params": sum(p.numel() for p in ac.parameters()),
                 "state_bytes_per_env": meta.state_bytes_per_env,
                 "state": {s.name: [list(s.shape), s.dtype] for s in meta.state},
-                "onnx_bytes": len(exported.onnx_bytes), "nodes": len(graph.graph.node),
+                "onnx_bytes": len(exported.onnx_bytes),
+                "nodes": len(graph.graph.node),
                 "nodes_after_ort_optimisation": _optimized_node_count(exported.onnx_bytes),
             },
         }
@@ -218,11 +238,19 @@ def run(quick: bool, budget_s: float, max_calls: int) -> dict[str, Any]:
         floor = DenseFloor(built["agalite"]["info"]["params"], OBS_DIM, NUM_ACTIONS).eval()
         fb = _dense_floor_bytes(floor)
         built["dense-floor"] = {
-            "ac": floor, "fn": None, "bytes": fb,
-            "info": {"kind": "mlp", "config": {"depth": 4}, "params": sum(p.numel() for p in floor.parameters()),
-                     "state_bytes_per_env": 0, "state": {}, "onnx_bytes": len(fb),
-                     "nodes": len(onnx.load_from_string(fb).graph.node),
-                     "nodes_after_ort_optimisation": _optimized_node_count(fb)},
+            "ac": floor,
+            "fn": None,
+            "bytes": fb,
+            "info": {
+                "kind": "mlp",
+                "config": {"depth": 4},
+                "params": sum(p.numel() for p in floor.parameters()),
+                "state_bytes_per_env": 0,
+                "state": {},
+                "onnx_bytes": len(fb),
+                "nodes": len(onnx.load_from_string(fb).graph.node),
+                "nodes_after_ort_optimisation": _optimized_node_count(fb),
+            },
         }
 
     results: dict[str, Any] = {name: {**b["info"], "latency_us": {}} for name, b in built.items()}
@@ -234,8 +262,9 @@ def run(quick: bool, budget_s: float, max_calls: int) -> dict[str, Any]:
             if b["fn"] is None:  # dense floor: stateless graph, raw session
                 sess = _session(b["bytes"])
                 feeds = {"obs": obs, "reset": reset}
-                lat["onnxruntime"], lat["onnxruntime_calls"] = _median_us(lambda: sess.run(None, feeds), budget_s,
-                                                                          max_calls)
+                lat["onnxruntime"], lat["onnxruntime_calls"] = _median_us(
+                    lambda: sess.run(None, feeds), budget_s, max_calls
+                )
                 tobs, treset = torch.from_numpy(obs), torch.from_numpy(reset)
                 with torch.no_grad():
                     lat["torch"], lat["torch_calls"] = _median_us(lambda: b["ac"](tobs, treset), budget_s, max_calls)
@@ -243,14 +272,14 @@ def run(quick: bool, budget_s: float, max_calls: int) -> dict[str, Any]:
                 fn: StepFunction = b["fn"]
                 state = fn.initial_state(batch)
                 fn.run(obs, np.ones(batch, bool), state)
-                lat["onnxruntime"], lat["onnxruntime_calls"] = _median_us(lambda: fn.run(obs, reset, state), budget_s,
-                                                                          max_calls)
+                lat["onnxruntime"], lat["onnxruntime_calls"] = _median_us(
+                    lambda: fn.run(obs, reset, state), budget_s, max_calls
+                )
                 ac = b["ac"]
                 tstate = {k: torch.from_numpy(v) for k, v in state.items()}
                 tobs, treset = torch.from_numpy(obs)[None], torch.from_numpy(reset)[None]
                 with torch.no_grad():
-                    lat["torch"], lat["torch_calls"] = _median_us(lambda: ac(tobs, treset, tstate), budget_s,
-                                                                  max_calls)
+                    lat["torch"], lat["torch_calls"] = _median_us(lambda: ac(tobs, treset, tstate), budget_s, max_calls)
             results[name]["latency_us"][str(batch)] = lat
             print(f"B={batch:3d} {name:18s} ort {lat['onnxruntime']:9.1f} us   torch {lat['torch']:9.1f} us")
 
@@ -258,13 +287,24 @@ def run(quick: bool, budget_s: float, max_calls: int) -> dict[str, Any]:
     for name in ("agalite", "gtrxl-128-inputs", "gtrxl-128-kv"):
         if name in built:
             fn = built[name]["fn"]
-            feeds = {"obs": rng.random((1, OBS_DIM), dtype=np.float32), "reset": np.zeros(1, bool),
-                     **fn.initial_state(1)}
-            profiles[name] = [{"op": op, "percent": round(p, 1), "nodes": n}
-                              for op, p, n in _op_profile(built[name]["bytes"], feeds)[:10]]
+            feeds = {
+                "obs": rng.random((1, OBS_DIM), dtype=np.float32),
+                "reset": np.zeros(1, bool),
+                **fn.initial_state(1),
+            }
+            profiles[name] = [
+                {"op": op, "percent": round(p, 1), "nodes": n}
+                for op, p, n in _op_profile(built[name]["bytes"], feeds)[:10]
+            ]
     costs = export_costs(built["agalite"]["ac"], repeats=3 if quick else 7) if "agalite" in built else {}
-    return {"machine": _machine(), "batches": list(BATCHES), "models": results, "op_profile_batch1": profiles,
-            "export_ms_agalite_paper": costs, "targets": targets(results)}
+    return {
+        "machine": _machine(),
+        "batches": list(BATCHES),
+        "models": results,
+        "op_profile_batch1": profiles,
+        "export_ms_agalite_paper": costs,
+        "targets": targets(results),
+    }
 
 
 def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -287,15 +327,27 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"AGaLiTe / GTrXL-128(inputs), ORT, batch {b}", ort_us("agalite", b), ort_us("gtrxl-128-inputs", b), lim)
     for b, lim in ((1, 0.7), (16, 0.4), (64, 0.4)):
         fastest = [x for x in (ort_us("gtrxl-128-inputs", b), ort_us("gtrxl-128-kv", b)) if x is not None]
-        add(f"AGaLiTe / fastest GTrXL-128 form, ORT, batch {b}", ort_us("agalite", b),
-            min(fastest) if fastest else None, lim)
+        add(
+            f"AGaLiTe / fastest GTrXL-128 form, ORT, batch {b}",
+            ort_us("agalite", b),
+            min(fastest) if fastest else None,
+            lim,
+        )
     add("AGaLiTe / dense floor, ORT, batch 1", ort_us("agalite", 1), ort_us("dense-floor", 1), 1.5)
     if "agalite" in r:
-        add("AGaLiTe ONNX Runtime / torch eager, batch 1", ort_us("agalite", 1),
-            r["agalite"]["latency_us"]["1"]["torch"], 1 / 3)
+        add(
+            "AGaLiTe ONNX Runtime / torch eager, batch 1",
+            ort_us("agalite", 1),
+            r["agalite"]["latency_us"]["1"]["torch"],
+            1 / 3,
+        )
     a, g = r.get("agalite"), r.get("gtrxl-128-inputs")
-    add("AGaLiTe state / GTrXL-128 state (bytes per env)", a and a["state_bytes_per_env"],
-        g and g["state_bytes_per_env"], 0.2)
+    add(
+        "AGaLiTe state / GTrXL-128 state (bytes per env)",
+        a and a["state_bytes_per_env"],
+        g and g["state_bytes_per_env"],
+        0.2,
+    )
     return out
 
 
@@ -306,16 +358,19 @@ def missed_notes(res: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "## Missed targets: by how much, and why", ""]
     for t in missed:
-        lines.append(f"- {t['target']}: {t['ratio']:.3f} vs <= {t['limit']:.3g} "
-                     f"({100 * (t['ratio'] / t['limit'] - 1):.0f}% over).")
+        lines.append(
+            f"- {t['target']}: {t['ratio']:.3f} vs <= {t['limit']:.3g} "
+            f"({100 * (t['ratio'] / t['limit'] - 1):.0f}% over)."
+        )
     models = res["models"]
     if "dense-floor" in models and "agalite" in models:
         lat = {n: m["latency_us"] for n, m in models.items()}
         parts = []
         for g in ("gtrxl-128-inputs", "gtrxl-128-kv"):
             if g in lat:
-                floor = [lat["dense-floor"][str(b)]["onnxruntime"] / lat[g][str(b)]["onnxruntime"]
-                         for b in res["batches"]]
+                floor = [
+                    lat["dense-floor"][str(b)]["onnxruntime"] / lat[g][str(b)]["onnxruntime"] for b in res["batches"]
+                ]
                 parts.append(", ".join(f"B={b}: {f:.2f}" for b, f in zip(res["batches"], floor)))
                 parts[-1] = f"{g} ({parts[-1]})"
         lines += [
@@ -340,14 +395,17 @@ def markdown(res: dict[str, Any]) -> str:
         "`python -m bench.step_latency`. Median per call in microseconds; ratios are from this one run.",
         "",
         "| model | params | state B/env | ONNX size | nodes (ORT-optimised) | "
-        + " | ".join(f"ORT B={b} | torch B={b}" for b in res["batches"]) + " |",
+        + " | ".join(f"ORT B={b} | torch B={b}" for b in res["batches"])
+        + " |",
         "|---|---:|---:|---:|---:|" + "---:|---:|" * len(res["batches"]),
     ]
     for name, r in res["models"].items():
         lat = r["latency_us"]
         cells = " | ".join(f"{lat[str(b)]['onnxruntime']:.0f} | {lat[str(b)]['torch']:.0f}" for b in res["batches"])
-        lines.append(f"| {name} | {r['params']:,} | {r['state_bytes_per_env']:,} | {r['onnx_bytes'] / 1e6:.2f} MB | "
-                     f"{r['nodes']} ({r['nodes_after_ort_optimisation']}) | {cells} |")
+        lines.append(
+            f"| {name} | {r['params']:,} | {r['state_bytes_per_env']:,} | {r['onnx_bytes'] / 1e6:.2f} MB | "
+            f"{r['nodes']} ({r['nodes_after_ort_optimisation']}) | {cells} |"
+        )
     lines += ["", "## Targets", "", "| target | ratio | limit | met |", "|---|---:|---:|---|"]
     for t in res["targets"]:
         ratio = "n/a" if t["ratio"] is None else f"{t['ratio']:.3f}"
@@ -357,12 +415,13 @@ def markdown(res: dict[str, Any]) -> str:
     if res["op_profile_batch1"]:
         lines += ["", "## Where the time goes at batch 1 (share of ORT kernel time by op type)", ""]
         for name, ops in res["op_profile_batch1"].items():
-            lines.append(f"- {name}: " + ", ".join(f"{o['op']} {o['percent']:.0f}% ({o['nodes']} nodes)"
-                                                   for o in ops))
+            lines.append(f"- {name}: " + ", ".join(f"{o['op']} {o['percent']:.0f}% ({o['nodes']} nodes)" for o in ops))
     c = res["export_ms_agalite_paper"]
     if c:
         lines += [
-            "", "## Getting new weights to an actor (paper AGaLiTe, milliseconds, median)", "",
+            "",
+            "## Getting new weights to an actor (paper AGaLiTe, milliseconds, median)",
+            "",
             f"- full `torch.onnx.export` + checks: {c['full_export']:.0f} ms; session from bytes: "
             f"{c['session_from_bytes']:.0f} ms",
             f"- weights-only: `weights_for` {c['weights_for']:.1f} ms + `StepFunction.with_weights` "

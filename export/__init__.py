@@ -41,5 +41,8 @@ def export_from_checkpoint(path: str, **kwargs: object) -> ExportedPolicy:
     ck = load_actor_critic_from_checkpoint(path)
     kwargs.setdefault("policy_version", ck.policy_version)
     return export_step_function(
-        ck.ac, observation_space=ck.observation_space, action_space=ck.action_space, **kwargs  # type: ignore[arg-type]
+        ck.ac,
+        observation_space=ck.observation_space,
+        action_space=ck.action_space,
+        **kwargs,  # type: ignore[arg-type]
     )

@@ -20,8 +20,11 @@ from actor.policy_meta import PolicyError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m export",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     src = p.add_argument_group("source (a checkpoint, or a fresh model)")
     src.add_argument("--checkpoint", help="learner checkpoint (.pt) to export")
     src.add_argument("--kind", choices=["agalite", "galite", "gtrxl", "lstm", "gru"], help="model kind (fresh model)")
@@ -76,14 +79,19 @@ def main(argv: list[str] | None = None) -> int:
         version = args.policy_version
 
     t0 = time.perf_counter()
-    exported = export_step_function(ac, policy_version=version, opset=opset, observation_space=obs_space,
-                                     action_space=act_space)
+    exported = export_step_function(
+        ac, policy_version=version, opset=opset, observation_space=obs_space, action_space=act_space
+    )
     took = time.perf_counter() - t0
     path = save_policy(exported, args.out)
     meta = exported.policy_metadata
-    print(f"wrote {path} ({len(exported.onnx_bytes)} bytes, export {took * 1000:.0f} ms) and {path.with_suffix('.json')}")
-    print(f"  kind {meta.model_kind}, policy version {meta.policy_version}, opset {meta.opset}, "
-          f"state {meta.state_bytes_per_env} bytes/env ({', '.join(f'{s.name}{list(s.shape)}' for s in meta.state)})")
+    print(
+        f"wrote {path} ({len(exported.onnx_bytes)} bytes, export {took * 1000:.0f} ms) and {path.with_suffix('.json')}"
+    )
+    print(
+        f"  kind {meta.model_kind}, policy version {meta.policy_version}, opset {meta.opset}, "
+        f"state {meta.state_bytes_per_env} bytes/env ({', '.join(f'{s.name}{list(s.shape)}' for s in meta.state)})"
+    )
     print(f"  sha256 {exported.sha256}  graph {exported.graph_sha256}")
     if not args.verify:
         return 0
@@ -93,9 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(r["logits"], r["value"])
         passed = worst < args.tolerance and r["state_mismatch"] == 0
         ok &= passed
-        print(f"  parity B={batch}: {r['steps']} steps, {r['resets']} resets, max |d {exported.policy_metadata.outputs[0]}| {r['logits']:.3g}, "
-              f"max |d value| {r['value']:.3g}, max |d state| {r['state']:.3g}, "
-              f"int/bool state mismatches {r['state_mismatch']} -> {'ok' if passed else 'FAILED'}")
+        print(
+            f"  parity B={batch}: {r['steps']} steps, {r['resets']} resets, max |d {exported.policy_metadata.outputs[0]}| {r['logits']:.3g}, "
+            f"max |d value| {r['value']:.3g}, max |d state| {r['state']:.3g}, "
+            f"int/bool state mismatches {r['state_mismatch']} -> {'ok' if passed else 'FAILED'}"
+        )
     return 0 if ok else 1
 
 

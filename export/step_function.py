@@ -146,7 +146,7 @@ def _rename_initializers(model: onnx.ModelProto) -> dict[str, str]:
 
 def _spaces_for(ac: nn.Module, observation_space: Any, action_space: Any) -> tuple[Any, Any]:
     """The given spaces, else the loosest ones consistent with the model (unbounded Box, Discrete(num_actions))."""
-    from gymnasium import spaces  # noqa: PLC0415
+    from gymnasium import spaces
 
     obs_dtype = np.dtype(ac.obs_dtype)
     if observation_space is None:
@@ -157,8 +157,11 @@ def _spaces_for(ac: nn.Module, observation_space: Any, action_space: Any) -> tup
             observation_space = spaces.Box(-np.inf, np.inf, shape=ac.obs_shape, dtype=obs_dtype)
     continuous = getattr(ac, "action_kind", "discrete") == "continuous"
     if action_space is None:
-        action_space = (spaces.Box(-np.inf, np.inf, shape=(int(ac.num_actions),), dtype=np.float32) if continuous
-                        else spaces.Discrete(int(ac.num_actions)))
+        action_space = (
+            spaces.Box(-np.inf, np.inf, shape=(int(ac.num_actions),), dtype=np.float32)
+            if continuous
+            else spaces.Discrete(int(ac.num_actions))
+        )
     if tuple(observation_space.shape) != tuple(ac.obs_shape) or np.dtype(observation_space.dtype) != obs_dtype:
         raise PolicyError(
             f"observation space {observation_space} does not match the model's obs {tuple(ac.obs_shape)} {obs_dtype}"
@@ -196,8 +199,9 @@ def export_step_function(
     try:
         device = next(ac.parameters()).device
         obs_dtype = np.dtype(ac.obs_dtype)
-        obs = torch.zeros((_TRACE_BATCH, *ac.obs_shape), dtype=torch.from_numpy(np.zeros(0, obs_dtype)).dtype,
-                          device=device)
+        obs = torch.zeros(
+            (_TRACE_BATCH, *ac.obs_shape), dtype=torch.from_numpy(np.zeros(0, obs_dtype)).dtype, device=device
+        )
         reset = torch.tensor([True, False], device=device)
         state = ac.initial_state(_TRACE_BATCH)
         state = {k: v.to(device) for k, v in state.items()}
@@ -268,8 +272,13 @@ def export_step_function(
         num_actions=int(ac.num_actions),
         action_kind=str(getattr(ac, "action_kind", "discrete")),
         state=tuple(
-            StateEntry(name=n, shape=tuple(int(s) for s in spec[n].shape), dtype=_numpy_dtype_name(spec[n].dtype),
-                       output=STATE_OUTPUT_PREFIX + n, init=_initial_value(init_state[n]))
+            StateEntry(
+                name=n,
+                shape=tuple(int(s) for s in spec[n].shape),
+                dtype=_numpy_dtype_name(spec[n].dtype),
+                output=STATE_OUTPUT_PREFIX + n,
+                init=_initial_value(init_state[n]),
+            )
             for n in state_names
         ),
         inputs=tuple(input_names),

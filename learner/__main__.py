@@ -9,8 +9,11 @@ from learner.train import Learner
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(argv, "The learner: receives trajectory segments from actors, trains with recurrent PPO "
-                             "and publishes ONNX policies. Actors join with `python -m actor --learner-host HOST`.")
+    cfg = parse_config(
+        argv,
+        "The learner: receives trajectory segments from actors, trains with recurrent PPO "
+        "and publishes ONNX policies. Actors join with `python -m actor --learner-host HOST`.",
+    )
     setup_logging()
     learner = Learner(cfg)
     try:

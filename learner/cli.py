@@ -37,5 +37,6 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
 
 
 def setup_logging() -> None:
-    logging.basicConfig(level=os.environ.get("AGALITE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("AGALITE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )

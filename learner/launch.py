@@ -19,12 +19,19 @@ from learner.train import Learner
 def actor_command(cfg: RunConfig, index: int) -> list[str]:
     host = "127.0.0.1" if cfg.net.host in ("0.0.0.0", "*", "") else cfg.net.host
     cmd = [
-        sys.executable, "-m", "actor",
-        "--learner-host", host,
-        "--trajectory-port", str(cfg.net.trajectory_port),
-        "--policy-port", str(cfg.net.policy_port),
-        "--control-port", str(cfg.net.control_port),
-        "--actor-id", f"local-{index}",
+        sys.executable,
+        "-m",
+        "actor",
+        "--learner-host",
+        host,
+        "--trajectory-port",
+        str(cfg.net.trajectory_port),
+        "--policy-port",
+        str(cfg.net.policy_port),
+        "--control-port",
+        str(cfg.net.control_port),
+        "--actor-id",
+        f"local-{index}",
     ]
     if cfg.net.curve_dir:
         cmd += ["--curve-dir", cfg.net.curve_dir]
@@ -54,13 +61,19 @@ def stop_actors(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(argv, "Train locally: one learner plus --num-actors actor processes on this machine "
-                             "(the default: AGaLiTe on a short T-Maze). An existing --run-dir is resumed.")
+    cfg = parse_config(
+        argv,
+        "Train locally: one learner plus --num-actors actor processes on this machine "
+        "(the default: AGaLiTe on a short T-Maze). An existing --run-dir is resumed.",
+    )
     setup_logging()
     learner = Learner(cfg)
-    print(f"run directory {cfg.run_dir}: {'resuming' if learner.resumed else 'new run'}; "
-          f"{cfg.num_actors} actors x {cfg.envs_per_actor} envs on {cfg.env.id}; model {cfg.model.kind} "
-          f"on {learner.device}; actor logs in {Path(cfg.run_dir) / 'logs'}", flush=True)
+    print(
+        f"run directory {cfg.run_dir}: {'resuming' if learner.resumed else 'new run'}; "
+        f"{cfg.num_actors} actors x {cfg.envs_per_actor} envs on {cfg.env.id}; model {cfg.model.kind} "
+        f"on {learner.device}; actor logs in {Path(cfg.run_dir) / 'logs'}",
+        flush=True,
+    )
     procs = start_actors(cfg, Path(cfg.run_dir) / "logs")
     try:
         summary = learner.run()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 

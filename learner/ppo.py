@@ -9,8 +9,8 @@ policy (policy lag) is corrected by the clipped importance ratio like any PPO da
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -162,8 +162,13 @@ class PPO:
         with torch.no_grad():
             _, values, _ = self.model(batch.obs, batch.reset, batch.initial_state)
             advantages, returns = compute_gae(
-                batch.rewards, values, batch.terminated, batch.truncated, batch.bootstrap_values,
-                cfg.gamma, cfg.gae_lambda,
+                batch.rewards,
+                values,
+                batch.terminated,
+                batch.truncated,
+                batch.bootstrap_values,
+                cfg.gamma,
+                cfg.gae_lambda,
             )
         old_values = values[:-1]
         n = batch.num_envs
@@ -177,17 +182,27 @@ class PPO:
                 state = {k: v[idx] for k, v in batch.initial_state.items()}
                 logits, new_values, _ = self.model(batch.obs[:num_t, idx], batch.reset[:num_t, idx], state)
                 out = ppo_loss(
-                    logits, new_values, batch.actions[:, idx], batch.logp[:, idx], advantages[:, idx],
-                    returns[:, idx], old_values[:, idx], cfg, getattr(self.model, "action_kind", "discrete"),
+                    logits,
+                    new_values,
+                    batch.actions[:, idx],
+                    batch.logp[:, idx],
+                    advantages[:, idx],
+                    returns[:, idx],
+                    old_values[:, idx],
+                    cfg,
+                    getattr(self.model, "action_kind", "discrete"),
                 )
                 self.optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
                 for key, value in (
-                    ("losses/loss", out.loss), ("losses/policy_loss", out.policy_loss),
-                    ("losses/value_loss", out.value_loss), ("losses/entropy", out.entropy),
-                    ("losses/approx_kl", out.approx_kl), ("losses/clip_fraction", out.clip_fraction),
+                    ("losses/loss", out.loss),
+                    ("losses/policy_loss", out.policy_loss),
+                    ("losses/value_loss", out.value_loss),
+                    ("losses/entropy", out.entropy),
+                    ("losses/approx_kl", out.approx_kl),
+                    ("losses/clip_fraction", out.clip_fraction),
                     ("losses/grad_norm", grad_norm),
                 ):
                     sums[key] = sums.get(key, 0.0) + float(value.detach())
@@ -199,7 +214,9 @@ class PPO:
                 break
         stats = {k: v / steps for k, v in sums.items()}
         var = float(returns.var())
-        stats["losses/explained_variance"] = float("nan") if var == 0 else 1.0 - float((returns - old_values).var()) / var
+        stats["losses/explained_variance"] = (
+            float("nan") if var == 0 else 1.0 - float((returns - old_values).var()) / var
+        )
         stats["losses/gradient_steps"] = float(steps)
         stats["charts/learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
         return stats

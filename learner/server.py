@@ -13,9 +13,10 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import zmq
 
@@ -166,11 +167,17 @@ class LearnerServer:
         with self._lock:
             return {
                 "live_actors": sum(1 for a in self.actors.values() if now - a.last_seen <= self.actor_timeout_s),
-                "actors": {k: {"run_id": a.run_id, "host": a.host, "num_envs": a.num_envs,
-                               "segments": self.stats.segments_per_actor.get(k, 0),
-                               "policy_version": a.policy_version,
-                               "seconds_since_seen": round(now - a.last_seen, 3)}
-                           for k, a in self.actors.items()},
+                "actors": {
+                    k: {
+                        "run_id": a.run_id,
+                        "host": a.host,
+                        "num_envs": a.num_envs,
+                        "segments": self.stats.segments_per_actor.get(k, 0),
+                        "policy_version": a.policy_version,
+                        "seconds_since_seen": round(now - a.last_seen, 3),
+                    }
+                    for k, a in self.actors.items()
+                },
                 "segments_per_actor": dict(self.stats.segments_per_actor),
                 "dropped": dict(self.stats.dropped),
                 "received_segments": self.stats.received_segments,
@@ -252,8 +259,9 @@ class LearnerServer:
                 continue
             reason = self._lag_reason(msg)
             if reason is not None:
-                self._drop(reason, msg.actor_id, f"policy version {msg.policy_version}, learner at "
-                                                  f"{self.current_version()}")
+                self._drop(
+                    reason, msg.actor_id, f"policy version {msg.policy_version}, learner at {self.current_version()}"
+                )
                 continue
             with self._lock:
                 self.stats.accepted_segments += 1
@@ -284,8 +292,13 @@ class LearnerServer:
             except ProtocolError as err:
                 self._drop(err.reason.value, err.sender, err.detail)
                 if err.reason == Reason.BAD_VERSION:
-                    self._reply(identity, Error(code=Reason.BAD_VERSION.value, message=(
-                        f"learner speaks protocol {PROTOCOL_VERSION}; {err.detail}")))
+                    self._reply(
+                        identity,
+                        Error(
+                            code=Reason.BAD_VERSION.value,
+                            message=(f"learner speaks protocol {PROTOCOL_VERSION}; {err.detail}"),
+                        ),
+                    )
                 continue
             now = time.monotonic()
             if isinstance(msg, Hello):
@@ -297,13 +310,15 @@ class LearnerServer:
                         self.stats.lost_actors += 1
                     self.actors[msg.actor_id] = ActorInfo(msg.actor_id, msg.run_id, msg.host, msg.num_envs, now)
                 if previous is not None and previous.run_id != msg.run_id:
-                    log.warning("actor %s restarted (run %s replaces %s, which left without Bye): counted as lost",
-                                msg.actor_id, msg.run_id, previous.run_id)
-                log.info("actor %s (run %s, pid %d on %s) joined", msg.actor_id, msg.run_id, msg.pid,
-                         msg.host)
+                    log.warning(
+                        "actor %s restarted (run %s replaces %s, which left without Bye): counted as lost",
+                        msg.actor_id,
+                        msg.run_id,
+                        previous.run_id,
+                    )
+                log.info("actor %s (run %s, pid %d on %s) joined", msg.actor_id, msg.run_id, msg.pid, msg.host)
                 settings = dict(self.settings, segments_per_version=self.segments_per_version())
-                self._reply(identity, Welcome(run_name=self.run_id, settings=settings,
-                                              policy=self.welcome_policy()))
+                self._reply(identity, Welcome(run_name=self.run_id, settings=settings, policy=self.welcome_policy()))
             elif isinstance(msg, Heartbeat):
                 with self._lock:
                     info = self.actors.get(msg.sender_id)
@@ -313,10 +328,16 @@ class LearnerServer:
                         envs = msg.stats.get("num_envs")
                         if isinstance(envs, int) and envs > 0:
                             info.num_envs = envs
-                self._reply(identity, Heartbeat(sender_id="learner", run_id=self.run_id, time=time.time(),
-                                                policy_version=self.current_version(),
-                                                stats={"segments_per_version": self.segments_per_version(),
-                                                       "starving": self.starving()}))
+                self._reply(
+                    identity,
+                    Heartbeat(
+                        sender_id="learner",
+                        run_id=self.run_id,
+                        time=time.time(),
+                        policy_version=self.current_version(),
+                        stats={"segments_per_version": self.segments_per_version(), "starving": self.starving()},
+                    ),
+                )
             elif isinstance(msg, Bye):
                 with self._lock:
                     self.actors.pop(msg.actor_id, None)
@@ -333,4 +354,3 @@ class LearnerServer:
                 self.stats.lost_actors += 1
         for k in gone:
             log.warning("actor %s went silent and is counted as lost", k)
-

@@ -81,8 +81,10 @@ class Summary:
         ]
         if self.policy_path is not None:
             lines.append(f"  policy         {self.policy_path} (+ .json metadata)")
-            lines.append(f"  try it         .venv/bin/python -m actor.play {self.policy_path} --env {self.env_id} "
-                         f"--env-kwargs '{json.dumps(self.env_kwargs)}' --episodes 10")
+            lines.append(
+                f"  try it         .venv/bin/python -m actor.play {self.policy_path} --env {self.env_id} "
+                f"--env-kwargs '{json.dumps(self.env_kwargs)}' --episodes 10"
+            )
         lines.append(f"  curves         .venv/bin/tensorboard --logdir {self.run_dir / 'tb'}")
         if self.interrupted:
             lines.append("  resume         run the same command again")
@@ -116,8 +118,11 @@ class Learner:
         # The graph is exported once; afterwards only weights travel (DESIGN.md "The step function").
         export_model = copy.deepcopy(self.model).cpu()
         self.exported: ExportedPolicy = export_step_function(
-            export_model, policy_version=self.version, observation_space=self.observation_space,
-            action_space=self.action_space, extra_metadata={"env_id": cfg.env.id, "env_kwargs": env_kwargs},
+            export_model,
+            policy_version=self.version,
+            observation_space=self.observation_space,
+            action_space=self.action_space,
+            extra_metadata={"env_id": cfg.env.id, "env_kwargs": env_kwargs},
         )
         del export_model
         self._welcome_cache: tuple[int, ModelUpdate] | None = None
@@ -148,11 +153,20 @@ class Learner:
             "learner_run_id": self.run_id,
         }
         self.server = LearnerServer(
-            host=cfg.net.host, trajectory_port=cfg.net.trajectory_port, policy_port=cfg.net.policy_port,
-            control_port=cfg.net.control_port, spec=spec, settings=self.settings, run_id=self.run_id,
-            current_version=lambda: self.version, welcome_policy=self._welcome_policy,
-            max_policy_lag=cfg.max_policy_lag, actor_timeout_s=cfg.actor_timeout_s,
-            max_queue_segments=cfg.queue_bound(), batch_envs=cfg.batch_envs, curve_dir=cfg.net.curve_dir,
+            host=cfg.net.host,
+            trajectory_port=cfg.net.trajectory_port,
+            policy_port=cfg.net.policy_port,
+            control_port=cfg.net.control_port,
+            spec=spec,
+            settings=self.settings,
+            run_id=self.run_id,
+            current_version=lambda: self.version,
+            welcome_policy=self._welcome_policy,
+            max_policy_lag=cfg.max_policy_lag,
+            actor_timeout_s=cfg.actor_timeout_s,
+            max_queue_segments=cfg.queue_bound(),
+            batch_envs=cfg.batch_envs,
+            curve_dir=cfg.net.curve_dir,
         )
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
@@ -178,21 +192,24 @@ class Learner:
         return True
 
     def checkpoint(self, elapsed: float) -> Path:
-        return save_checkpoint(self.run_dir, {
-            "model_config": self.cfg.model.to_dict(),
-            "observation_space": space_to_dict(self.observation_space),
-            "action_space": space_to_dict(self.action_space),
-            "model_state": self.model.state_dict(),
-            "ppo_state": self.ppo.state_dict(),
-            "policy_version": self.version,
-            "env_steps": self.env_steps,
-            "updates": self.updates,
-            "elapsed_s": elapsed,
-            "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
-            "python_rng": random.getstate(),
-            "config": self.cfg.to_dict(),
-        })
+        return save_checkpoint(
+            self.run_dir,
+            {
+                "model_config": self.cfg.model.to_dict(),
+                "observation_space": space_to_dict(self.observation_space),
+                "action_space": space_to_dict(self.action_space),
+                "model_state": self.model.state_dict(),
+                "ppo_state": self.ppo.state_dict(),
+                "policy_version": self.version,
+                "env_steps": self.env_steps,
+                "updates": self.updates,
+                "elapsed_s": elapsed,
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(),
+                "python_rng": random.getstate(),
+                "config": self.cfg.to_dict(),
+            },
+        )
 
     # ---- policies -----------------------------------------------------------------------------------------------
     def _current_weights(self) -> tuple[int, dict[str, np.ndarray]]:
@@ -205,10 +222,17 @@ class Learner:
         cached = self._welcome_cache
         if cached is None or cached[0] != version:
             onnx_bytes = patch_weights(self.exported.onnx_bytes, weights)
-            cached = (version, ModelUpdate(
-                version=version, kind="full", onnx=onnx_bytes, weights=None,
-                graph_sha256=hashlib.sha256(onnx_bytes).hexdigest(), metadata=self.exported.metadata,
-            ))
+            cached = (
+                version,
+                ModelUpdate(
+                    version=version,
+                    kind="full",
+                    onnx=onnx_bytes,
+                    weights=None,
+                    graph_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+                    metadata=self.exported.metadata,
+                ),
+            )
             self._welcome_cache = cached
         return cached[1]
 
@@ -219,8 +243,14 @@ class Learner:
         if self.cfg.weights_only_updates:
             # Weights-only updates name their graph by its structure hash (weights excluded), which every actor
             # read from the metadata of the full policy it was welcomed with.
-            update = ModelUpdate(version=self.version, kind="weights", onnx=None, weights=weights,
-                                 graph_sha256=self.exported.graph_sha256, metadata={})
+            update = ModelUpdate(
+                version=self.version,
+                kind="weights",
+                onnx=None,
+                weights=weights,
+                graph_sha256=self.exported.graph_sha256,
+                metadata={},
+            )
         else:
             update = self._welcome_policy()
         self.server.publish(update)
@@ -248,8 +278,11 @@ class Learner:
 
     def export_final(self) -> Path:
         exported = export_step_function(
-            copy.deepcopy(self.model).cpu(), policy_version=self.version, observation_space=self.observation_space,
-            action_space=self.action_space, extra_metadata=self.exported.metadata.get("extra", {}),
+            copy.deepcopy(self.model).cpu(),
+            policy_version=self.version,
+            observation_space=self.observation_space,
+            action_space=self.action_space,
+            extra_metadata=self.exported.metadata.get("extra", {}),
         )
         return save_policy(exported, self.run_dir / "policy.onnx")
 
@@ -294,8 +327,14 @@ class Learner:
         last_log_steps = self.env_steps
         self._last_status = 0.0
         interrupted = False
-        bar = tqdm(total=cfg.total_steps, initial=min(self.env_steps, cfg.total_steps), unit="step",
-                   dynamic_ncols=True, disable=None, smoothing=0.1)
+        bar = tqdm(
+            total=cfg.total_steps,
+            initial=min(self.env_steps, cfg.total_steps),
+            unit="step",
+            dynamic_ncols=True,
+            disable=None,
+            smoothing=0.1,
+        )
         # Log lines go through tqdm.write while the bar is on screen, so they never cut the bar in half.
         redirect = contextlib.nullcontext() if bar.disable else logging_redirect_tqdm()
         redirect.__enter__()
@@ -321,21 +360,30 @@ class Learner:
                 for s in segments:
                     self.episodes.add(s.episodes)
                 bar.update(min(batch.num_steps, max(0, cfg.total_steps - bar.n)))
-                bar.set_postfix(success=f"{self.episodes.success_rate:.2f}", ret=f"{self.episodes.mean_return:.2f}",
-                                v=self.version, actors=self.server.live_actors(), refresh=False)
+                bar.set_postfix(
+                    success=f"{self.episodes.success_rate:.2f}",
+                    ret=f"{self.episodes.mean_return:.2f}",
+                    v=self.version,
+                    actors=self.server.live_actors(),
+                    refresh=False,
+                )
 
                 now = time.monotonic()
-                stats.update({
-                    "charts/episodic_return": self.episodes.mean_return,
-                    "charts/episodic_length": self.episodes.mean_length,
-                    "charts/success_rate": self.episodes.success_rate,
-                    "charts/policy_version": float(self.version),
-                    "charts/update_seconds": update_s,
-                    "lag/min": float(min(lags)), "lag/mean": float(np.mean(lags)), "lag/max": float(max(lags)),
-                    "actors/live": float(self.server.live_actors()),
-                    "actors/lost": float(self.server.stats.lost_actors),
-                    "actors/segments_received": float(self.server.stats.received_segments),
-                })
+                stats.update(
+                    {
+                        "charts/episodic_return": self.episodes.mean_return,
+                        "charts/episodic_length": self.episodes.mean_length,
+                        "charts/success_rate": self.episodes.success_rate,
+                        "charts/policy_version": float(self.version),
+                        "charts/update_seconds": update_s,
+                        "lag/min": float(min(lags)),
+                        "lag/mean": float(np.mean(lags)),
+                        "lag/max": float(max(lags)),
+                        "actors/live": float(self.server.live_actors()),
+                        "actors/lost": float(self.server.stats.lost_actors),
+                        "actors/segments_received": float(self.server.stats.received_segments),
+                    }
+                )
                 for reason, count in list(self.server.stats.dropped.items()):
                     stats[f"dropped/{reason}"] = float(count)
                 for actor_id, count in list(self.server.stats.segments_per_actor.items()):
@@ -346,10 +394,16 @@ class Learner:
                     if bar.disable:  # no terminal: a plain progress line instead of the bar
                         log.info(
                             "step %d/%d (%.0f%%) | %.0f steps/s | success %.2f | return %.2f | version %d | "
-                            "actors %d | lag mean %.1f", self.env_steps, cfg.total_steps,
-                            100.0 * self.env_steps / cfg.total_steps, stats["charts/SPS"],
-                            self.episodes.success_rate, self.episodes.mean_return, self.version,
-                            self.server.live_actors(), float(np.mean(lags)),
+                            "actors %d | lag mean %.1f",
+                            self.env_steps,
+                            cfg.total_steps,
+                            100.0 * self.env_steps / cfg.total_steps,
+                            stats["charts/SPS"],
+                            self.episodes.success_rate,
+                            self.episodes.mean_return,
+                            self.version,
+                            self.server.live_actors(),
+                            float(np.mean(lags)),
                         )
                 metrics.scalars(stats, self.env_steps)
                 self._housekeeping(now, start)
@@ -367,16 +421,23 @@ class Learner:
         policy_path = self.export_final()
         metrics.close()
         summary = Summary(
-            env_steps=self.env_steps, updates=self.updates, policy_version=self.version, seconds=elapsed,
-            success_rate=self.episodes.success_rate, mean_return=self.episodes.mean_return,
-            episodes=self.episodes.total, run_dir=self.run_dir, policy_path=policy_path, interrupted=interrupted,
-            env_id=cfg.env.id, env_kwargs=cfg.env.kwargs_dict(),
+            env_steps=self.env_steps,
+            updates=self.updates,
+            policy_version=self.version,
+            seconds=elapsed,
+            success_rate=self.episodes.success_rate,
+            mean_return=self.episodes.mean_return,
+            episodes=self.episodes.total,
+            run_dir=self.run_dir,
+            policy_path=policy_path,
+            interrupted=interrupted,
+            env_id=cfg.env.id,
+            env_kwargs=cfg.env.kwargs_dict(),
         )
-        (self.run_dir / "summary.json").write_text(json.dumps({
-            k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()
-        }, indent=2))
+        (self.run_dir / "summary.json").write_text(
+            json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()}, indent=2)
+        )
         return summary
 
     def close(self) -> None:
         self.server.close()
-

@@ -130,8 +130,14 @@ class AGaLiTeAttention(nn.Module):
         self.register_buffer("group_size", torch.tensor([float(len(g)) for g in groups]), persistent=False)
 
     def forward(
-        self, x: torch.Tensor, m: torch.Tensor, c_row: torch.Tensor | None, c_col: torch.Tensor,
-        tilde_k: torch.Tensor, tilde_v: torch.Tensor, s: torch.Tensor,
+        self,
+        x: torch.Tensor,
+        m: torch.Tensor,
+        c_row: torch.Tensor | None,
+        c_col: torch.Tensor,
+        tilde_k: torch.Tensor,
+        tilde_v: torch.Tensor,
+        s: torch.Tensor,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         o, state = self.attend(x, m, c_row, c_col, tilde_k, tilde_v, s)
         lead = (-1,) if x.dim() == 2 else (x.shape[0], x.shape[1])

@@ -139,7 +139,12 @@ class GatedStack(nn.Module):
     """
 
     def __init__(
-        self, input_dim: int, d_model: int, d_ffc: int, attentions: Sequence[nn.Module], gru_bias: float,
+        self,
+        input_dim: int,
+        d_model: int,
+        d_ffc: int,
+        attentions: Sequence[nn.Module],
+        gru_bias: float,
         embed_relu: bool = True,
     ) -> None:
         super().__init__()

@@ -94,13 +94,19 @@ class GaLiTeAttention(nn.Module):
             return self._step(self.features(x), m, c, s)
         steps, batch = x.shape[0], x.shape[1]
         f = self.features(x.reshape(steps * batch, x.shape[2]))
-        fs = Features(*(None if t is None else t.reshape(steps, batch, *t.shape[1:]) for t in (
-            f.v_bar, f.k_bar, f.phi_q, f.gate_v, f.gate_k)))
+        fs = Features(
+            *(
+                None if t is None else t.reshape(steps, batch, *t.shape[1:])
+                for t in (f.v_bar, f.k_bar, f.phi_q, f.gate_v, f.gate_k)
+            )
+        )
         outs = []
         size = self.chunk_size
         for start in range(0, steps, size):
             sl = slice(start, start + size)
-            part = Features(*(None if t is None else t[sl] for t in (fs.v_bar, fs.k_bar, fs.phi_q, fs.gate_v, fs.gate_k)))
+            part = Features(
+                *(None if t is None else t[sl] for t in (fs.v_bar, fs.k_bar, fs.phi_q, fs.gate_v, fs.gate_k))
+            )
             form = self.form
             if form == "auto":
                 form = "pairwise" if (self.factorised and torch.is_grad_enabled()) else "scan"
@@ -109,11 +115,22 @@ class GaLiTeAttention(nn.Module):
                     raise ValueError("the pairwise form needs a factorised decay; the code form's vector gating is not")
                 o, c, s = self._chunk_factorised(part, m[sl], c, s)
             elif torch.is_grad_enabled():
-                o, c, s = checkpoint(self._chunk_materialised, part.v_bar, part.k_bar, part.phi_q, part.gate_v,
-                                     part.gate_k, m[sl], c, s, use_reentrant=False)
+                o, c, s = checkpoint(
+                    self._chunk_materialised,
+                    part.v_bar,
+                    part.k_bar,
+                    part.phi_q,
+                    part.gate_v,
+                    part.gate_k,
+                    m[sl],
+                    c,
+                    s,
+                    use_reentrant=False,
+                )
             else:
-                o, c, s = self._chunk_materialised(part.v_bar, part.k_bar, part.phi_q, part.gate_v, part.gate_k,
-                                                   m[sl], c, s)
+                o, c, s = self._chunk_materialised(
+                    part.v_bar, part.k_bar, part.phi_q, part.gate_v, part.gate_k, m[sl], c, s
+                )
             outs.append(o)
         return torch.cat(outs, dim=0), (c, s)
 

@@ -24,14 +24,21 @@ SEQUENCE_MODELS: dict[str, tuple[str, str]] = {
 
 #: Paper sizes (PAPER.md 8): every transformer L4, d_model 128, H4 x 64, d_ffc 128, eta 4, r 2; GTrXL M 128;
 #: the T-Maze LSTM has 600 units and the GRU 680.
-_PAPER: dict[str, Any] = dict(
-    num_layers=4, d_model=128, num_heads=4, d_head=64, d_ffc=128, eta=4, r=2, memory_len=128
-)
+_PAPER: dict[str, Any] = dict(num_layers=4, d_model=128, num_heads=4, d_head=64, d_ffc=128, eta=4, r=2, memory_len=128)
 _PAPER_HIDDEN = {"lstm": 600, "gru": 680}
 #: Small sizes for tests: same structure, fast on one CPU core.
 _SMALL: dict[str, Any] = dict(
-    num_layers=2, d_model=32, num_heads=2, d_head=16, d_ffc=32, eta=2, r=2, memory_len=8, rnn_hidden=32,
-    encoder_hidden=32, head_hidden=32,
+    num_layers=2,
+    d_model=32,
+    num_heads=2,
+    d_head=16,
+    d_ffc=32,
+    eta=2,
+    r=2,
+    memory_len=8,
+    rnn_hidden=32,
+    encoder_hidden=32,
+    head_hidden=32,
 )
 
 

@@ -178,7 +178,11 @@ class _LinearScan(torch.autograd.Function):
 
 
 def linear_scan(
-    a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, method: str = "chunked", overwrite_b: bool = False,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    h0: torch.Tensor,
+    method: str = "chunked",
+    overwrite_b: bool = False,
     coef: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """All states h_1..h_T of h_t = a_t * h_{t-1} + b_t, h_0 given, along dim 0.
@@ -224,8 +228,13 @@ def rows_dot(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tenso
 
 
 def _adjoint(
-    a: torch.Tensor, lam: torch.Tensor, grad_last: torch.Tensor | None, h: torch.Tensor, h0: torch.Tensor,
-    need_a: bool, need_h0: bool,
+    a: torch.Tensor,
+    lam: torch.Tensor,
+    grad_last: torch.Tensor | None,
+    h: torch.Tensor,
+    h0: torch.Tensor,
+    need_a: bool,
+    need_h0: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
     """The backward of h_t = a_t h_{t-1} + (write)_t given lam = dL/dh from the read-out, a buffer the caller owns:
     adds the last state's gradient, runs the adjoint scan in place and returns (grad a, grad h0, the adjoint).
@@ -339,8 +348,11 @@ class _ScanReadoutOuter(torch.autograd.Function):
 
 
 def scan_readout_outer(
-    a: torch.Tensor, write: tuple[torch.Tensor, torch.Tensor], h0: torch.Tensor,
-    query: tuple[torch.Tensor, torch.Tensor], coef: torch.Tensor,
+    a: torch.Tensor,
+    write: tuple[torch.Tensor, torch.Tensor],
+    h0: torch.Tensor,
+    query: tuple[torch.Tensor, torch.Tensor],
+    coef: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``scan_readout(a, u (x) v, h0, p (x) w, coef)`` with the outer products given by their factors:
     write = (u [T, ..., 1, n], v [T, ..., 1, m]), query = (p [T, ..., 1, n], w [T, ..., 1, m]); F = n*m with the
@@ -351,8 +363,10 @@ def scan_readout_outer(
     if coef.requires_grad:
         raise ValueError("scan_readout_outer: coef must be a constant (no gradient)")
     if u.shape[:-1] != v.shape[:-1] or p.shape != u.shape or w.shape != v.shape or u.shape[-2] != 1:
-        raise ValueError("scan_readout_outer: factors must be [T, ..., 1, n] and [T, ..., 1, m], write and query "
-                         f"alike; got u{tuple(u.shape)} v{tuple(v.shape)} p{tuple(p.shape)} w{tuple(w.shape)}")
+        raise ValueError(
+            "scan_readout_outer: factors must be [T, ..., 1, n] and [T, ..., 1, m], write and query "
+            f"alike; got u{tuple(u.shape)} v{tuple(v.shape)} p{tuple(p.shape)} w{tuple(w.shape)}"
+        )
     rows, f = coef.shape[-2], u.shape[-1] * v.shape[-1]
     coef = coef.expand(*u.shape[:-2], rows, 1)
     full = (*u.shape[:-2], rows, f)

@@ -21,6 +21,17 @@ from protocol.constants import (
     PROTOCOL_VERSION,
     Channel,
 )
+from protocol.curve import (
+    CurveClient,
+    CurveKeyPair,
+    CurveServer,
+    apply_curve,
+    generate_keypair,
+    load_keypair,
+    load_public_key,
+    start_authenticator,
+    write_keypair,
+)
 from protocol.errors import ProtocolError, Reason
 from protocol.messages import (
     MESSAGE_TYPES,
@@ -33,17 +44,6 @@ from protocol.messages import (
     Segment,
     Welcome,
     error_from,
-)
-from protocol.curve import (
-    CurveClient,
-    CurveKeyPair,
-    CurveServer,
-    apply_curve,
-    generate_keypair,
-    load_keypair,
-    load_public_key,
-    start_authenticator,
-    write_keypair,
 )
 from protocol.sockets import (
     SocketOptions,

@@ -11,7 +11,7 @@ str, bytes, lists and nested PlainDicts (no arrays), used for free-form settings
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, TypeAlias, Union
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
@@ -130,7 +130,7 @@ class Segment:
         return int(self.actions.shape[1])
 
 
-Message: TypeAlias = Union[Hello, Welcome, Heartbeat, Bye, Segment, ModelUpdate, Error]
+Message: TypeAlias = Hello | Welcome | Heartbeat | Bye | Segment | ModelUpdate | Error
 
 #: Wire name -> class. The wire name is the class name.
 MESSAGE_TYPES: dict[str, type] = {

@@ -7,7 +7,7 @@ Subprocesses started by tests inherit the environment variable.
 
 import os
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 

@@ -41,8 +41,14 @@ def step_fn() -> StepFunction:
 
 def spec_for(fn: StepFunction) -> SegmentSpec:
     meta = fn.metadata
-    return SegmentSpec(obs_shape=(16,), obs_dtype="float32", num_actions=4, segment_length=T,
-                       state={s.name: (tuple(s.shape), s.dtype) for s in meta.state}, max_envs=B)
+    return SegmentSpec(
+        obs_shape=(16,),
+        obs_dtype="float32",
+        num_actions=4,
+        segment_length=T,
+        state={s.name: (tuple(s.shape), s.dtype) for s in meta.state},
+        max_envs=B,
+    )
 
 
 def collect(collector: SegmentCollector, policy: Policy, seq: int):
@@ -117,7 +123,7 @@ def test_episode_returns_sum_the_rewards_of_their_episode(step_fn: StepFunction)
     for b in range(B):
         start = 0
         for t in np.flatnonzero(done[:, b]):
-            assert (b, round(float(rewards[start:t + 1, b].sum()), 5)) in found
+            assert (b, round(float(rewards[start : t + 1, b].sum()), 5)) in found
             start = t + 1
     assert found, "no episode finished in 64 steps of a 2-long corridor"
 
@@ -145,9 +151,16 @@ def test_continuous_actions_are_stored_unclipped_and_stepped_clipped() -> None:
     wrapped = [Recorder(envs.make_env(envs.CUE_RECALL_ID, delay=3)) for _ in range(B)]
     collector = SegmentCollector(wrapped, T, seed=5)
     seg = collect(collector, Policy(fn, B), 0)
-    spec = SegmentSpec(obs_shape=obs_space.shape, obs_dtype="float32", num_actions=None, segment_length=T,
-                       state={s.name: (tuple(s.shape), s.dtype) for s in fn.metadata.state}, max_envs=B,
-                       action_shape=(1,), action_dtype="float32")
+    spec = SegmentSpec(
+        obs_shape=obs_space.shape,
+        obs_dtype="float32",
+        num_actions=None,
+        segment_length=T,
+        state={s.name: (tuple(s.shape), s.dtype) for s in fn.metadata.state},
+        max_envs=B,
+        action_shape=(1,),
+        action_dtype="float32",
+    )
     validate_segment(seg, spec)
     assert seg.actions.shape == (T, B, 1) and seg.actions.dtype == np.float32
     assert np.abs(seg.actions).max() > 1.0  # stored as sampled

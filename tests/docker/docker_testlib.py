@@ -14,9 +14,10 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -118,7 +119,7 @@ def _localise(arg: str, hosts: Mapping[str, str], mounts: Mapping[str, Path]) ->
         if arg == target:
             return str(local)
         if arg.startswith(target.rstrip("/") + "/"):
-            return str(local / arg[len(target.rstrip("/")) + 1:])
+            return str(local / arg[len(target.rstrip("/")) + 1 :])
     if arg in IMAGE_FILES:
         return str(IMAGE_FILES[arg])
     return arg

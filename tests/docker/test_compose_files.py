@@ -9,9 +9,8 @@ import re
 import shutil
 import subprocess
 
-import pytest
-
 import docker_testlib as dt
+import pytest
 
 SERVICES = ("learner", "actor", "tensorboard")
 
@@ -87,8 +86,11 @@ def test_learner_binds_every_interface_publishes_its_ports_and_keeps_its_run_on_
     cfg = parse_config(argv[3:], "compose")
     assert cfg.net.host == "0.0.0.0"
     assert cfg.run_dir == "/runs/tmaze-agalite"
-    ports = {(cfg.net.trajectory_port, cfg.net.trajectory_port), (cfg.net.policy_port, cfg.net.policy_port),
-             (cfg.net.control_port, cfg.net.control_port)}
+    ports = {
+        (cfg.net.trajectory_port, cfg.net.trajectory_port),
+        (cfg.net.policy_port, cfg.net.policy_port),
+        (cfg.net.control_port, cfg.net.control_port),
+    }
     assert ports == {(5555, 5555), (5556, 5556), (5557, 5557)}
     published = set()
     for spec in learner["ports"]:
@@ -103,9 +105,13 @@ def test_learner_binds_every_interface_publishes_its_ports_and_keeps_its_run_on_
 def test_learner_flags_and_ports_follow_the_environment():
     from learner.cli import parse_config
 
-    env = {"AGALITE_RUN_NAME": "exp1", "AGALITE_CONTROL_PORT": "7007", "AGALITE_TRAJECTORY_PORT": "7005",
-           "AGALITE_POLICY_PORT": "7006",
-           "AGALITE_LEARNER_ARGS": "--total-steps 1234 --env.kwargs '{\"corridor_length\": 5}'"}
+    env = {
+        "AGALITE_RUN_NAME": "exp1",
+        "AGALITE_CONTROL_PORT": "7007",
+        "AGALITE_TRAJECTORY_PORT": "7005",
+        "AGALITE_POLICY_PORT": "7006",
+        "AGALITE_LEARNER_ARGS": "--total-steps 1234 --env.kwargs '{\"corridor_length\": 5}'",
+    }
     compose = dt.load(env=env)
     learner, actor = compose["services"]["learner"], compose["services"]["actor"]
     cfg = parse_config(dt.as_argv(learner["command"])[3:], "compose")
@@ -113,8 +119,11 @@ def test_learner_flags_and_ports_follow_the_environment():
     assert (cfg.net.trajectory_port, cfg.net.policy_port, cfg.net.control_port) == (7005, 7006, 7007)
     assert {p.removesuffix("/tcp") for p in learner["ports"]} == {"7005:7005", "7006:7006", "7007:7007"}
     actor_env = dt.service_environment(actor)
-    assert (actor_env["AGALITE_TRAJECTORY_PORT"], actor_env["AGALITE_POLICY_PORT"],
-            actor_env["AGALITE_CONTROL_PORT"]) == ("7005", "7006", "7007")
+    assert (
+        actor_env["AGALITE_TRAJECTORY_PORT"],
+        actor_env["AGALITE_POLICY_PORT"],
+        actor_env["AGALITE_CONTROL_PORT"],
+    ) == ("7005", "7006", "7007")
 
 
 def test_actor_service_scales_and_finds_the_learner_by_its_service_name():
@@ -181,16 +190,16 @@ def _compose_clis() -> list[list[str]]:
     return clis
 
 
-@pytest.mark.parametrize("files", [[dt.COMPOSE_FILE], [dt.COMPOSE_FILE, dt.GPU_COMPOSE_FILE]],
-                         ids=["base", "with-gpu"])
+@pytest.mark.parametrize("files", [[dt.COMPOSE_FILE], [dt.COMPOSE_FILE, dt.GPU_COMPOSE_FILE]], ids=["base", "with-gpu"])
 def test_compose_cli_accepts_the_files(files):
     clis = _compose_clis()
     if not clis:
         pytest.skip("neither the docker compose plugin nor docker-compose is installed")
     for cli in clis:
         cmd = cli + [arg for f in files for arg in ("-f", str(f))] + ["config", "--quiet"]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=dt.REPO_ROOT,
-                                env=dt.process_env({}))
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=120, cwd=dt.REPO_ROOT, env=dt.process_env({})
+        )
         assert result.returncode == 0, f"{' '.join(cli)} config: {result.stderr}"
 
 
@@ -200,8 +209,14 @@ def _stack_config(env: dict[str, str], *extra_files) -> dict | None:
         return None
     files = [arg for f in (dt.COMPOSE_FILE, *extra_files) for arg in ("-c", str(f))]
     try:
-        result = subprocess.run(["docker", "stack", "config", *files], capture_output=True,
-                                text=True, timeout=120, cwd=dt.REPO_ROOT, env=dt.process_env(env))
+        result = subprocess.run(
+            ["docker", "stack", "config", *files],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=dt.REPO_ROOT,
+            env=dt.process_env(env),
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if result.returncode != 0 and "unknown command" in result.stderr + result.stdout:
@@ -212,9 +227,18 @@ def _stack_config(env: dict[str, str], *extra_files) -> dict | None:
     return yaml.safe_load(result.stdout)
 
 
-@pytest.mark.parametrize("env", [{}, {"AGALITE_RUN_NAME": "exp 2", "AGALITE_CONTROL_PORT": "7007",
-                                      "AGALITE_LEARNER_ARGS": "--total-steps 99 --env.kwargs '{\"a\": 1}'"}],
-                         ids=["defaults", "overrides"])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {
+            "AGALITE_RUN_NAME": "exp 2",
+            "AGALITE_CONTROL_PORT": "7007",
+            "AGALITE_LEARNER_ARGS": "--total-steps 99 --env.kwargs '{\"a\": 1}'",
+        },
+    ],
+    ids=["defaults", "overrides"],
+)
 def test_swarm_reads_the_file_as_these_tests_do(env):
     """`docker stack deploy` must accept the file, and its reading of commands and environments must be the one
     the local-process tests rely on (variable defaults, shell-like splitting of the learner's command)."""
@@ -225,8 +249,9 @@ def test_swarm_reads_the_file_as_these_tests_do(env):
     for name in SERVICES:
         theirs = stack["services"][name]
         assert theirs["command"] == dt.as_argv(ours["services"][name]["command"]), name
-        assert {k: str(v) for k, v in (theirs.get("environment") or {}).items()} == \
-            dt.service_environment(ours["services"][name]), name
+        assert {k: str(v) for k, v in (theirs.get("environment") or {}).items()} == dt.service_environment(
+            ours["services"][name]
+        ), name
     assert stack["services"]["actor"]["deploy"]["replicas"] == 2
 
 

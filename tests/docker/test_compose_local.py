@@ -18,9 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 import docker_testlib as dt
+import pytest
 
 TOTAL_STEPS = 70_000
 TRAIN_ARGS = f"--env.kwargs '{{\"corridor_length\": 5}}' --total-steps {TOTAL_STEPS} --checkpoint-interval-s 20"
@@ -31,13 +30,18 @@ CHANCE = 0.5  # a memoryless agent that reaches the junction turns the right way
 
 def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("ab") as out:
-        return subprocess.Popen(argv, env=dt.process_env(env), cwd=dt.REPO_ROOT, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            env=dt.process_env(env),
+            cwd=dt.REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _health(argv: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=dt.REPO_ROOT,
-                          env=dt.process_env({}))
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=dt.REPO_ROOT, env=dt.process_env({}))
 
 
 def _wait_healthy(argv: list[str], watched: list[subprocess.Popen], timeout_s: float) -> None:
@@ -88,7 +92,7 @@ def _actor_ids_seen(tb_dir: Path) -> set[str]:
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
     acc.Reload()
     prefix = "actors/segments/"
-    return {tag[len(prefix):] for tag in acc.Tags()["scalars"] if tag.startswith(prefix)}
+    return {tag[len(prefix) :] for tag in acc.Tags()["scalars"] if tag.startswith(prefix)}
 
 
 @pytest.mark.e2e
@@ -140,8 +144,9 @@ def test_compose_services_train_tmaze_as_local_processes(tmp_path, free_ports):
         try:
             rc = learner_proc.wait(timeout=TRAINING_S)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the learner did not finish {TOTAL_STEPS} steps in {TRAINING_S} s:\n"
-                        f"{_tail(logs / 'learner.log')}")
+            pytest.fail(
+                f"the learner did not finish {TOTAL_STEPS} steps in {TRAINING_S} s:\n{_tail(logs / 'learner.log')}"
+            )
         assert rc == 0, _tail(logs / "learner.log")
         summary = json.loads((run_dir / "summary.json").read_text())
         assert not summary["interrupted"], "the learner was stopped by a signal from outside this test"

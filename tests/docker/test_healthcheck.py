@@ -7,9 +7,8 @@ import socket
 import subprocess
 import sys
 
-import pytest
-
 import docker_testlib as dt
+import pytest
 
 SCRIPT = str(dt.IMAGE_FILES["/opt/agalite/healthcheck.py"])
 
@@ -45,12 +44,19 @@ def test_tcp_mode_follows_the_listening_port(listener):
 def test_actor_mode_needs_an_established_connection_of_that_process(listener):
     port = listener.getsockname()[1]
     client = subprocess.Popen(
-        [sys.executable, "-c",
-         "import socket, sys, time\n"
-         "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
-         "print('connected', flush=True)\n"
-         "sys.stdin.read()\n", str(port)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import socket, sys, time\n"
+            "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+            "print('connected', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(port),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert client.stdout.readline().strip() == "connected"
         assert _check("actor", "--port", str(port), "--pid", str(client.pid)).returncode == 0

@@ -12,11 +12,10 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import docker_testlib as dt
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-import docker_testlib as dt
 
 ACTOR_DOCKERFILE = dt.DOCKER_DIR / "actor.Dockerfile"
 LEARNER_DOCKERFILE = dt.DOCKER_DIR / "learner.Dockerfile"
@@ -69,8 +68,17 @@ def pip_installs(path: Path) -> list[list[str]]:
 
 def positional(args: list[str]) -> list[str]:
     """Install targets: the arguments that are neither options nor option values."""
-    with_value = {"-c", "--constraint", "-r", "--requirement", "--index-url", "-i", "--extra-index-url",
-                  "--find-links", "-f"}
+    with_value = {
+        "-c",
+        "--constraint",
+        "-r",
+        "--requirement",
+        "--index-url",
+        "-i",
+        "--extra-index-url",
+        "--find-links",
+        "-f",
+    }
     targets, skip = [], False
     for a in args:
         if skip:
@@ -103,7 +111,7 @@ def test_actor_image_installs_the_pinned_core_set_and_no_extras():
     installs = pip_installs(ACTOR_DOCKERFILE)
     assert installs, "the actor image installs nothing"
     for args in installs:
-        assert ["-c", "constraints.txt"] == args[args.index("-c"):args.index("-c") + 2], args
+        assert args[args.index("-c") : args.index("-c") + 2] == ["-c", "constraints.txt"], args
         assert "--no-cache-dir" in args
         assert positional(args) == ["."], f"the actor installs exactly the project, no extras: {args}"
     text = " ".join(" ".join(runs(s)) for s in stages(ACTOR_DOCKERFILE))
@@ -181,8 +189,14 @@ def test_actor_image_copies_every_project_package_the_actor_imports():
         "print(' '.join(sorted(names)))\n"
         "print('torch' in sys.modules)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=dt.REPO_ROOT, env=dt.process_env({}))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=dt.REPO_ROOT,
+        env=dt.process_env({}),
+    )
     assert result.returncode == 0, result.stderr
     names_line, torch_line = result.stdout.strip().splitlines()[-2:]
     needed = set(names_line.split())
@@ -234,7 +248,7 @@ def test_image_runs_as_an_unprivileged_user(path):
     m = re.search(rf"useradd [^;&]*--uid (\d+)[^;&]* {re.escape(user)}(\s|$)", created)
     assert m and int(m.group(1)) != 0, f"user {user} is not created with a non-zero uid"
     # Nothing runs as root after the switch.
-    after = final[[i for i, (w, _) in enumerate(final) if w == "USER"][-1]:]
+    after = final[[i for i, (w, _) in enumerate(final) if w == "USER"][-1] :]
     assert all(w != "RUN" for w, _ in after)
 
 
@@ -321,6 +335,14 @@ def test_build_context_holds_what_the_images_copy_and_no_local_state():
                         rel = file.relative_to(dt.REPO_ROOT).as_posix()
                         if "__pycache__" not in rel:
                             assert not _ignored(rel, patterns), rel
-    for local in (".venv", ".git", "runs/x/checkpoints/latest.pt", "learner/__pycache__/train.cpython-311.pyc",
-                  "keys/client.key_secret", ".env", "tests/docker/test_images.py", "runs"):
+    for local in (
+        ".venv",
+        ".git",
+        "runs/x/checkpoints/latest.pt",
+        "learner/__pycache__/train.cpython-311.pyc",
+        "keys/client.key_secret",
+        ".env",
+        "tests/docker/test_images.py",
+        "runs",
+    ):
         assert _ignored(local, patterns), f"{local} would be sent to the Docker daemon"

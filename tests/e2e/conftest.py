@@ -13,9 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -30,12 +31,28 @@ class Ports:
     control: int
 
     def learner_flags(self) -> list[str]:
-        return ["--net.host", "127.0.0.1", "--net.trajectory-port", str(self.trajectory),
-                "--net.policy-port", str(self.policy), "--net.control-port", str(self.control)]
+        return [
+            "--net.host",
+            "127.0.0.1",
+            "--net.trajectory-port",
+            str(self.trajectory),
+            "--net.policy-port",
+            str(self.policy),
+            "--net.control-port",
+            str(self.control),
+        ]
 
     def actor_flags(self) -> list[str]:
-        return ["--learner-host", "127.0.0.1", "--trajectory-port", str(self.trajectory),
-                "--policy-port", str(self.policy), "--control-port", str(self.control)]
+        return [
+            "--learner-host",
+            "127.0.0.1",
+            "--trajectory-port",
+            str(self.trajectory),
+            "--policy-port",
+            str(self.policy),
+            "--control-port",
+            str(self.control),
+        ]
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -109,16 +126,33 @@ class Stack:
         log = self.tmp / f"{name}.log"
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", AGALITE_LOG_LEVEL="INFO")
         with log.open("ab") as out:
-            popen = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+            popen = subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc
 
-    def learner(self, *flags: str, preset: str = "test-tmaze-agalite", name: str = "learner",
-                module: str = "learner") -> Proc:
-        argv = [PYTHON, "-m", module, "--preset", preset, "--run-dir", str(self.run_dir),
-                *self.ports.learner_flags(), *flags]
+    def learner(
+        self, *flags: str, preset: str = "test-tmaze-agalite", name: str = "learner", module: str = "learner"
+    ) -> Proc:
+        argv = [
+            PYTHON,
+            "-m",
+            module,
+            "--preset",
+            preset,
+            "--run-dir",
+            str(self.run_dir),
+            *self.ports.learner_flags(),
+            *flags,
+        ]
         return self.start(name, argv)
 
     def actor(self, actor_id: str, *flags: str, name: str | None = None) -> Proc:
@@ -142,8 +176,9 @@ class Stack:
             parts.append(f"--- {p.name} (pid {p.pid}, rc {p.popen.poll()}) {p.log}\n{tail(p.log)}")
         return "\n".join(parts)
 
-    def wait_for(self, cond: Callable[[], Any], what: str, timeout: float = 90.0,
-                 alive: list[Proc] | None = None) -> Any:
+    def wait_for(
+        self, cond: Callable[[], Any], what: str, timeout: float = 90.0, alive: list[Proc] | None = None
+    ) -> Any:
         """Poll ``cond`` until it returns something truthy; fail early when a process in ``alive`` exits."""
         deadline = time.monotonic() + timeout
         while True:
@@ -152,14 +187,16 @@ class Stack:
                 return value
             for p in alive or []:
                 if not p.alive():
-                    raise AssertionError(f"{p.name} exited (rc {p.popen.returncode}) while waiting for {what}\n"
-                                         f"{self.report()}")
+                    raise AssertionError(
+                        f"{p.name} exited (rc {p.popen.returncode}) while waiting for {what}\n{self.report()}"
+                    )
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.report()}")
             time.sleep(0.2)
 
-    def wait_status(self, pred: Callable[[dict[str, Any]], Any], what: str, timeout: float = 90.0,
-                    alive: list[Proc] | None = None) -> dict[str, Any]:
+    def wait_status(
+        self, pred: Callable[[dict[str, Any]], Any], what: str, timeout: float = 90.0, alive: list[Proc] | None = None
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             st = self.status()
             return st if st is not None and pred(st) else None

@@ -30,13 +30,18 @@ def _segment(meta: dict, t: int, version: int, *, b: int = 2, seq: int = 0, obs_
     """A segment that fits the learner's spec (from its Welcome) unless ``overrides`` break it."""
     obs_shape = tuple(meta["obs_shape"]) if obs_shape is None else obs_shape
     fields = dict(
-        actor_id="intruder", run_id="intruder-run", seq=seq, policy_version=version,
+        actor_id="intruder",
+        run_id="intruder-run",
+        seq=seq,
+        policy_version=version,
         obs=np.zeros((t + 1, b, *obs_shape), np.float32),
         actions=np.zeros((t, b), np.int64),
         logp=np.full((t, b), np.log(0.25), np.float32),
         values=np.zeros((t + 1, b), np.float32),
         rewards=np.full((t, b), -0.1, np.float32),
-        terminated=np.zeros((t, b), bool), truncated=np.zeros((t, b), bool), reset=np.zeros((t + 1, b), bool),
+        terminated=np.zeros((t, b), bool),
+        truncated=np.zeros((t, b), bool),
+        reset=np.zeros((t + 1, b), bool),
         bootstrap_values=np.zeros((t, b), np.float32),
         initial_state={s["name"]: np.zeros((b, *s["shape"]), s["dtype"]) for s in meta["state"]},
         episodes=[],
@@ -66,11 +71,15 @@ def test_malformed_and_stale_segments_are_dropped_and_counted(stack):
         assert isinstance(welcome, Welcome)
         meta, t = welcome.policy.metadata, int(welcome.settings["segment_length"])
 
-        before = stack.wait_status(lambda s: s["policy_version"] >= max_lag + 2 and s["segments_per_actor"].get("a0"),
-                                   "training past the lag bound", alive=[learner, a0])
+        before = stack.wait_status(
+            lambda s: s["policy_version"] >= max_lag + 2 and s["segments_per_actor"].get("a0"),
+            "training past the lag bound",
+            alive=[learner, a0],
+        )
         # the learner's version right now, from its answer to a heartbeat (status.json may be a second old)
-        control.send(encode(Heartbeat(sender_id="intruder", run_id="intruder-run", time=time.time(), policy_version=0,
-                                      stats={})))
+        control.send(
+            encode(Heartbeat(sender_id="intruder", run_id="intruder-run", time=time.time(), policy_version=0, stats={}))
+        )
         assert control.poll(60_000)
         now = decode(control.recv()).policy_version
         assert now >= before["policy_version"]
@@ -96,16 +105,24 @@ def test_malformed_and_stale_segments_are_dropped_and_counted(stack):
 
         expected = {"NOT_MSGPACK": 2, "SPEC_MISMATCH": 1, "BAD_VERSION": 1, "NON_FINITE": 1, "future_version": 1}
         after = stack.wait_status(
-            lambda s: all(delta(s, r) >= n for r, n in expected.items()) and delta(s, "stale") >= 1
-            and s["segments_per_actor"].get("intruder", 0) >= 1,
-            "every bad segment counted under its reason", alive=[learner, a0])
+            lambda s: (
+                all(delta(s, r) >= n for r, n in expected.items())
+                and delta(s, "stale") >= 1
+                and s["segments_per_actor"].get("intruder", 0) >= 1
+            ),
+            "every bad segment counted under its reason",
+            alive=[learner, a0],
+        )
         assert {r: delta(after, r) for r in expected} == expected, after["dropped"]
         assert after["segments_per_actor"]["intruder"] == 1  # only the good one got through
         assert after["received_segments"] - before["received_segments"] >= len(bad) + 1
 
         # training goes on, and the learner process is alive and well
-        stack.wait_status(lambda s: s["policy_version"] >= after["policy_version"] + 3,
-                          "training to continue after the bad segments", alive=[learner, a0])
+        stack.wait_status(
+            lambda s: s["policy_version"] >= after["policy_version"] + 3,
+            "training to continue after the bad segments",
+            alive=[learner, a0],
+        )
         assert learner.alive()
         assert "receiver_error" not in stack.status()["dropped"]
         control.close(linger=0)

@@ -36,8 +36,9 @@ def test_only_an_actor_with_an_authorised_key_joins_and_trains(stack, tmp_path):
     bad = stack.actor("bad", "--curve-dir", str(bad_keys))
     plain = stack.actor("plain")  # no keys at all
     seg = stack.segments_of
-    stack.wait_status(lambda s: seg(s, "good") >= 5 and s["updates"] >= 3,
-                      "the authorised actor to train", alive=[learner, good])
+    stack.wait_status(
+        lambda s: seg(s, "good") >= 5 and s["updates"] >= 3, "the authorised actor to train", alive=[learner, good]
+    )
     time.sleep(3.0)  # give the others every chance to get through (they keep retrying Hello)
     final = stack.status()
     assert set(final["actors"]) == {"good"}

@@ -15,8 +15,9 @@ from learner.checkpoint import checkpoint_path
 def test_ctrl_c_stops_everything_cleanly_and_the_same_command_resumes(stack):
     flags = ("--num-actors", "2", "--total-steps", "40000")
     launcher = stack.learner(*flags, module="learner.launch", name="launcher-first")
-    first = stack.wait_status(lambda s: s["updates"] >= 3 and s["live_actors"] == 2, "training with two actors",
-                              alive=[launcher])
+    first = stack.wait_status(
+        lambda s: s["updates"] >= 3 and s["live_actors"] == 2, "training with two actors", alive=[launcher]
+    )
     assert first["resumed"] is False
     assert launcher.group_size() == 3  # the launcher (learner) and its two actors, in one process group
 
@@ -37,8 +38,9 @@ def test_ctrl_c_stops_everything_cleanly_and_the_same_command_resumes(stack):
 
     # the same command again: resumes from the checkpoint and trains to the end of the step budget
     again = stack.learner(*flags, module="learner.launch", name="launcher-second")
-    resumed = stack.wait_status(lambda s: s["learner_run_id"] != first["learner_run_id"], "the resumed run",
-                                alive=[again])
+    resumed = stack.wait_status(
+        lambda s: s["learner_run_id"] != first["learner_run_id"], "the resumed run", alive=[again]
+    )
     assert resumed["resumed"] is True
     assert resumed["policy_version"] >= ckpt["policy_version"]
     assert stack.wait_exit(again, timeout=180) == 0, stack.report()

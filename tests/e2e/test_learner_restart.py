@@ -32,8 +32,11 @@ def test_learner_killed_and_restarted_resumes_and_actors_reconnect(stack):
     a0, a1 = stack.actor("a0"), stack.actor("a1")
     seg = stack.segments_of
     ckpt_file = checkpoint_path(stack.run_dir)
-    first = stack.wait_status(lambda s: s["updates"] >= 10 and seg(s, "a0") > 0 and seg(s, "a1") > 0
-                              and ckpt_file.is_file(), "training and a checkpoint", alive=[learner, a0, a1])
+    first = stack.wait_status(
+        lambda s: s["updates"] >= 10 and seg(s, "a0") > 0 and seg(s, "a1") > 0 and ckpt_file.is_file(),
+        "training and a checkpoint",
+        alive=[learner, a0, a1],
+    )
     assert first["resumed"] is False
     actor_runs = {a: first["actors"][a]["run_id"] for a in ("a0", "a1")}
 
@@ -45,8 +48,9 @@ def test_learner_killed_and_restarted_resumes_and_actors_reconnect(stack):
     assert _adam_steps(ckpt) == {ckpt["updates"] * steps_per_update}
 
     learner2 = stack.learner(*flags, preset=PRESET, name="learner-second")
-    resumed = stack.wait_status(lambda s: s["learner_run_id"] != first["learner_run_id"],
-                                "the new learner's status", alive=[learner2, a0, a1])
+    resumed = stack.wait_status(
+        lambda s: s["learner_run_id"] != first["learner_run_id"], "the new learner's status", alive=[learner2, a0, a1]
+    )
     assert resumed["resumed"] is True
     assert resumed["policy_version"] >= ckpt["policy_version"]
     assert resumed["env_steps"] >= ckpt["env_steps"]
@@ -54,9 +58,15 @@ def test_learner_killed_and_restarted_resumes_and_actors_reconnect(stack):
 
     # the same actor processes (never restarted) find the new learner and it trains on their segments
     later = stack.wait_status(
-        lambda s: seg(s, "a0") >= 3 and seg(s, "a1") >= 3 and s["policy_version"] >= ckpt["policy_version"] + 5
-        and s["learner_run_id"] == resumed["learner_run_id"],
-        "the running actors to feed the restarted learner", alive=[learner2, a0, a1])
+        lambda s: (
+            seg(s, "a0") >= 3
+            and seg(s, "a1") >= 3
+            and s["policy_version"] >= ckpt["policy_version"] + 5
+            and s["learner_run_id"] == resumed["learner_run_id"]
+        ),
+        "the running actors to feed the restarted learner",
+        alive=[learner2, a0, a1],
+    )
     assert a0.alive() and a1.alive()
     assert {a: later["actors"][a]["run_id"] for a in ("a0", "a1")} == actor_runs
     assert later["accepted_segments"] >= 6

@@ -19,8 +19,9 @@ if importlib.util.find_spec("memory_maze") is None:
 if ctypes.util.find_library("OSMesa") is None:
     pytest.skip("libOSMesa (Debian: libosmesa6) is not installed: MuJoCo cannot render", allow_module_level=True)
 
-import envs  # noqa: E402
-from gymnasium.utils.env_checker import check_env  # noqa: E402
+from gymnasium.utils.env_checker import check_env
+
+import envs
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,9 @@ def gtrxl():
 
 
 def test_file_equals_bytes_and_metadata_round_trips(gtrxl, tmp_path: Path) -> None:
-    exported = export_step_function(gtrxl, policy_version=7, extra_metadata={"run": "abc"},
-                                    observation_space=OBS_SPACE, action_space=ACT_SPACE)
+    exported = export_step_function(
+        gtrxl, policy_version=7, extra_metadata={"run": "abc"}, observation_space=OBS_SPACE, action_space=ACT_SPACE
+    )
     path = save_policy(exported, tmp_path / "out")
     assert path == tmp_path / "out" / "policy.onnx"
     assert path.read_bytes() == exported.onnx_bytes
@@ -122,9 +123,10 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
         assert n1 == n2 and torch.equal(p1, p2)
     exported = export_from_checkpoint(str(path))
     assert exported.policy_metadata.policy_version == 12
-    assert exported.onnx_bytes == export_step_function(
-        ac, policy_version=12, observation_space=OBS_SPACE, action_space=ACT_SPACE
-    ).onnx_bytes
+    assert (
+        exported.onnx_bytes
+        == export_step_function(ac, policy_version=12, observation_space=OBS_SPACE, action_space=ACT_SPACE).onnx_bytes
+    )
 
     with pytest.raises(PolicyError, match="does not exist"):
         load_actor_critic_from_checkpoint(tmp_path / "missing.pt")
@@ -138,23 +140,37 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "export", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "export", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_from_checkpoint_with_verify(tmp_path: Path) -> None:
     ac = build("gru")
     torch.save(checkpoint_dict(ac, OBS_SPACE, ACT_SPACE, policy_version=3), tmp_path / "ck.pt")
-    r = _run_cli("--checkpoint", str(tmp_path / "ck.pt"), "--out", str(tmp_path / "p.onnx"), "--verify",
-                 "--verify-steps", "50")
+    r = _run_cli(
+        "--checkpoint", str(tmp_path / "ck.pt"), "--out", str(tmp_path / "p.onnx"), "--verify", "--verify-steps", "50"
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("-> ok") == 2 and "parity B=8" in r.stdout
     assert StepFunction.from_file(tmp_path / "p.onnx").metadata.policy_version == 3
 
 
 def test_cli_fresh_model_and_help(tmp_path: Path) -> None:
-    r = _run_cli("--kind", "lstm", "--size", "small", "--env", "agalite/TMaze-v0", "--env-kwargs",
-                 '{"corridor_length": 4}', "--seed", "1", "--out", str(tmp_path))
+    r = _run_cli(
+        "--kind",
+        "lstm",
+        "--size",
+        "small",
+        "--env",
+        "agalite/TMaze-v0",
+        "--env-kwargs",
+        '{"corridor_length": 4}',
+        "--seed",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
     assert r.returncode == 0, r.stderr
     meta = StepFunction.from_file(tmp_path / "policy.onnx").metadata
     assert meta.model_kind == "lstm" and meta.num_actions == 4

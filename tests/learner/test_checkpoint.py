@@ -58,8 +58,14 @@ def test_killed_writer_leaves_the_previous_checkpoint_loadable(tmp_path):
     last = 0
     save_checkpoint(tmp_path, {"counter": 0, "data": torch.full((1_000_000,), 0.0), "counter_again": 0})
     for _ in range(5):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(last)], cwd=REPO, env=env,
-                                stdout=subprocess.PIPE, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), str(last)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             # wait for the writer to have finished at least one checkpoint, then kill it at a random moment
             first = proc.stdout.readline()
@@ -80,6 +86,7 @@ def test_killed_writer_leaves_the_previous_checkpoint_loadable(tmp_path):
         assert written[-1] <= got <= written[-1] + 1, (written[-5:], got)
         last = got
     # a leftover temporary file from a killed writer does not confuse the next save or load
-    save_checkpoint(tmp_path, {"counter": last + 1, "data": torch.full((1_000_000,), float(last + 1)),
-                               "counter_again": last + 1})
+    save_checkpoint(
+        tmp_path, {"counter": last + 1, "data": torch.full((1_000_000,), float(last + 1)), "counter_again": last + 1}
+    )
     assert _check(load_checkpoint(tmp_path)) == last + 1

@@ -81,7 +81,7 @@ def test_unknown_keys_are_refused_with_a_clear_error():
 def test_unknown_key_in_a_preset_file_names_the_file(tmp_path, monkeypatch):
     import learner.config as config_module
 
-    (tmp_path / "broken.toml").write_text('total_steps = 10\n[ppo]\nlrr = 0.1\n')
+    (tmp_path / "broken.toml").write_text("total_steps = 10\n[ppo]\nlrr = 0.1\n")
     monkeypatch.setattr(config_module, "CONFIG_DIR", tmp_path)
     with pytest.raises(ValueError, match=r"unknown keys \['lrr'\] in configs/broken\.toml\.ppo"):
         config_module.load_preset("broken")
@@ -90,8 +90,9 @@ def test_unknown_key_in_a_preset_file_names_the_file(tmp_path, monkeypatch):
 
 
 def test_config_json_round_trip(tmp_path):
-    cfg = config_from_dict({"total_steps": 123, "env": {"kwargs": {"corridor_length": 5}},
-                            "model": {"kind": "gtrxl", "memory_len": 16}})
+    cfg = config_from_dict(
+        {"total_steps": 123, "env": {"kwargs": {"corridor_length": 5}}, "model": {"kind": "gtrxl", "memory_len": 16}}
+    )
     save_config(cfg, tmp_path / "config.json")
     again = load_config(tmp_path / "config.json")
     assert again == cfg
@@ -100,9 +101,26 @@ def test_config_json_round_trip(tmp_path):
 
 
 def test_cli_overrides_the_preset():
-    cfg = parse_config(["--preset", "tmaze-agalite", "--total-steps", "1234", "--model.kind", "gtrxl",
-                        "--model.memory-len", "16", "--ppo.lr", "0.01", "--env.kwargs", '{"corridor_length": 4}',
-                        "--net.trajectory-port", "7001", "--no-weights-only-updates"], "test")
+    cfg = parse_config(
+        [
+            "--preset",
+            "tmaze-agalite",
+            "--total-steps",
+            "1234",
+            "--model.kind",
+            "gtrxl",
+            "--model.memory-len",
+            "16",
+            "--ppo.lr",
+            "0.01",
+            "--env.kwargs",
+            '{"corridor_length": 4}',
+            "--net.trajectory-port",
+            "7001",
+            "--no-weights-only-updates",
+        ],
+        "test",
+    )
     base = load_preset("tmaze-agalite")
     assert cfg.total_steps == 1234
     assert cfg.model.kind == "gtrxl" and cfg.model.memory_len == 16
@@ -147,11 +165,14 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("module,expect", [
-    ("learner", "--total-steps"),
-    ("learner.launch", "--num-actors"),
-    ("actor", "--learner-host"),
-])
+@pytest.mark.parametrize(
+    "module,expect",
+    [
+        ("learner", "--total-steps"),
+        ("learner.launch", "--num-actors"),
+        ("actor", "--learner-host"),
+    ],
+)
 def test_help_exits_zero(module: str, expect: str):
     result = _run(["-m", module, "--help"])
     assert result.returncode == 0, result.stderr

@@ -159,8 +159,16 @@ def test_ppo_loss_gradient_is_zero_for_clipped_samples():
     old_logp = torch.tensor([[new_logp - math.log(1.5), new_logp - math.log(1.1)]], dtype=torch.float64)
     adv = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
     zeros = torch.zeros(1, 2, dtype=torch.float64)
-    out = ppo_loss(logits, zeros, actions, old_logp, adv, zeros, zeros,
-                   PPOConfig(norm_adv=False, ent_coef=0.0, vf_coef=0.0, clip_coef=0.2))
+    out = ppo_loss(
+        logits,
+        zeros,
+        actions,
+        old_logp,
+        adv,
+        zeros,
+        zeros,
+        PPOConfig(norm_adv=False, ent_coef=0.0, vf_coef=0.0, clip_coef=0.2),
+    )
     out.loss.backward()
     assert torch.all(logits.grad[0, 0] == 0)  # ratio 1.5 > 1.2 with A > 0: clipped, no gradient
     assert torch.any(logits.grad[0, 1] != 0)  # ratio 1.1: inside, gradient flows
@@ -189,14 +197,21 @@ def _segment(model, t: int, b: int, seed: int, policy_version: int = 0) -> Segme
     bootstrap = np.where(truncated, rng.normal(size=(t, b)), 0.0).astype(np.float32)
     state = {k: v.detach().numpy() for k, v in model.initial_state(b).items()}
     return Segment(
-        actor_id=f"a{seed}", run_id="r", seq=0, policy_version=policy_version,
+        actor_id=f"a{seed}",
+        run_id="r",
+        seq=0,
+        policy_version=policy_version,
         obs=rng.integers(0, 2, size=(t + 1, b, obs_dim)).astype(np.float32),
         actions=rng.integers(0, ACT_SPACE.n, size=(t, b)).astype(np.int64),
         logp=np.full((t, b), math.log(1.0 / ACT_SPACE.n), dtype=np.float32),
         values=rng.normal(size=(t + 1, b)).astype(np.float32),
         rewards=rng.normal(size=(t, b)).astype(np.float32),
-        terminated=terminated, truncated=truncated, reset=reset, bootstrap_values=bootstrap,
-        initial_state=state, episodes=[],
+        terminated=terminated,
+        truncated=truncated,
+        reset=reset,
+        bootstrap_values=bootstrap,
+        initial_state=state,
+        episodes=[],
     )
 
 
@@ -220,8 +235,9 @@ def test_batch_from_segments_stacks_along_the_env_axis():
 
 
 def _batch(model, seed: int = 3) -> Batch:
-    return batch_from_segments([_segment(model, 8, 2, seed=seed), _segment(model, 8, 2, seed=seed + 1)],
-                               torch.device("cpu"))
+    return batch_from_segments(
+        [_segment(model, 8, 2, seed=seed), _segment(model, 8, 2, seed=seed + 1)], torch.device("cpu")
+    )
 
 
 def test_a2c_update_is_exactly_one_gradient_step():
@@ -237,8 +253,9 @@ def test_a2c_update_is_exactly_one_gradient_step():
     opt = torch.optim.Adam(reference.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     with torch.no_grad():
         _, values, _ = reference(batch.obs, batch.reset, batch.initial_state)
-        adv, ret = compute_gae(batch.rewards, values, batch.terminated, batch.truncated, batch.bootstrap_values,
-                               cfg.gamma, cfg.gae_lambda)
+        adv, ret = compute_gae(
+            batch.rewards, values, batch.terminated, batch.truncated, batch.bootstrap_values, cfg.gamma, cfg.gae_lambda
+        )
     t = batch.actions.shape[0]
     logits, new_values, _ = reference(batch.obs[:t], batch.reset[:t], batch.initial_state)
     out = ppo_loss(logits, new_values, batch.actions, batch.logp, adv, ret, values[:-1], cfg)
@@ -330,8 +347,17 @@ def test_ppo_loss_for_gaussian_actions_matches_hand_computation():
     adv, values, returns = g.normal(size=(2, 3)), g.normal(size=(2, 3)), g.normal(size=(2, 3))
     cfg = PPOConfig(clip_coef=0.2, norm_adv=False, clip_vloss=False, ent_coef=0.01, vf_coef=0.5)
     t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
-    out = ppo_loss(t(np.concatenate([mean, log_std], -1)), t(values), t(actions), t(logp - np.log(ratios)), t(adv),
-                   t(returns), t(values), cfg, "continuous")
+    out = ppo_loss(
+        t(np.concatenate([mean, log_std], -1)),
+        t(values),
+        t(actions),
+        t(logp - np.log(ratios)),
+        t(adv),
+        t(returns),
+        t(values),
+        cfg,
+        "continuous",
+    )
     entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1).mean()
     assert float(out.entropy) == pytest.approx(entropy, rel=1e-9)
     assert float(out.policy_loss) == pytest.approx((-adv * 1.1).mean(), rel=1e-9)

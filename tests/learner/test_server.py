@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -51,31 +51,63 @@ class Version:
         return self.value
 
 
-def make_server(version: Version, *, obs_dim: int = OBS_DIM, max_queue: int = 4, batch_envs: int = 16,
-                actor_timeout_s: float = 10.0, max_policy_lag: int = 2) -> LearnerServer:
-    spec = SegmentSpec(obs_shape=(obs_dim,), obs_dtype="float32", num_actions=3, segment_length=T,
-                       state={"h": ((2,), "float32")}, max_envs=64)
-    policy = ModelUpdate(version=0, kind="full", onnx=ONNX, weights=None,
-                         graph_sha256=hashlib.sha256(ONNX).hexdigest(), metadata={})
+def make_server(
+    version: Version,
+    *,
+    obs_dim: int = OBS_DIM,
+    max_queue: int = 4,
+    batch_envs: int = 16,
+    actor_timeout_s: float = 10.0,
+    max_policy_lag: int = 2,
+) -> LearnerServer:
+    spec = SegmentSpec(
+        obs_shape=(obs_dim,),
+        obs_dtype="float32",
+        num_actions=3,
+        segment_length=T,
+        state={"h": ((2,), "float32")},
+        max_envs=64,
+    )
+    policy = ModelUpdate(
+        version=0, kind="full", onnx=ONNX, weights=None, graph_sha256=hashlib.sha256(ONNX).hexdigest(), metadata={}
+    )
     return LearnerServer(
-        host="127.0.0.1", trajectory_port=0, policy_port=0, control_port=0, spec=spec,
-        settings={"segment_length": T, "heartbeat_interval_s": 1.0}, run_id="learner-run",
-        current_version=version, welcome_policy=lambda: policy, max_policy_lag=max_policy_lag,
-        actor_timeout_s=actor_timeout_s, max_queue_segments=max_queue, batch_envs=batch_envs,
+        host="127.0.0.1",
+        trajectory_port=0,
+        policy_port=0,
+        control_port=0,
+        spec=spec,
+        settings={"segment_length": T, "heartbeat_interval_s": 1.0},
+        run_id="learner-run",
+        current_version=version,
+        welcome_policy=lambda: policy,
+        max_policy_lag=max_policy_lag,
+        actor_timeout_s=actor_timeout_s,
+        max_queue_segments=max_queue,
+        batch_envs=batch_envs,
     )
 
 
-def segment(actor_id: str = "a", b: int = 2, version: int = 0, seq: int = 0, obs_dim: int = OBS_DIM,
-            **overrides) -> Segment:
+def segment(
+    actor_id: str = "a", b: int = 2, version: int = 0, seq: int = 0, obs_dim: int = OBS_DIM, **overrides
+) -> Segment:
     rng = np.random.default_rng(seq)
     fields = dict(
-        actor_id=actor_id, run_id="r1", seq=seq, policy_version=version,
+        actor_id=actor_id,
+        run_id="r1",
+        seq=seq,
+        policy_version=version,
         obs=rng.normal(size=(T + 1, b, obs_dim)).astype(np.float32),
         actions=rng.integers(0, 3, size=(T, b)).astype(np.int64),
-        logp=np.full((T, b), -1.0, np.float32), values=np.zeros((T + 1, b), np.float32),
-        rewards=np.zeros((T, b), np.float32), terminated=np.zeros((T, b), bool), truncated=np.zeros((T, b), bool),
-        reset=np.zeros((T + 1, b), bool), bootstrap_values=np.zeros((T, b), np.float32),
-        initial_state={"h": np.zeros((b, 2), np.float32)}, episodes=[],
+        logp=np.full((T, b), -1.0, np.float32),
+        values=np.zeros((T + 1, b), np.float32),
+        rewards=np.zeros((T, b), np.float32),
+        terminated=np.zeros((T, b), bool),
+        truncated=np.zeros((T, b), bool),
+        reset=np.zeros((T + 1, b), bool),
+        bootstrap_values=np.zeros((T, b), np.float32),
+        initial_state={"h": np.zeros((b, 2), np.float32)},
+        episodes=[],
     )
     fields.update(overrides)
     return Segment(**fields)
@@ -207,8 +239,9 @@ def test_flow_control_share_follows_live_envs(ctx, started):
     assert welcome.policy.onnx == ONNX
     b = control_to(ctx, server)
     assert hello(b, "b", 8).settings["segments_per_version"] == 16 / 12  # fractional: 4 + 8 envs live
-    reply = request(a, Heartbeat(sender_id="a", run_id="run-a", time=time.time(), policy_version=0,
-                                 stats={"num_envs": 8}))
+    reply = request(
+        a, Heartbeat(sender_id="a", run_id="run-a", time=time.time(), policy_version=0, stats={"num_envs": 8})
+    )
     assert isinstance(reply, Heartbeat) and reply.run_id == "learner-run"
     assert reply.stats["segments_per_version"] == 1  # 16 / (8 + 8)
     assert server.live_actors() == 2

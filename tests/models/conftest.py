@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -30,8 +30,12 @@ def _check_step_onnx(model: torch.nn.Module, input_dim: int, steps: int = 12, se
     state = model.initial_state(batch)
     buf = io.BytesIO()
     torch.onnx.export(
-        Step(model), (torch.zeros(1, batch, input_dim), torch.zeros(1, batch, dtype=torch.bool), *state.values()),
-        buf, dynamo=False, opset_version=17, input_names=["x", "reset", *names],
+        Step(model),
+        (torch.zeros(1, batch, input_dim), torch.zeros(1, batch, dtype=torch.bool), *state.values()),
+        buf,
+        dynamo=False,
+        opset_version=17,
+        input_names=["x", "reset", *names],
         output_names=["y", *[f"new_{k}" for k in names]],
         dynamic_axes={"x": {1: "b"}, "reset": {1: "b"}, **{k: {0: "b"} for k in names}},
     )

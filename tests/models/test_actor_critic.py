@@ -21,8 +21,14 @@ ACTIONS = gym.spaces.Discrete(4)
 
 def _kinds() -> list:
     out = []
-    for kind, form in [("gtrxl", "inputs"), ("gtrxl", "kv"), ("lstm", None), ("gru", None), ("agalite", None),
-                       ("galite", None)]:
+    for kind, form in [
+        ("gtrxl", "inputs"),
+        ("gtrxl", "kv"),
+        ("lstm", None),
+        ("gru", None),
+        ("agalite", None),
+        ("galite", None),
+    ]:
         cfg = small_config(kind, **({"memory_form": form} if form else {}))
         marks = []
         if kind in ("agalite", "galite") and importlib.util.find_spec(f"models.{kind}") is None:

@@ -55,8 +55,9 @@ def check_sequence_equals_steps(model, t_len: int, batch: int = 3, seed: int = 1
     reset = torch.rand(t_len, batch, generator=g) < 0.05
     reset[0, 0] = True
     with torch.no_grad():
-        _, s0 = model(torch.randn(7, batch, IN, generator=g), torch.zeros(7, batch, dtype=torch.bool),
-                      model.initial_state(batch))
+        _, s0 = model(
+            torch.randn(7, batch, IN, generator=g), torch.zeros(7, batch, dtype=torch.bool), model.initial_state(batch)
+        )
         y_seq, s_seq = model(x, reset, s0)
         y_step, s_step = run_steps(model, x, reset, s0)
         cut = t_len // 3
@@ -137,8 +138,10 @@ def test_scan_readout_outer_equals_materialised_outer_products() -> None:
     u, v, p, w = rand(t_len, 2, 3, 1, n), rand(t_len, 2, 3, 1, m), rand(t_len, 2, 3, 1, n), rand(t_len, 2, 3, 1, m)
     h0 = rand(2, 3, 2, n * m)
     coef = torch.randn(t_len, 2, 1, 2, 1, generator=g, dtype=dt)
-    w_y, w_last = torch.randn(t_len, 2, 3, 1, 2, generator=g, dtype=dt), torch.randn(2, 3, 2, n * m, generator=g,
-                                                                                       dtype=dt)
+    w_y, w_last = (
+        torch.randn(t_len, 2, 3, 1, 2, generator=g, dtype=dt),
+        torch.randn(2, 3, 2, n * m, generator=g, dtype=dt),
+    )
 
     def outer(x, y):
         return (x.transpose(-1, -2) * y).reshape(*x.shape[:-2], 1, n * m)
@@ -153,8 +156,9 @@ def test_scan_readout_outer_equals_materialised_outer_products() -> None:
     results = []
     for fn in (factored, full):
         y, last = fn(*inputs)
-        results.append((y.detach(), last.detach(),
-                        *torch.autograd.grad((y * w_y).sum() + (last * w_last).sum(), inputs)))
+        results.append(
+            (y.detach(), last.detach(), *torch.autograd.grad((y * w_y).sum() + (last * w_last).sum(), inputs))
+        )
     assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(*results))
     assert torch.autograd.gradcheck(factored, inputs)
 
@@ -188,8 +192,9 @@ def test_training_terms_equal_forward(feature_map: str, gating: str) -> None:
         assert (e.expand_as(t) - t).abs().max().item() < 1e-12
     w = [torch.randn(t.shape, dtype=torch.float64) for t in got]
     g1 = torch.autograd.grad(sum((t * wi).sum() for t, wi in zip(got, w)), list(feats.parameters()))
-    g2 = torch.autograd.grad(sum((e.expand_as(t) * wi).sum() for e, t, wi in zip(expected, got, w)),
-                             list(feats.parameters()))
+    g2 = torch.autograd.grad(
+        sum((e.expand_as(t) * wi).sum() for e, t, wi in zip(expected, got, w)), list(feats.parameters())
+    )
     assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(g1, g2))
 
 
@@ -203,8 +208,11 @@ def test_gradients_of_sequence_form_match_step_loop(cfg: ModelConfig, gradient_g
     reset[9, 0] = True
     w = torch.randn(21, 2, cfg.d_model, generator=g, dtype=torch.float64)
     with torch.no_grad():
-        _, state = model(torch.randn(5, 2, IN, generator=g, dtype=torch.float64), torch.zeros(5, 2, dtype=torch.bool),
-                         {k: v.double() if v.is_floating_point() else v for k, v in model.initial_state(2).items()})
+        _, state = model(
+            torch.randn(5, 2, IN, generator=g, dtype=torch.float64),
+            torch.zeros(5, 2, dtype=torch.bool),
+            {k: v.double() if v.is_floating_point() else v for k, v in model.initial_state(2).items()},
+        )
     assert gradient_gap(model, x, reset, state, w) < 1e-9
 
 
@@ -264,8 +272,9 @@ def test_gradients_reach_every_parameter(cfg: ModelConfig) -> None:
     model = make(cfg)
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
-        _, state = model(torch.randn(9, 2, IN, generator=g), torch.zeros(9, 2, dtype=torch.bool),
-                         model.initial_state(2))
+        _, state = model(
+            torch.randn(9, 2, IN, generator=g), torch.zeros(9, 2, dtype=torch.bool), model.initial_state(2)
+        )
     reset = torch.zeros(16, 2, dtype=torch.bool)
     reset[5, 1] = True
     y, _ = model(torch.randn(16, 2, IN, generator=g), reset, state)

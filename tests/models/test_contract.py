@@ -80,8 +80,11 @@ def test_sequence_equals_step_by_step_with_resets(cfg: ModelConfig) -> None:
     reset[100:140, 1] = False  # one long episode crossing M
     with torch.no_grad():
         # start from a non-trivial state: run a warm-up segment first
-        _, state0 = model(torch.randn(20, batch, IN_DIM, generator=g), torch.zeros(20, batch, dtype=torch.bool),
-                          model.initial_state(batch))
+        _, state0 = model(
+            torch.randn(20, batch, IN_DIM, generator=g),
+            torch.zeros(20, batch, dtype=torch.bool),
+            model.initial_state(batch),
+        )
         y_seq, s_seq = model(x, reset, state0)
         y_step, s_step = step_by_step(model, x, reset, state0)
         # and in chunks of uneven length
@@ -121,8 +124,11 @@ def test_gradients_reach_every_parameter(cfg: ModelConfig) -> None:
     g = torch.Generator().manual_seed(3)
     batch = 2
     with torch.no_grad():
-        _, state = model(torch.randn(12, batch, IN_DIM, generator=g), torch.zeros(12, batch, dtype=torch.bool),
-                         model.initial_state(batch))
+        _, state = model(
+            torch.randn(12, batch, IN_DIM, generator=g),
+            torch.zeros(12, batch, dtype=torch.bool),
+            model.initial_state(batch),
+        )
     x = torch.randn(16, batch, IN_DIM, generator=g)
     reset = torch.zeros(16, batch, dtype=torch.bool)
     reset[5, 1] = True

@@ -66,8 +66,9 @@ def check_sequence_equals_steps(model: GaLiTe) -> None:
     reset[0, 0] = True
     reset[9, 1] = True
     with torch.no_grad():
-        _, s0 = model(torch.randn(5, batch, IN, generator=g), torch.zeros(5, batch, dtype=torch.bool),
-                      model.initial_state(batch))
+        _, s0 = model(
+            torch.randn(5, batch, IN, generator=g), torch.zeros(5, batch, dtype=torch.bool), model.initial_state(batch)
+        )
         y_seq, s_seq = model(x, reset, s0)
         y_step, s_step = run_steps(model, x, reset, s0)
     assert (y_seq - y_step).abs().max().item() < 1e-5
@@ -126,8 +127,9 @@ def test_gradients_reach_every_parameter(cfg: ModelConfig) -> None:
     model = make(cfg, chunk_size=8)
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
-        _, state = model(torch.randn(9, 2, IN, generator=g), torch.zeros(9, 2, dtype=torch.bool),
-                         model.initial_state(2))
+        _, state = model(
+            torch.randn(9, 2, IN, generator=g), torch.zeros(9, 2, dtype=torch.bool), model.initial_state(2)
+        )
     reset = torch.zeros(20, 2, dtype=torch.bool)
     reset[5, 1] = True
     y, _ = model(torch.randn(20, 2, IN, generator=g), reset, state)

@@ -30,7 +30,9 @@ def test_gtrxl_state_floats_equal_the_model_and_counts_are_ordered() -> None:
         model = build_sequence_model(cfg, 10)
         assert model_cost(cfg).state_floats == model.state_floats_per_env()
     cfg = paper_config("gtrxl")
-    coded, cached, ours = (model_cost(cfg, gtrxl_count=c).macs_per_layer for c in ("as_coded", "kv_cached", "implemented"))
+    coded, cached, ours = (
+        model_cost(cfg, gtrxl_count=c).macs_per_layer for c in ("as_coded", "kv_cached", "implemented")
+    )
     assert cached < ours < coded
 
 

@@ -89,8 +89,11 @@ def all_messages() -> list[Message]:
     """One valid instance of every message type (both ModelUpdate kinds)."""
     return [
         Hello(actor_id="actor-0", run_id="run-abc", num_envs=3, host="box", pid=1234),
-        Welcome(run_name="tmaze-agalite", settings={"env_id": "TMaze-v0", "env_kwargs": {"length": 10}, "T": 6,
-                                                    "seed_base": 17, "heartbeat_s": 1.5}, policy=make_full_update()),
+        Welcome(
+            run_name="tmaze-agalite",
+            settings={"env_id": "TMaze-v0", "env_kwargs": {"length": 10}, "T": 6, "seed_base": 17, "heartbeat_s": 1.5},
+            policy=make_full_update(),
+        ),
         Heartbeat(sender_id="actor-0", run_id="run-abc", time=1.7e9, policy_version=5, stats={"sps": 1234.5, "n": 3}),
         Bye(actor_id="actor-0", run_id="run-abc", reason="shutdown"),
         make_segment(),

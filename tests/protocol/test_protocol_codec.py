@@ -74,8 +74,15 @@ def test_extreme_integer_values_round_trip():
 
 
 @pytest.mark.parametrize(
-    "arr", [np.array([object()], dtype=object), np.zeros(2, dtype="V4"), np.array(["ab"]), np.zeros(2, np.complex64),
-            np.zeros(2, dtype=[("a", "<i4")]), np.array(["2024-01-01"], dtype="datetime64[D]")],
+    "arr",
+    [
+        np.array([object()], dtype=object),
+        np.zeros(2, dtype="V4"),
+        np.array(["ab"]),
+        np.zeros(2, np.complex64),
+        np.zeros(2, dtype=[("a", "<i4")]),
+        np.array(["2024-01-01"], dtype="datetime64[D]"),
+    ],
     ids=["object", "void", "str", "complex", "structured", "datetime"],
 )
 def test_unsupported_dtypes_are_refused_at_encode(arr):
@@ -101,8 +108,13 @@ def test_decoded_arrays_are_read_only_views_unless_writable_requested():
 def test_numpy_scalars_in_free_form_dicts_encode_as_plain_values():
     from protocol import Heartbeat
 
-    msg = Heartbeat(sender_id="a", run_id="r", time=np.float64(2.5), policy_version=np.int64(4),
-                    stats={"x": np.float32(1.5), "n": np.int32(3), "ok": np.bool_(True)})
+    msg = Heartbeat(
+        sender_id="a",
+        run_id="r",
+        time=np.float64(2.5),
+        policy_version=np.int64(4),
+        stats={"x": np.float32(1.5), "n": np.int32(3), "ok": np.bool_(True)},
+    )
     out = decode(encode(msg))
     assert out.stats == {"x": 1.5, "n": 3, "ok": True} and out.policy_version == 4 and out.time == 2.5
 

@@ -60,8 +60,12 @@ _shapes = st.lists(st.integers(0, 7), max_size=4).map(tuple)
 @st.composite
 def _arrays(draw):
     dtype, shape = draw(_dtypes), draw(_shapes)
-    raw = draw(st.binary(min_size=int(np.prod(shape)) * np.dtype(dtype).itemsize,
-                         max_size=int(np.prod(shape)) * np.dtype(dtype).itemsize))
+    raw = draw(
+        st.binary(
+            min_size=int(np.prod(shape)) * np.dtype(dtype).itemsize,
+            max_size=int(np.prod(shape)) * np.dtype(dtype).itemsize,
+        )
+    )
     if not raw:
         return np.zeros(shape, dtype)
     as_bytes = np.frombuffer(raw, dtype=np.uint8)
@@ -71,8 +75,13 @@ def _arrays(draw):
 
 
 _scalars = (
-    st.none() | st.booleans() | st.integers(-(2**64), 2**64 - 1) | st.floats() | st.text(max_size=8)
-    | st.binary(max_size=8) | _arrays()
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
+    | _arrays()
 )
 _values = st.recursive(
     _scalars,

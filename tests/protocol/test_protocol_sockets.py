@@ -190,8 +190,18 @@ def test_other_protocol_version_is_refused_at_hello_on_both_sides(ctx):
 
     router = bind_control(ctx, port=0, host=HOST)
     dealer = connect_control(ctx, address(router), rcvtimeo_ms=WAIT_MS)
-    future_hello = msgpack.packb({"type": "Hello", "protocol": 2, "actor_id": "a", "run_id": "r", "num_envs": 1,
-                                  "host": "h", "pid": 1, "new_field": True})
+    future_hello = msgpack.packb(
+        {
+            "type": "Hello",
+            "protocol": 2,
+            "actor_id": "a",
+            "run_id": "r",
+            "num_envs": 1,
+            "host": "h",
+            "pid": 1,
+            "new_field": True,
+        }
+    )
     dealer.send(future_hello)
 
     identity, frame = recv_frames(router)

@@ -84,23 +84,61 @@ def test_error_from_turns_a_refusal_into_a_reply():
         (msgpack.packb({"protocol": 1}), Reason.UNKNOWN_TYPE),
         (msgpack.packb({"type": "Pickle", "protocol": 1}), Reason.UNKNOWN_TYPE),
         (msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": "a", "run_id": "r"}), Reason.MISSING_FIELD),
-        (msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": "a", "run_id": "r", "reason": "", "x": 1}),
-         Reason.UNKNOWN_FIELD),
+        (
+            msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": "a", "run_id": "r", "reason": "", "x": 1}),
+            Reason.UNKNOWN_FIELD,
+        ),
         (msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": 5, "run_id": "r", "reason": ""}), Reason.BAD_FIELD),
-        (msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": "", "run_id": "r", "reason": ""}),
-         Reason.OUT_OF_RANGE),
-        (msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": "a" * 300, "run_id": "r", "reason": ""}),
-         Reason.OUT_OF_RANGE),
-        (msgpack.packb({"type": "Hello", "protocol": 1, "actor_id": "a", "run_id": "r", "num_envs": True,
-                        "host": "h", "pid": 1}), Reason.BAD_FIELD),
-        (msgpack.packb({"type": "Hello", "protocol": 1, "actor_id": "a", "run_id": "r", "num_envs": 0,
-                        "host": "h", "pid": 1}), Reason.OUT_OF_RANGE),
-        (msgpack.packb({"type": "Hello", "protocol": 1, "actor_id": "a", "run_id": "r", "num_envs": 2**64 - 1,
-                        "host": "h", "pid": 1}), Reason.OUT_OF_RANGE),
-        (msgpack.packb({"type": "Error", "protocol": 1, "code": "X", "message": "m", 3: 4}, strict_types=False),
-         Reason.NOT_MSGPACK),  # integer map keys
-        (msgpack.packb({"type": "Error", "protocol": 1, "code": "X", "message": msgpack.ExtType(9, b"")}),
-         Reason.BAD_ARRAY),  # unknown ext type
+        (
+            msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": "", "run_id": "r", "reason": ""}),
+            Reason.OUT_OF_RANGE,
+        ),
+        (
+            msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": "a" * 300, "run_id": "r", "reason": ""}),
+            Reason.OUT_OF_RANGE,
+        ),
+        (
+            msgpack.packb(
+                {
+                    "type": "Hello",
+                    "protocol": 1,
+                    "actor_id": "a",
+                    "run_id": "r",
+                    "num_envs": True,
+                    "host": "h",
+                    "pid": 1,
+                }
+            ),
+            Reason.BAD_FIELD,
+        ),
+        (
+            msgpack.packb(
+                {"type": "Hello", "protocol": 1, "actor_id": "a", "run_id": "r", "num_envs": 0, "host": "h", "pid": 1}
+            ),
+            Reason.OUT_OF_RANGE,
+        ),
+        (
+            msgpack.packb(
+                {
+                    "type": "Hello",
+                    "protocol": 1,
+                    "actor_id": "a",
+                    "run_id": "r",
+                    "num_envs": 2**64 - 1,
+                    "host": "h",
+                    "pid": 1,
+                }
+            ),
+            Reason.OUT_OF_RANGE,
+        ),
+        (
+            msgpack.packb({"type": "Error", "protocol": 1, "code": "X", "message": "m", 3: 4}, strict_types=False),
+            Reason.NOT_MSGPACK,
+        ),  # integer map keys
+        (
+            msgpack.packb({"type": "Error", "protocol": 1, "code": "X", "message": msgpack.ExtType(9, b"")}),
+            Reason.BAD_ARRAY,
+        ),  # unknown ext type
         ("a str", Reason.NOT_MSGPACK),
         (None, Reason.NOT_MSGPACK),
     ],
@@ -148,8 +186,17 @@ def test_non_finite_floats_in_segments_are_refused():
 
 @pytest.mark.parametrize(
     "field, shape",
-    [("obs", (6, 3, 3, 2)), ("obs", (7, 2, 3, 2)), ("logp", (6, 2)), ("values", (6, 3)), ("rewards", (5, 3)),
-     ("terminated", (6, 4)), ("truncated", (7, 3)), ("reset", (6, 3)), ("bootstrap_values", (3, 6))],
+    [
+        ("obs", (6, 3, 3, 2)),
+        ("obs", (7, 2, 3, 2)),
+        ("logp", (6, 2)),
+        ("values", (6, 3)),
+        ("rewards", (5, 3)),
+        ("terminated", (6, 4)),
+        ("truncated", (7, 3)),
+        ("reset", (6, 3)),
+        ("bootstrap_values", (3, 6)),
+    ],
 )
 def test_inconsistent_t_or_b_is_refused(field, shape):
     seg = make_segment(t=6, b=3)
@@ -220,8 +267,10 @@ def test_model_update_consistency():
         (_wire(full, graph_sha256="0" * 64), Reason.INCONSISTENT),
         (_wire(full, graph_sha256="XYZ"), Reason.BAD_FIELD),
         (_wire(full, weights={"w": np.zeros(2, np.float32)}), Reason.INCONSISTENT),
-        (_wire(full, onnx=b"", graph_sha256="e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-         Reason.BAD_FIELD),
+        (
+            _wire(full, onnx=b"", graph_sha256="e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            Reason.BAD_FIELD,
+        ),
         (_wire(full, kind="partial"), Reason.BAD_FIELD),
         (_wire(weights, weights=None), Reason.INCONSISTENT),
         (_wire(weights, weights={}), Reason.BAD_FIELD),
@@ -289,8 +338,16 @@ def test_segments_not_matching_the_spec_are_refused():
 
 
 def test_continuous_action_spec_checks_shape_not_range():
-    spec = SegmentSpec(obs_shape=(3, 2), obs_dtype=np.float32, num_actions=None, segment_length=6,
-                       state=make_spec().state, max_envs=4, action_shape=(2,), action_dtype="float32")
+    spec = SegmentSpec(
+        obs_shape=(3, 2),
+        obs_dtype=np.float32,
+        num_actions=None,
+        segment_length=6,
+        state=make_spec().state,
+        max_envs=4,
+        action_shape=(2,),
+        action_dtype="float32",
+    )
     seg = make_segment()
     seg = dataclasses.replace(seg, actions=np.full((6, 3, 2), 7.5, np.float32), logp=np.ones((6, 3), np.float32))
     validate_segment(decode(encode(seg)), spec)  # type: ignore[arg-type]
@@ -299,9 +356,17 @@ def test_continuous_action_spec_checks_shape_not_range():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(obs_dtype=object), dict(obs_dtype="complex64"), dict(num_actions=0), dict(segment_length=0),
-     dict(max_envs=0), dict(state={"m": (2, "float32")}), dict(state={"": ((2,), "float32")}),
-     dict(num_actions=3, action_dtype="float32"), dict(obs_shape=(-1,))],
+    [
+        dict(obs_dtype=object),
+        dict(obs_dtype="complex64"),
+        dict(num_actions=0),
+        dict(segment_length=0),
+        dict(max_envs=0),
+        dict(state={"m": (2, "float32")}),
+        dict(state={"": ((2,), "float32")}),
+        dict(num_actions=3, action_dtype="float32"),
+        dict(obs_shape=(-1,)),
+    ],
 )
 def test_bad_specs_are_programming_errors(kwargs):
     base = dict(obs_shape=(3,), obs_dtype="float32", num_actions=3, segment_length=4, state={}, max_envs=2)

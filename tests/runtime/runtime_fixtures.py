@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import envs
 import torch
 
+import envs
 from export import export_step_function, save_policy
 from models.registry import build_actor_critic, small_config
 

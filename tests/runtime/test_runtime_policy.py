@@ -197,7 +197,7 @@ def test_metadata_errors(policy_path) -> None:
 
 
 def test_gaussian_sampling_matches_its_log_density_and_is_seeded() -> None:
-    from actor.runtime import clip_action, sample_gaussian  # noqa: PLC0415
+    from actor.runtime import clip_action, sample_gaussian
 
     params = np.array([[0.5, -1.0, np.log(0.2), 0.0], [2.0, 0.0, -1.0, 0.5]], dtype=np.float32)  # B=2, A=2
     a1, lp1 = sample_gaussian(params, np.random.default_rng(4))
@@ -212,7 +212,7 @@ def test_gaussian_sampling_matches_its_log_density_and_is_seeded() -> None:
     assert np.allclose(many.mean(0), [0.5, -1.0], atol=0.03) and np.allclose(many.std(0), [0.2, 1.0], atol=0.03)
     with pytest.raises(PolicyError, match=r"\[B, 2A\]"):
         sample_gaussian(params[:, :3], np.random.default_rng(0))
-    from gymnasium import spaces  # noqa: PLC0415
+    from gymnasium import spaces
 
     assert np.array_equal(clip_action(np.array([3.0, -0.5], np.float32), spaces.Box(-1, 1, (2,))), [1.0, -0.5])
     assert clip_action(np.int64(2), spaces.Discrete(4)) == 2

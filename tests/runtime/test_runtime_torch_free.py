@@ -21,8 +21,7 @@ def policy_path(tmp_path_factory) -> Path:
 
 def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-                          **kw)
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120, **kw)
 
 
 def test_runtime_never_imports_torch(policy_path) -> None:
@@ -50,31 +49,86 @@ def test_runtime_never_imports_torch(policy_path) -> None:
 
 
 def test_play_cli_reports_episodes_and_means(policy_path) -> None:
-    r = _run(["-m", "actor.play", str(policy_path), "--env", "agalite/TMaze-v0", "--episodes", "3", "--seed", "4",
-              "--env-kwargs", '{"corridor_length": 4}'])
+    r = _run(
+        [
+            "-m",
+            "actor.play",
+            str(policy_path),
+            "--env",
+            "agalite/TMaze-v0",
+            "--episodes",
+            "3",
+            "--seed",
+            "4",
+            "--env-kwargs",
+            '{"corridor_length": 4}',
+        ]
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     episodes = [ln for ln in lines if ln.startswith("episode ")]
     assert len(episodes) == 3 and all("return" in ln and "length" in ln and "success" in ln for ln in episodes)
     assert lines[-1].startswith("mean over 3 episodes: return")
-    again = _run(["-m", "actor.play", str(policy_path), "--env", "agalite/TMaze-v0", "--episodes", "3", "--seed", "4",
-                  "--env-kwargs", '{"corridor_length": 4}'])
+    again = _run(
+        [
+            "-m",
+            "actor.play",
+            str(policy_path),
+            "--env",
+            "agalite/TMaze-v0",
+            "--episodes",
+            "3",
+            "--seed",
+            "4",
+            "--env-kwargs",
+            '{"corridor_length": 4}',
+        ]
+    )
     assert again.stdout == r.stdout  # seeded: the same run twice
-    greedy = _run(["-m", "actor.play", str(policy_path), "--env", "agalite/TMaze-v0", "--episodes", "1", "--greedy",
-                   "--env-kwargs", '{"corridor_length": 4}'])
+    greedy = _run(
+        [
+            "-m",
+            "actor.play",
+            str(policy_path),
+            "--env",
+            "agalite/TMaze-v0",
+            "--episodes",
+            "1",
+            "--greedy",
+            "--env-kwargs",
+            '{"corridor_length": 4}',
+        ]
+    )
     assert greedy.returncode == 0, greedy.stderr
 
 
 def test_play_cli_errors(policy_path, tmp_path) -> None:
     missing = _run(["-m", "actor.play", str(tmp_path / "nope.onnx"), "--env", "agalite/TMaze-v0"])
     assert missing.returncode == 2 and "does not exist" in missing.stderr
-    wrong_env = _run(["-m", "actor.play", str(policy_path), "--env", "agalite/TMaze-v0", "--env-kwargs",
-                      '{"corridor_length": 4, "num_distractors": 2}'])
+    wrong_env = _run(
+        [
+            "-m",
+            "actor.play",
+            str(policy_path),
+            "--env",
+            "agalite/TMaze-v0",
+            "--env-kwargs",
+            '{"corridor_length": 4, "num_distractors": 2}',
+        ]
+    )
     assert wrong_env.returncode == 2 and "the policy expects" in wrong_env.stderr
 
 
 def test_embedding_example_runs(policy_path) -> None:
-    r = _run([str(REPO / "examples" / "embed_policy.py"), str(policy_path), "--episodes", "2", "--env-kwargs",
-              '{"corridor_length": 4}'])
+    r = _run(
+        [
+            str(REPO / "examples" / "embed_policy.py"),
+            str(policy_path),
+            "--episodes",
+            "2",
+            "--env-kwargs",
+            '{"corridor_length": 4}',
+        ]
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("episode ") == 2 and "return" in r.stdout
