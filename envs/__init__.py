@@ -6,6 +6,7 @@ T-Maze's definition.
 
 from envs.ids import (
     CUE_RECALL_ID,
+    DELAYED_RECALL_ID,
     MEMORY_MAZE_IDS,
     MYSTERY_PATH_EASY_ID,
     MYSTERY_PATH_GRID_EASY_ID,
@@ -20,6 +21,7 @@ register_all()
 
 __all__ = [
     "CUE_RECALL_ID",
+    "DELAYED_RECALL_ID",
     "MEMORY_MAZE_IDS",
     "MYSTERY_PATH_EASY_ID",
     "MYSTERY_PATH_GRID_EASY_ID",

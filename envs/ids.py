@@ -11,6 +11,7 @@ importing ``envs`` again (or from several places) never triggers gymnasium's "ov
 | ``agalite/MysteryPath-Easy-v0`` | ``envs.mystery_path:MysteryPathEasyEnv`` | ``grid=False`` (512 steps) |
 | ``agalite/MemoryMaze-{9x9,11x11,13x13,15x15}-v0`` | ``envs.memory_maze:MemoryMazeEnv`` | ``size=...`` |
 | ``agalite/CueRecall-v0`` | ``envs.cue_recall:CueRecallEnv`` (continuous actions) | ``delay=8``, ``num_distractors=2`` |
+| ``agalite/DelayedRecall-v0`` | ``envs.delayed_recall:DelayedRecallEnv`` | ``num_symbols=4``, ``delay=20``, ``num_noise=4`` |
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ MYSTERY_PATH_EASY_ID = f"{NAMESPACE}/MysteryPath-Easy-v0"
 MEMORY_MAZE_SIZES = ("9x9", "11x11", "13x13", "15x15")
 MEMORY_MAZE_IDS = tuple(f"{NAMESPACE}/MemoryMaze-{size}-v0" for size in MEMORY_MAZE_SIZES)
 CUE_RECALL_ID = f"{NAMESPACE}/CueRecall-v0"
+DELAYED_RECALL_ID = f"{NAMESPACE}/DelayedRecall-v0"
 
 # id -> keyword arguments of gymnasium.register
 _SPECS: dict[str, dict[str, Any]] = {
@@ -38,6 +40,7 @@ _SPECS: dict[str, dict[str, Any]] = {
         for env_id, size in zip(MEMORY_MAZE_IDS, MEMORY_MAZE_SIZES)
     },
     CUE_RECALL_ID: {"entry_point": "envs.cue_recall:CueRecallEnv"},
+    DELAYED_RECALL_ID: {"entry_point": "envs.delayed_recall:DelayedRecallEnv"},
 }
 
 OWN_ENV_IDS: tuple[str, ...] = tuple(_SPECS)
