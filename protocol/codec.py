@@ -12,6 +12,12 @@ array exts itself and joins all parts once, so array data is copied a single tim
 msgpack that any msgpack library reads. Only the dtypes in
 ``SUPPORTED_DTYPES`` are accepted; object, void, string and complex arrays are refused, and no pickle is used.
 
+Decoding is bounded before any object is built: msgpack's own length limits (``max_str_len``, ``max_bin_len``,
+``max_ext_len``, ``max_array_len``, ``max_map_len``) are derived from what a protocol message can hold, and a budget
+on containers and their items over the whole message keeps a small frame of tiny maps or lists from growing into
+gigabytes of Python objects. The sender id is read only when it is a valid id, and every refusal detail is clipped,
+so nothing a peer sends can make the receiver's logs or counters grow with its size.
+
 Decoded arrays are zero-copy views (``np.frombuffer``) of the received bytes and therefore READ-ONLY; pass
 ``writable=True`` to ``decode`` to get private copies (or copy the arrays you need to modify).
 """
@@ -24,7 +30,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from protocol.constants import DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION
+from protocol.constants import DEFAULT_MAX_MESSAGE_BYTES, MAX_ID_LENGTH, PROTOCOL_VERSION
 from protocol.errors import ProtocolError, Reason
 from protocol.messages import MESSAGE_TYPES, Error, Message, ModelUpdate
 from protocol.spec import SUPPORTED_DTYPES
@@ -35,6 +41,21 @@ MAX_NDIM: int = 32
 _HEAD = struct.Struct("<BB")
 _RESERVED_KEYS = ("type", "protocol")
 _SENDER_KEYS = ("actor_id", "sender_id")
+
+#: Longest msgpack str in a message: ids are at most MAX_ID_LENGTH characters; the free-form strings (host, Bye
+#: reason, Error message, settings and metadata values) are short text. Bytes (ONNX) travel as bin, not str.
+MAX_STR_BYTES: int = 1024 * 1024
+#: Most entries in one msgpack map: message fields, state tensors, the initializers of one policy's weights
+#: (hundreds for the paper-size models), settings and metadata.
+MAX_MAP_ITEMS: int = 4096
+#: Most items in one msgpack array: the episodes that ended in one segment (at most T x B) and metadata lists.
+MAX_ARRAY_ITEMS: int = 2**17
+#: Most containers plus container items in one whole message. Each costs tens of bytes once built while it can
+#: take a single byte on the wire, so this, not the frame size, bounds what one message can cost in memory
+#: (about 20 MB at most), whatever the nesting.
+MAX_CONTAINER_ITEMS: int = 2**18
+#: Longest refusal detail kept (the rest of an attacker-sized string is never logged or stored).
+MAX_DETAIL_CHARS: int = 300
 
 
 def _pad8(n: int) -> int:
@@ -211,6 +232,67 @@ def _copy_arrays(msg: Any) -> Any:
     return dataclasses.replace(msg, **changes) if changes else msg
 
 
+def clip(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (marked), so a refusal never carries a peer-sized string."""
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} chars)"
+
+
+def _clipped(exc: ProtocolError) -> ProtocolError:
+    if len(exc.detail) <= MAX_DETAIL_CHARS:
+        return exc
+    return ProtocolError(exc.reason, clip(exc.detail), message_type=exc.message_type, sender=exc.sender)
+
+
+def _sender(body: dict[str, Any]) -> str | None:
+    """The id a message claims to come from, only when it is a valid id (a longer one is not worth naming)."""
+    for key in _SENDER_KEYS:
+        value = body.get(key)
+        if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH:
+            return value
+    return None
+
+
+class _Budget:
+    """Counts containers and their items as msgpack builds them; refuses the message past the budget."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def _spend(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise ProtocolError(
+                Reason.OVERSIZE, f"more than {MAX_CONTAINER_ITEMS} maps, lists and items in one message"
+            )
+
+    def on_map(self, value: dict[str, Any]) -> dict[str, Any]:
+        self._spend(1 + len(value))
+        return value
+
+    def on_list(self, value: list[Any]) -> list[Any]:
+        self._spend(1 + len(value))
+        return value
+
+
+def _unpack(data: Any, max_bytes: int) -> Any:
+    budget = _Budget(MAX_CONTAINER_ITEMS)
+    return msgpack.unpackb(
+        data,
+        ext_hook=_ext_hook,
+        object_hook=budget.on_map,
+        list_hook=budget.on_list,
+        raw=False,
+        strict_map_key=True,
+        use_list=True,
+        timestamp=0,
+        max_str_len=MAX_STR_BYTES,
+        max_bin_len=max_bytes,
+        max_ext_len=max_bytes,
+        max_array_len=MAX_ARRAY_ITEMS,
+        max_map_len=MAX_MAP_ITEMS,
+    )
+
+
 def decode(data: Any, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, writable: bool = False) -> Message:
     """Parse and validate one message from bytes (or any buffer: bytearray, memoryview, zmq.Frame).
 
@@ -224,18 +306,19 @@ def decode(data: Any, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, writable: b
     if size > max_bytes:
         raise ProtocolError(Reason.OVERSIZE, f"message is {size} bytes, the limit is {max_bytes}")
     try:
-        body = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=True, use_list=True, timestamp=0)
-    except ProtocolError:
-        raise
+        body = _unpack(data, max_bytes)
+    except ProtocolError as exc:
+        raise _clipped(exc) from None
     except Exception as exc:  # msgpack raises many types (ValueError, StackError, UnicodeDecodeError, ...)
-        raise ProtocolError(Reason.NOT_MSGPACK, f"not one msgpack object: {type(exc).__name__}: {exc}") from None
+        detail = clip(f"not one msgpack object: {type(exc).__name__}: {exc}")
+        raise ProtocolError(Reason.NOT_MSGPACK, detail) from None
     if not isinstance(body, dict):
         raise ProtocolError(Reason.NOT_A_MAP, f"top level is a {type(body).__name__}, not a map")
-    sender = next((body[k] for k in _SENDER_KEYS if isinstance(body.get(k), str)), None)
+    sender = _sender(body)
     type_name = body.pop("type", None)
     cls = MESSAGE_TYPES.get(type_name) if isinstance(type_name, str) else None
     if cls is None:
-        raise ProtocolError(Reason.UNKNOWN_TYPE, f"unknown message type {type_name!r}", sender=sender)
+        raise ProtocolError(Reason.UNKNOWN_TYPE, clip(f"unknown message type {type_name!r}"), sender=sender)
     version = body.pop("protocol", None)
     try:
         if type(version) is not int:
@@ -247,6 +330,7 @@ def decode(data: Any, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, writable: b
         msg = _build(cls, body, type_name)
         validate_message(msg)
     except ProtocolError as exc:
+        exc = _clipped(exc)
         exc.message_type, exc.sender = type_name, sender
-        raise
+        raise exc from None
     return _copy_arrays(msg) if writable else msg
