@@ -24,8 +24,8 @@ from typing import Any
 import zmq
 
 from actor.rollout import SegmentCollector
-from actor.runtime import Policy, StepFunction
 from envs import make_env
+from policy.runtime import Policy, StepFunction
 from protocol import (
     Bye,
     Error,

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 import envs
-from actor.policy_meta import PolicyError, action_space_mismatch, space_to_dict
-from actor.runtime import Policy, StepFunction, clip_action
+from policy.metadata import PolicyError, action_space_mismatch, space_to_dict
+from policy.runtime import Policy, StepFunction
+from policy.sampling import clip_action
 
 
 @dataclass

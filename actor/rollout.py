@@ -12,12 +12,12 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from actor.runtime import clip_action
+from policy.sampling import clip_action
 from protocol import Segment
 
 
 class ActingPolicy(Protocol):
-    """What the collector needs from a policy (``actor.runtime.Policy`` provides it)."""
+    """What the collector needs from a policy (``policy.runtime.Policy`` provides it)."""
 
     @property
     def state(self) -> dict[str, np.ndarray]: ...

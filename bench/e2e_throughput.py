@@ -41,7 +41,7 @@ def actor_only_child(policy_path: str, settings_json: str, seconds: float, segme
     import numpy as np
 
     from actor.rollout import SegmentCollector
-    from actor.runtime import Policy, StepFunction
+    from policy.runtime import Policy, StepFunction
     from envs import make_env
     from protocol import encode
 

@@ -42,7 +42,7 @@ def subscriber(policy_path: str, pub_port: int, report_port: int, index: int) ->
     import numpy as np
     import zmq
 
-    from actor.runtime import Policy, StepFunction
+    from policy.runtime import Policy, StepFunction
     from protocol import ModelUpdate, decode
     from protocol.sockets import connect_policies
 
@@ -252,7 +252,7 @@ def equality_check(model: Any, spaces: tuple[Any, Any], report: dict[str, Any]) 
 
     import numpy as np
 
-    from actor.runtime import StepFunction
+    from policy.runtime import StepFunction
     from export import export_step_function
 
     full = export_step_function(
@@ -274,8 +274,8 @@ def equality_check(model: Any, spaces: tuple[Any, Any], report: dict[str, Any]) 
 
 def with_weights_parts(exported: Any, model: Any, reps: int = 15) -> dict[str, Any]:
     """In this process: what ``StepFunction.with_weights`` spends on patching the bytes vs building the session."""
-    from actor.onnx_weights import replace_initializers
-    from actor.runtime import StepFunction
+    from policy.weights import replace_initializers
+    from policy.runtime import StepFunction
     from export import weights_for
 
     base = StepFunction.from_bytes(exported.onnx_bytes)

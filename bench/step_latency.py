@@ -30,9 +30,10 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from actor.runtime import StepFunction
-from export import export_step_function, patch_weights, weights_for
+from export import export_step_function, weights_for
 from models.registry import build_actor_critic, paper_config
+from policy.runtime import StepFunction
+from policy.weights import replace_initializers
 
 OBS_DIM = 16  # a T-Maze-like vector observation; the encoder is not what is measured
 NUM_ACTIONS = 4
@@ -192,7 +193,7 @@ def export_costs(ac: nn.Module, repeats: int) -> dict[str, float]:
         fn.with_weights(w)
         out["with_weights"].append(time.perf_counter() - t)
         t = time.perf_counter()
-        patch_weights(exported.onnx_bytes, w)
+        replace_initializers(exported.onnx_bytes, w)
         out["learner_patch_bytes"].append(time.perf_counter() - t)
     res = {k: 1e3 * statistics.median(v) for k, v in out.items()}
     res["weights_only_total"] = res["weights_for"] + res["with_weights"]
@@ -427,7 +428,8 @@ def markdown(res: dict[str, Any]) -> str:
             f"- weights-only: `weights_for` {c['weights_for']:.1f} ms + `StepFunction.with_weights` "
             f"{c['with_weights']:.0f} ms = {c['weights_only_total']:.0f} ms (patched model bytes -> new session; "
             f"build it off the step path and swap)",
-            f"- learner-side alternative `export.patch_weights` (onnx package): {c['learner_patch_bytes']:.0f} ms, "
+            "- learner-side alternative `policy.weights.replace_initializers` (bytes only): "
+            f"{c['learner_patch_bytes']:.0f} ms, "
             "then a session from bytes on the actor",
         ]
     return "\n".join(lines) + "\n"

@@ -9,10 +9,12 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Only what the actor imports: the wire protocol, the environments and the actor itself (torch-free by design).
+# Only what the actor imports: the wire protocol, the environments, the policy contract and the actor itself
+# (torch-free by design).
 COPY pyproject.toml constraints.txt README.md ./
 COPY protocol ./protocol
 COPY envs ./envs
+COPY policy ./policy
 COPY actor ./actor
 # The core set, pinned by constraints.txt, and no extras: this is the line that keeps torch out of the image.
 RUN /opt/venv/bin/pip install --no-cache-dir -c constraints.txt . \

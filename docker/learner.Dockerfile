@@ -17,6 +17,7 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY protocol ./protocol
 COPY envs ./envs
+COPY policy ./policy
 COPY models ./models
 COPY export ./export
 COPY actor ./actor

@@ -11,7 +11,7 @@ its name (graph input), per-env shape, dtype, initial value and the output that 
 3. set ``reset[b] = True`` on the first observation of every episode of env ``b``: the graph clears that env's
    memory itself, so there is nothing to zero by hand between episodes.
 
-``actor.runtime.Policy`` does exactly this (with input checks and seeded sampling); this file shows the bare steps.
+``policy.runtime.Policy`` does exactly this (with input checks and seeded sampling); this file shows the bare steps.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 CLI: ``python -m export --help``.
 """
 
-from actor.policy_meta import PolicyError, PolicyMetadata, space_from_dict, space_to_dict
 from export.checkpoint import LoadedCheckpoint, checkpoint_dict, load_actor_critic_from_checkpoint
 from export.parity import check_parity
 from export.step_function import (
@@ -11,10 +10,10 @@ from export.step_function import (
     ExportedPolicy,
     export_step_function,
     graph_structure_sha256,
-    patch_weights,
     save_policy,
     weights_for,
 )
+from policy.metadata import PolicyError, PolicyMetadata, space_from_dict, space_to_dict
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -28,7 +27,6 @@ __all__ = [
     "export_step_function",
     "graph_structure_sha256",
     "load_actor_critic_from_checkpoint",
-    "patch_weights",
     "save_policy",
     "space_from_dict",
     "space_to_dict",

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from actor.policy_meta import PolicyError
+from policy.metadata import PolicyError
 
 
 def _parser() -> argparse.ArgumentParser:

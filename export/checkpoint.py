@@ -1,7 +1,7 @@
 """Rebuild an actor-critic from a learner checkpoint (the torch side of ``python -m export``).
 
 A checkpoint is a dict saved with ``torch.save`` holding ``model_config`` (``ModelConfig.to_dict()``),
-``observation_space`` / ``action_space`` (``actor.policy_meta.space_to_dict``), ``model_state`` (the actor-critic's
+``observation_space`` / ``action_space`` (``policy.metadata.space_to_dict``), ``model_state`` (the actor-critic's
 ``state_dict``) and ``policy_version``; other keys (optimiser, RNG, counters) are the learner's and ignored here.
 """
 
@@ -16,9 +16,9 @@ import gymnasium
 import torch
 from torch import nn
 
-from actor.policy_meta import PolicyError, space_from_dict, space_to_dict
 from models.config import ModelConfig
 from models.registry import build_actor_critic
+from policy.metadata import PolicyError, space_from_dict, space_to_dict
 
 CHECKPOINT_KEYS = ("model_config", "observation_space", "action_space", "model_state", "policy_version")
 

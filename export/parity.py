@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from actor.runtime import StepFunction
+from policy.runtime import StepFunction
 
 
 def random_observations(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

@@ -27,7 +27,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from actor.policy_meta import (
+from policy.metadata import (
     METADATA_KEY,
     POLICY_OUTPUTS,
     STATE_OUTPUT_PREFIX,
@@ -66,8 +66,6 @@ class ExportedPolicy:
     metadata: dict[str, Any]
     graph_sha256: str
     """Hash of the graph *structure* (weights excluded): weights-only updates are valid between equal hashes."""
-    param_to_initializer: dict[str, str]
-    """torch parameter name -> ONNX initializer name (identical after the export renames them)."""
 
     @property
     def sha256(self) -> str:
@@ -258,7 +256,6 @@ def export_step_function(
         if not inits[name].HasField("raw_data"):  # the runtime patches weights in place of raw_data
             inits[name].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(inits[name]), name))
     weights = {n: tuple(int(s) for s in params[n].shape) for n in sorted(used)}
-    param_to_initializer = {n: n for n in weights}
     init_state = ac.initial_state(1)
 
     graph_sha = graph_structure_sha256(model)
@@ -299,12 +296,11 @@ def export_step_function(
         onnx_bytes=model.SerializeToString(),
         metadata=meta.to_dict(),
         graph_sha256=graph_sha,
-        param_to_initializer=param_to_initializer,
     )
 
 
 def weights_for(ac: nn.Module, exported: ExportedPolicy) -> dict[str, np.ndarray]:
-    """Current values of the exported parameters, keyed by initializer name, as fresh arrays.
+    """Current values of the exported parameters, keyed by initializer name (= parameter name), as fresh arrays.
 
     Copies on purpose: the runtime may hand these arrays to ONNX Runtime without copying, and the optimiser
     updates the parameters in place.
@@ -312,31 +308,13 @@ def weights_for(ac: nn.Module, exported: ExportedPolicy) -> dict[str, np.ndarray
     params = dict(ac.named_parameters())
     out: dict[str, np.ndarray] = {}
     with torch.no_grad():
-        for pname, iname in exported.param_to_initializer.items():
-            if pname not in params:
-                raise PolicyError(f"parameter {pname!r} of the exported graph does not exist in this model")
-            t = params[pname].detach()
+        for name in exported.metadata["weights"]:
+            if name not in params:
+                raise PolicyError(f"parameter {name!r} of the exported graph does not exist in this model")
+            t = params[name].detach()
             arr = t.cpu().numpy()
-            out[iname] = arr.copy() if t.device.type == "cpu" else arr
+            out[name] = arr.copy() if t.device.type == "cpu" else arr
     return out
-
-
-def patch_weights(onnx_bytes: bytes, weights: dict[str, np.ndarray]) -> bytes:
-    """The same graph with some initializers replaced (learner side, where ``onnx`` is installed).
-
-    An alternative to the runtime's ``StepFunction.with_weights`` when full bytes must be published.
-    """
-    model = onnx.load_from_string(onnx_bytes)
-    inits = {i.name: i for i in model.graph.initializer}
-    unknown = sorted(set(weights) - set(inits))
-    if unknown:
-        raise PolicyError(f"no initializers named {unknown} in the graph")
-    for name, arr in weights.items():
-        old = inits[name]
-        if tuple(old.dims) != tuple(arr.shape):
-            raise PolicyError(f"weight {name!r}: shape {tuple(arr.shape)} != graph's {tuple(old.dims)}")
-        old.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr, dtype=np.float32), name))
-    return model.SerializeToString()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -28,15 +28,16 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from actor.policy_meta import space_to_dict
 from envs import env_spaces
-from export import ExportedPolicy, export_step_function, patch_weights, save_policy, weights_for
+from export import ExportedPolicy, export_step_function, save_policy, weights_for
 from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.config import RunConfig, save_config
 from learner.metrics import EpisodeWindow, Metrics
 from learner.ppo import PPO, batch_from_segments
 from learner.server import LearnerServer
 from models.registry import build_actor_critic
+from policy.metadata import space_to_dict
+from policy.weights import replace_initializers
 from protocol import ModelUpdate, Segment, SegmentSpec
 
 log = logging.getLogger("learner")
@@ -221,7 +222,7 @@ class Learner:
         version, weights = self._current_weights()
         cached = self._welcome_cache
         if cached is None or cached[0] != version:
-            onnx_bytes = patch_weights(self.exported.onnx_bytes, weights)
+            onnx_bytes = replace_initializers(self.exported.onnx_bytes, weights)
             cached = (
                 version,
                 ModelUpdate(

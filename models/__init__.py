@@ -3,13 +3,8 @@
 from models.actor_critic import ActorCritic
 from models.base import SequenceModel, State, StateSpec
 from models.config import ModelConfig
-from models.registry import (
-    SEQUENCE_MODELS,
-    build_actor_critic,
-    build_sequence_model,
-    paper_config,
-    small_config,
-)
+from models.registry import build_actor_critic, paper_config, small_config
+from models.sequence_models import SEQUENCE_MODELS, build_sequence_model
 
 __all__ = [
     "SEQUENCE_MODELS",

@@ -18,6 +18,7 @@ from models.base import SequenceModel, State, StateSpec
 from models.config import ModelConfig
 from models.distributions import ACTION_KINDS, action_distribution
 from models.encoders import build_encoder
+from models.sequence_models import build_sequence_model
 
 
 def _head(in_dim: int, hidden: int, out_dim: int, last_gain: float) -> nn.Sequential:
@@ -61,8 +62,6 @@ class ActorCritic(nn.Module):
         self.num_actions = int(num_actions)
         self.encoder = build_encoder(cfg.encoder, self.obs_shape, cfg.encoder_hidden, self.obs_dtype)
         if sequence_model is None:
-            from models.registry import build_sequence_model
-
             sequence_model = build_sequence_model(cfg, self.encoder.output_dim)
         if sequence_model.input_dim != self.encoder.output_dim:
             raise ValueError(

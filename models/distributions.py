@@ -3,7 +3,7 @@
 Discrete actions: the parameters are logits [.., A] (a categorical). Continuous actions: the parameters are
 [.., 2A] = the mean of each action dimension followed by its log standard deviation (a diagonal Gaussian; the log
 std is a state-independent learned vector, as in CleanRL's continuous PPO, emitted by the graph so that actors
-sample without knowing the weights). Sampling happens on the actor side (``actor/runtime.py``, numpy only) with the
+sample without knowing the weights). Sampling happens on the actor side (``policy/runtime.py``, numpy only) with the
 same formulas; these torch versions give the learner the log-probabilities and entropies of the same laws.
 """
 

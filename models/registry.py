@@ -1,26 +1,16 @@
-"""Build models by name: the sequence-model registry, the actor-critic from gymnasium spaces, size presets."""
+"""Build models by name: the actor-critic from gymnasium spaces and size presets (kinds: ``models.sequence_models``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from models.actor_critic import ActorCritic
-from models.base import SequenceModel
 from models.config import ModelConfig
-
-#: kind -> (module, class). Imported lazily so one model's absence or import error does not break the others.
-SEQUENCE_MODELS: dict[str, tuple[str, str]] = {
-    "agalite": ("models.agalite", "AGaLiTe"),
-    "galite": ("models.galite", "GaLiTe"),
-    "gtrxl": ("models.gtrxl", "GTrXL"),
-    "lstm": ("models.rnn", "LSTM"),
-    "gru": ("models.rnn", "GRU"),
-}
+from models.sequence_models import check_kind
 
 #: Paper sizes (PAPER.md 8): every transformer L4, d_model 128, H4 x 64, d_ffc 128, eta 4, r 2; GTrXL M 128;
 #: the T-Maze LSTM has 600 units and the GRU 680.
@@ -42,35 +32,17 @@ _SMALL: dict[str, Any] = dict(
 )
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in SEQUENCE_MODELS:
-        raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(SEQUENCE_MODELS)}")
-
-
 def paper_config(kind: str, **overrides: Any) -> ModelConfig:
     """The paper's model size for ``kind`` (PAPER.md 8), with ``overrides`` applied on top."""
-    _check_kind(kind)
+    check_kind(kind)
     base = dict(_PAPER, rnn_hidden=_PAPER_HIDDEN.get(kind, ModelConfig.rnn_hidden))
     return ModelConfig.from_dict({**base, "kind": kind, **overrides})
 
 
 def small_config(kind: str, **overrides: Any) -> ModelConfig:
     """A small model of the same structure (L2, d_model 32, H2 x 16, eta 2, M 8, hidden 32) for tests."""
-    _check_kind(kind)
+    check_kind(kind)
     return ModelConfig.from_dict({**_SMALL, "kind": kind, **overrides})
-
-
-def build_sequence_model(cfg: ModelConfig, input_dim: int) -> SequenceModel:
-    """Instantiate the sequence model ``cfg.kind`` taking ``input_dim`` features per step."""
-    _check_kind(cfg.kind)
-    module_name, class_name = SEQUENCE_MODELS[cfg.kind]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name != module_name:
-            raise
-        raise NotImplementedError(f"model kind {cfg.kind!r} is not available: {module_name} is missing") from e
-    return getattr(module, class_name)(int(input_dim), cfg)
 
 
 def build_actor_critic(cfg: ModelConfig, observation_space: gym.Space, action_space: gym.Space) -> ActorCritic:

@@ -50,13 +50,15 @@ class PolicyError(ValueError):
     """A policy file, its metadata or the inputs handed to it are unusable; the message says what was expected."""
 
 
+STEP_FUNCTION_VERSION = 1
+"""Major version of the step-function contract (inputs ``obs, reset, <state>``; outputs policy, ``value``,
+``new_<state>``), recorded as ``protocol_version`` in every exported file. It is deliberately not the wire protocol's
+version: a change of the control messages must not make exported policies unreadable."""
+
+
 def local_protocol_version() -> int:
-    """Major protocol version of this code base (from ``protocol`` when present, so both sides agree)."""
-    try:
-        from protocol import PROTOCOL_VERSION
-    except ImportError:
-        return 1
-    return protocol_major(PROTOCOL_VERSION)
+    """Major version of the step-function contract this code reads and writes."""
+    return STEP_FUNCTION_VERSION
 
 
 def protocol_major(version: Any) -> int:

@@ -6,8 +6,9 @@ feeds a folded node silently keeps its old value (measured on AGaLiTe's step: lo
 model bytes and building the session from them is always exact.
 
 The patch uses ``protobuf`` (a dependency of onnxruntime) with a three-message subset of ``onnx.proto``: only the
-fields needed (``ModelProto.graph``, ``GraphProto.initializer``, ``TensorProto.name/raw_data/data_location``)
-are declared; everything else is kept as unknown fields and written back unchanged.
+fields needed (``ModelProto.graph``, ``GraphProto.initializer``, ``TensorProto.dims/data_type/name/raw_data/
+data_location``) are declared; everything else is kept as unknown fields and written back unchanged. It is the one
+initializer patcher of the project: the learner (which has ``onnx``) uses it too, so both sides patch identically.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from functools import cache
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from actor.policy_meta import PolicyError
+from policy.metadata import PolicyError
 
 _F = descriptor_pb2.FieldDescriptorProto
+_FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
 @cache
@@ -29,6 +31,8 @@ def _model_class() -> type:
         name="agalite_rl_onnx_subset.proto", package="agalite_rl_onnx_subset", syntax="proto2"
     )
     tensor = fdp.message_type.add(name="TensorProto")
+    tensor.field.add(name="dims", number=1, type=_F.TYPE_INT64, label=_F.LABEL_REPEATED)
+    tensor.field.add(name="data_type", number=2, type=_F.TYPE_INT32, label=_F.LABEL_OPTIONAL)
     tensor.field.add(name="name", number=8, type=_F.TYPE_STRING, label=_F.LABEL_OPTIONAL)
     tensor.field.add(name="raw_data", number=9, type=_F.TYPE_BYTES, label=_F.LABEL_OPTIONAL)
     tensor.field.add(name="data_location", number=14, type=_F.TYPE_INT32, label=_F.LABEL_OPTIONAL)
@@ -56,8 +60,8 @@ def _model_class() -> type:
 def replace_initializers(onnx_bytes: bytes, weights: Mapping[str, np.ndarray]) -> bytes:
     """``onnx_bytes`` with the raw data of the named float32 initializers replaced by ``weights``.
 
-    Each target must be stored as ``raw_data`` (the exporter guarantees it) with exactly ``arr.nbytes`` bytes; the
-    caller checks shapes against the metadata. Raises :class:`PolicyError` for unknown names or size mismatches.
+    Each target must be a float32 initializer stored as ``raw_data`` (the exporter guarantees it) of the new value's
+    shape. Raises :class:`PolicyError` for unknown names, other dtypes or shape mismatches.
     """
     model = _model_class()()
     try:
@@ -69,12 +73,18 @@ def replace_initializers(onnx_bytes: bytes, weights: Mapping[str, np.ndarray]) -
         arr = remaining.pop(init.name, None)
         if arr is None:
             continue
-        if init.data_location != 0 or len(init.raw_data) != arr.nbytes:
+        arr = np.asarray(arr)
+        if tuple(init.dims) != tuple(arr.shape):
+            raise PolicyError(f"weight {init.name!r}: shape {tuple(arr.shape)} != graph's {tuple(init.dims)}")
+        if init.data_type != _FLOAT:
+            raise PolicyError(f"initializer {init.name!r} is not float32 (ONNX type {init.data_type})")
+        new = np.ascontiguousarray(arr, dtype="<f4")
+        if init.data_location != 0 or len(init.raw_data) != new.nbytes:
             raise PolicyError(
                 f"initializer {init.name!r} holds {len(init.raw_data)} raw bytes (location {init.data_location}), "
-                f"the new value has {arr.nbytes}"
+                f"the new value has {new.nbytes}"
             )
-        init.raw_data = np.ascontiguousarray(arr, dtype="<f4").tobytes()
+        init.raw_data = new.tobytes()
     if remaining:
         raise PolicyError(f"no initializers named {sorted(remaining)[:5]} in the graph")
     return model.SerializeToString()

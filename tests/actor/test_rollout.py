@@ -9,9 +9,9 @@ import torch
 
 import envs
 from actor.rollout import SegmentCollector
-from actor.runtime import Policy, StepFunction
 from export import export_step_function
 from models.registry import build_actor_critic, small_config
+from policy.runtime import Policy, StepFunction
 from protocol import SegmentSpec, validate_segment
 
 T, B = 16, 3

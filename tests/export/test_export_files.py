@@ -15,8 +15,6 @@ import torch
 from export_helpers import ACT_SPACE, OBS_SPACE, build
 from gymnasium import spaces
 
-from actor.policy_meta import METADATA_KEY, PolicyError, PolicyMetadata, space_from_dict, space_to_dict
-from actor.runtime import StepFunction
 from export import (
     checkpoint_dict,
     export_from_checkpoint,
@@ -24,6 +22,8 @@ from export import (
     load_actor_critic_from_checkpoint,
     save_policy,
 )
+from policy.metadata import METADATA_KEY, PolicyError, PolicyMetadata, space_from_dict, space_to_dict
+from policy.runtime import StepFunction
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -37,8 +37,8 @@ def test_uint8_observations_are_fed_raw() -> None:
 def test_continuous_policy_exports_its_gaussian_and_matches_torch() -> None:
     """A continuous-action policy: output ``mean_log_std`` (means then log stds), Box action space in the metadata,
     parity with torch, and a weights-only update that moves the log std."""
-    from actor.runtime import StepFunction
     from export import weights_for
+    from policy.runtime import StepFunction
 
     box = spaces.Box(-2.0, 2.0, shape=(2,), dtype=np.float32)
     ac = build("agalite", act_space=box)
@@ -57,7 +57,7 @@ def test_continuous_policy_exports_its_gaussian_and_matches_torch() -> None:
 
 
 def test_action_spaces_that_do_not_fit_the_model_are_refused() -> None:
-    from actor.policy_meta import PolicyError, action_space_mismatch
+    from policy.metadata import PolicyError, action_space_mismatch
 
     assert action_space_mismatch(spaces.Discrete(3), "discrete", 3) is None
     assert action_space_mismatch(spaces.Box(-1, 1, (2,)), "continuous", 2) is None

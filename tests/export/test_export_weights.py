@@ -8,9 +8,10 @@ import pytest
 import torch
 from export_helpers import KIND_PARAMS, build, perturb
 
-from actor.policy_meta import PolicyError
-from actor.runtime import StepFunction
-from export import export_step_function, patch_weights, weights_for
+from export import export_step_function, weights_for
+from policy.metadata import PolicyError
+from policy.runtime import StepFunction
+from policy.weights import replace_initializers
 
 
 def _outputs(fn: StepFunction, steps: int = 40, batch: int = 3, seed: int = 0) -> list[np.ndarray]:
@@ -44,7 +45,7 @@ def test_weights_only_update_equals_full_reexport(kind: str, overrides: dict) ->
     live = StepFunction.from_bytes(first.onnx_bytes)
     updated = live.with_weights(weights, policy_version=1)
     reference = StepFunction.from_bytes(full.onnx_bytes)
-    patched = StepFunction.from_bytes(patch_weights(first.onnx_bytes, weights))
+    patched = StepFunction.from_bytes(replace_initializers(first.onnx_bytes, weights))
     assert updated.metadata.policy_version == 1
 
     before, after, ref, via_patch = (_outputs(f) for f in (live, updated, reference, patched))
@@ -99,3 +100,15 @@ def test_bad_weights_are_refused() -> None:
         fn.with_weights({name: np.zeros(shape, np.float64)})
     with pytest.raises(PolicyError, match="non-finite"):
         fn.with_weights({name: np.full(shape, np.nan, np.float32)})
+
+
+def test_patcher_refuses_what_does_not_fit() -> None:
+    """The one initializer patcher checks names, shapes and that the target is float32 raw data."""
+    exported = export_step_function(build("lstm"))
+    name, shape = next(iter(exported.policy_metadata.weights.items()))
+    with pytest.raises(PolicyError, match="no initializers named"):
+        replace_initializers(exported.onnx_bytes, {"nope": np.zeros(3, np.float32)})
+    with pytest.raises(PolicyError, match="shape"):
+        replace_initializers(exported.onnx_bytes, {name: np.zeros((*shape, 2), np.float32)})
+    with pytest.raises(PolicyError, match="cannot parse"):
+        replace_initializers(b"\xff not a model", {name: np.zeros(shape, np.float32)})

@@ -9,8 +9,9 @@ import onnx
 import pytest
 from runtime_fixtures import export_tmaze_policy
 
-from actor.policy_meta import METADATA_KEY, PolicyError, PolicyMetadata
-from actor.runtime import Policy, StepFunction, log_softmax, sample_actions
+from policy.metadata import METADATA_KEY, PolicyError, PolicyMetadata
+from policy.runtime import Policy, StepFunction
+from policy.sampling import log_softmax, sample_actions
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +198,7 @@ def test_metadata_errors(policy_path) -> None:
 
 
 def test_gaussian_sampling_matches_its_log_density_and_is_seeded() -> None:
-    from actor.runtime import clip_action, sample_gaussian
+    from policy.sampling import clip_action, sample_gaussian
 
     params = np.array([[0.5, -1.0, np.log(0.2), 0.0], [2.0, 0.0, -1.0, 0.5]], dtype=np.float32)  # B=2, A=2
     a1, lp1 = sample_gaussian(params, np.random.default_rng(4))

@@ -29,8 +29,8 @@ def test_runtime_never_imports_torch(policy_path) -> None:
         f"""
         import sys
         import numpy as np
-        import actor.runtime, actor.play
-        from actor.runtime import Policy, StepFunction
+        import policy.runtime, actor.play
+        from policy.runtime import Policy, StepFunction
         fn = StepFunction.from_file({str(policy_path)!r})
         policy = Policy(fn, batch=2)
         obs = np.zeros((2, *fn.metadata.obs_shape), np.float32)
