@@ -14,7 +14,16 @@ from envs.ids import (
     TMAZE_ID,
     register_all,
 )
-from envs.registry import UnknownEnvironmentError, env_spaces, make_env
+from envs.registry import (
+    EnvImportError,
+    EnvKwargsError,
+    EnvSetupError,
+    UnknownEnvironmentError,
+    UnsupportedSpaceError,
+    check_env,
+    env_spaces,
+    make_env,
+)
 from envs.tmaze import TMazeEnv
 
 register_all()
@@ -27,8 +36,13 @@ __all__ = [
     "MYSTERY_PATH_GRID_EASY_ID",
     "OWN_ENV_IDS",
     "TMAZE_ID",
+    "EnvImportError",
+    "EnvKwargsError",
+    "EnvSetupError",
     "TMazeEnv",
     "UnknownEnvironmentError",
+    "UnsupportedSpaceError",
+    "check_env",
     "env_spaces",
     "make_env",
     "register_all",

@@ -6,9 +6,11 @@ import argparse
 import logging
 import os
 import sys
+from typing import NoReturn
 
 import tyro
 
+from envs import EnvSetupError, check_env
 from learner.config import DEFAULT_PRESET, RunConfig, available_presets, load_preset
 
 
@@ -29,11 +31,35 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
         "are the preset's."
     )
     cfg = tyro.cli(RunConfig, default=base, args=rest, description=text)
-    try:
-        cfg.env.kwargs_dict()
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+    if cfg.env.id != base.env.id and not _given(rest, "--env.kwargs"):
+        # The preset's kwargs belong to the preset's env (corridor_length to the T-Maze): another env starts
+        # from its own defaults unless --env.kwargs says otherwise.
+        cfg.env.kwargs = "{}"
+    check_env_config(cfg)
     return cfg
+
+
+def _given(args: list[str], flag: str) -> bool:
+    """Whether ``flag`` is on the command line, as ``FLAG VALUE`` or ``FLAG=VALUE`` (tyro takes no abbreviations)."""
+    return any(a == flag or a.startswith(flag + "=") for a in args)
+
+
+def usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit status 2, as for any other command-line mistake; no traceback."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def check_env_config(cfg: RunConfig) -> None:
+    """Build the env once and check its kwargs and spaces, so a mistake is one line before any process starts."""
+    try:
+        kwargs = cfg.env.kwargs_dict()
+    except ValueError as err:
+        usage_error(str(err))
+    try:
+        check_env(cfg.env.id, kwargs)
+    except EnvSetupError as err:
+        usage_error(str(err))
 
 
 def setup_logging() -> None:

@@ -21,10 +21,15 @@ DEFAULT_PRESET = "tmaze-agalite"
 
 @dataclass
 class EnvConfig:
+    """The env the actors step and the learner sizes its model for."""
+
+    # Kwargs belong to one env: none by default (the env's own defaults), a preset sets them next to its id, and
+    # learner.cli drops the preset's kwargs when --env.id names another env and --env.kwargs is not given, so
+    # `--env.id CartPole-v1` alone works from any preset.
     id: str = "agalite/TMaze-v0"
     """Gymnasium id; the module-import form ``some.module:EnvId`` works too."""
-    kwargs: str = '{"corridor_length": 10}'
-    """Keyword arguments for the environment, as a JSON object."""
+    kwargs: str = "{}"
+    """Env keyword arguments, a JSON object. With another --env.id and no --env.kwargs: none (the env's defaults)."""
 
     def kwargs_dict(self) -> dict[str, Any]:
         try:

@@ -144,7 +144,8 @@ def test_cli_picks_a_test_preset():
 def test_bad_env_kwargs_is_a_clear_error(bad: str, capsys):
     with pytest.raises(SystemExit) as info:
         parse_config(["--env.kwargs", bad], "test")
-    assert "env.kwargs must be a JSON object" in str(info.value.code)
+    assert info.value.code == 2
+    assert "env.kwargs must be a JSON object" in capsys.readouterr().err
 
 
 def test_unknown_preset_is_a_clear_error():
