@@ -9,6 +9,7 @@ policy (policy lag) is corrected by the clipped importance ratio like any PPO da
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from torch import nn
 from learner.config import PPOConfig
 from models.distributions import action_distribution
 from protocol import Segment
+
+log = logging.getLogger("learner.ppo")
 
 
 @dataclass
@@ -149,6 +152,7 @@ class PPO:
         self.cfg = cfg
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
         self.generator = torch.Generator().manual_seed(seed)
+        self.skipped_steps = 0  # gradient steps skipped for a non-finite loss or gradient, over the run
 
     def set_lr_fraction(self, remaining: float) -> None:
         """Linear annealing: ``remaining`` is the fraction of the step budget still ahead."""
@@ -175,6 +179,7 @@ class PPO:
         mb_count = max(1, min(cfg.minibatches, n))
         sums: dict[str, float] = {}
         steps = 0
+        skipped = 0
         stop = False
         for _ in range(cfg.epochs):
             perm = torch.randperm(n, generator=self.generator).to(batch.actions.device)
@@ -195,6 +200,11 @@ class PPO:
                 self.optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                if not (torch.isfinite(out.loss) and torch.isfinite(grad_norm)):
+                    # one step on a NaN/inf gradient would make every weight NaN for good: skip it, count it
+                    self.optimizer.zero_grad(set_to_none=True)
+                    skipped += 1
+                    continue
                 self.optimizer.step()
                 for key, value in (
                     ("losses/loss", out.loss),
@@ -212,12 +222,21 @@ class PPO:
                     break
             if stop:
                 break
-        stats = {k: v / steps for k, v in sums.items()}
+        if skipped:
+            if not self.skipped_steps:
+                log.warning(
+                    "skipped %d gradient step(s) with a non-finite loss or gradient (weights left unchanged); "
+                    "further skips are counted in losses/skipped_steps",
+                    skipped,
+                )
+            self.skipped_steps += skipped
+        stats = {k: v / steps for k, v in sums.items()} if steps else {}
         var = float(returns.var())
         stats["losses/explained_variance"] = (
             float("nan") if var == 0 else 1.0 - float((returns - old_values).var()) / var
         )
         stats["losses/gradient_steps"] = float(steps)
+        stats["losses/skipped_steps"] = float(skipped)
         stats["charts/learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
         return stats
 

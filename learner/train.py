@@ -39,6 +39,7 @@ from models.registry import build_actor_critic
 from policy.metadata import space_to_dict
 from policy.weights import replace_initializers
 from protocol import ModelUpdate, Segment, SegmentSpec
+from protocol.spec import space_bounds
 
 log = logging.getLogger("learner")
 
@@ -142,6 +143,8 @@ class Learner:
             segment_length=cfg.segment_length,
             state={s["name"]: (tuple(s["shape"]), s["dtype"]) for s in meta["state"]},
             max_envs=1024,
+            obs_low=space_bounds(self.observation_space)[0],
+            obs_high=space_bounds(self.observation_space)[1],
         )
         self.settings: dict[str, Any] = {
             "env_id": cfg.env.id,

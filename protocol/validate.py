@@ -35,7 +35,7 @@ from protocol.messages import (
     Segment,
     Welcome,
 )
-from protocol.spec import SUPPORTED_DTYPES, SegmentSpec
+from protocol.spec import MAX_ABS_CONTINUOUS_LOGP_PER_DIM, MIN_DISCRETE_LOGP, SUPPORTED_DTYPES, SegmentSpec
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -344,6 +344,7 @@ def validate_segment(seg: Segment, spec: SegmentSpec, *, check_structure: bool =
         # a probability is at most 1; allow float32 rounding of log-softmax
         if seg.logp.size and seg.logp.max() > 1e-4:
             _fail(Reason.OUT_OF_RANGE, "Segment.logp", "a discrete log-probability must be <= 0")
+    _check_values(seg, spec)
     names, expected_names = set(seg.initial_state), set(spec.state)
     if names != expected_names:
         _mismatch(
@@ -356,3 +357,45 @@ def validate_segment(seg: Segment, spec: SegmentSpec, *, check_structure: bool =
             _mismatch(f"Segment.initial_state[{name!r}]", f"per-env shape {arr.shape[1:]}, the model's is {shape}")
         if arr.dtype.name != dtype:
             _mismatch(f"Segment.initial_state[{name!r}]", f"dtype {arr.dtype}, the model's is {dtype}")
+
+
+# ---------------------------------------------------------------- value bounds
+
+
+def _outside(arr: np.ndarray, low: float | np.ndarray, high: float | np.ndarray) -> int:
+    return int(np.count_nonzero((arr < low) | (arr > high)))
+
+
+def _check_values(seg: Segment, spec: SegmentSpec) -> None:
+    """Value bounds: finite is not enough (a reward of 1e38 is finite, and overflows the learner's float32 returns
+    into NaN weights). Observations stay within the observation space (float bounds with a float32 rounding
+    margin), rewards and value estimates within the spec's bounds, log-probabilities within what a sampler can
+    produce."""
+    if spec.obs_low is not None or spec.obs_high is not None:
+        low = -np.inf if spec.obs_low is None else spec.obs_low
+        high = np.inf if spec.obs_high is None else spec.obs_high
+        if seg.obs.dtype.kind == "f":
+            low = low - 1e-5 * np.maximum(1.0, np.abs(low))
+            high = high + 1e-5 * np.maximum(1.0, np.abs(high))
+        bad = _outside(seg.obs, low, high)
+        if bad:
+            _fail(Reason.OUT_OF_RANGE, "Segment.obs", f"{bad} value(s) outside the observation space's bounds")
+    r = spec.max_abs_reward
+    bad = _outside(seg.rewards, -r, r)
+    if bad:
+        _fail(Reason.OUT_OF_RANGE, "Segment.rewards", f"{bad} reward(s) beyond +-{r:g}")
+    v = spec.max_abs_value
+    for name in ("values", "bootstrap_values"):
+        bad = _outside(getattr(seg, name), -v, v)
+        if bad:
+            _fail(Reason.OUT_OF_RANGE, f"Segment.{name}", f"{bad} value(s) beyond +-{v:g}")
+    if spec.num_actions is not None:
+        low_logp, high_logp = MIN_DISCRETE_LOGP, 0.0
+    else:
+        dims = max(1, int(np.prod(spec.action_shape)))
+        high_logp = MAX_ABS_CONTINUOUS_LOGP_PER_DIM * dims
+        low_logp = -high_logp
+    if seg.logp.size and seg.logp.min() < low_logp:
+        _fail(Reason.OUT_OF_RANGE, "Segment.logp", f"a log-probability below {low_logp:g} was not sampled")
+    if spec.num_actions is None and seg.logp.size and seg.logp.max() > high_logp:
+        _fail(Reason.OUT_OF_RANGE, "Segment.logp", f"a log-density above {high_logp:g}")
