@@ -1,7 +1,7 @@
 """Cut trajectory segments from a vector of environments driven by the ONNX policy.
 
 The actor keeps its own list of gymnasium envs instead of a VectorEnv: on a truncation the value of the episode's
-*final* observation is needed for bootstrapping (DESIGN.md "Episode ends"), and resetting by hand keeps that
+*final* observation is needed for bootstrapping (docs/architecture.md#episode-ends), and resetting by hand keeps that
 observation in reach without relying on a VectorEnv's autoreset mode.
 """
 

@@ -1,4 +1,4 @@
-"""State floats per env and analytic MACs per step for every model kind, checked against PAPER.md 6's table.
+"""State floats and MACs per step of every model kind, checked against the paper's table (docs/models.md#costs).
 
 Run: ``python -m bench.model_costs``. Writes bench/results/model_costs.{json,md}. Pure arithmetic plus one model
 construction per row (to read the real state size), so it takes seconds.
@@ -50,10 +50,10 @@ def main() -> None:
     (RESULTS / "model_costs.json").write_text(json.dumps({"machine": info, "paper_check": check, "models": rows},
                                                          indent=2) + "\n")  # fmt: skip
     md = ["# Model costs per env and step (analytic; encoder and heads excluded)", "", machine_markdown(info), "",
-          "Convention: PAPER.md 6 (dense products and recurrence/attention arithmetic; no LN/softmax/activations).",
+          "Convention (docs/models.md#costs): dense products and recurrence/attention arithmetic only.",
           "AGaLiTe's paper count includes a float tick per layer; this repository keeps an integer counter, so the",
           "model's float state is L smaller. LSTM/GRU MACs assume a 16-float observation.", "",
-          "## Check against PAPER.md 6", "", "| model | MACs/layer | paper | state floats | paper | match |",
+          "## Check against the paper's table", "", "| model | MACs/layer | paper | state floats | paper | match |",
           "|---|---:|---:|---:|---:|---|"]  # fmt: skip
     for r in check:
         md.append(f"| {r['model']} | {r['macs_per_layer']:,} | {r['paper_macs_per_layer']:,} | {r['state_floats']:,} "
@@ -68,7 +68,7 @@ def main() -> None:
     (RESULTS / "model_costs.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     if not all(r["match"] for r in check):
-        raise SystemExit("the analytic counts no longer reproduce PAPER.md 6's table")
+        raise SystemExit("the analytic counts no longer reproduce the paper's table (models.macs.PAPER_TABLE)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How well does AGaLiTe's cosine low-rank state approximate exact gated linear attention (GaLiTe, paper form)?
 
-PAPER.md 2.4 leaves r as an open question: the official configs use r=2 (degenerate: identical components) and
+The choice of r is open (docs/models.md#the-cosine-approximation): r=2, the official value, is degenerate, and
 the reference grid linspace(-pi, pi, r) has only ceil(r/2) distinct |omega|. For each r and frequency grid this
 script feeds the same random sequences through one AGaLiTe and one GaLiTe attention layer that share every
 projection weight, and reports the relative error of AGaLiTe's per-head read-out after the best global rescale
@@ -25,7 +25,7 @@ from models.galite import GaLiTe
 RESULTS = Path(__file__).resolve().parent / "results"
 RS = [1, 2, 3, 4, 7, 8, 16, 32, 64]
 GRIDS = ["reference", "distinct"]
-#: PAPER.md 2.4, reference grid, "random gates" (their exact setting is not stated)
+#: An earlier estimate of the same error (reference grid, random gates; its exact setting was not recorded)
 PAPER_NUMBERS = {1: 0.91, 2: 0.91, 3: 0.51, 4: 0.77, 7: 0.39, 8: 0.58, 16: 0.42, 32: 0.31, 64: 0.23}
 
 
@@ -117,7 +117,7 @@ def main() -> None:
         "omega_j = pi j/(r-1), j=0..r-1. Best scale: the alpha* that multiplies AGaLiTe's read-out.",
         "",
         "| r | reference, tau0=2 | reference, tau0=1002 | distinct, tau0=2 | distinct, tau0=1002 | "
-        "PAPER.md 2.4 (reference) | best scale (reference, tau0=2) |",
+        "earlier estimate (reference) | best scale (reference, tau0=2) |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in RS:
@@ -146,7 +146,7 @@ def main() -> None:
                     alpha=alpha,
                     label=f"{grid} grid, first tau {start + 2}",
                 )
-        ax.plot(RS, [PAPER_NUMBERS[r] for r in RS], "kx--", label="PAPER.md 2.4 (reference grid)")
+        ax.plot(RS, [PAPER_NUMBERS[r] for r in RS], "kx--", label="earlier estimate (reference grid)")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("r (cosine components)")
         ax.set_ylabel("relative error after best rescale")

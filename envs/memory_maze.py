@@ -1,4 +1,4 @@
-"""memory-maze (Pasukonis et al.) as a gymnasium 1.x env (PAPER.md 5.3). UNTESTED here: needs MuJoCo.
+"""memory-maze (Pasukonis et al.) as a gymnasium 1.x env (docs/environments.md#memory-maze). Needs MuJoCo.
 
 Registered ids (see :mod:`envs.ids`; registration does not import memory-maze): ``agalite/MemoryMaze-9x9-v0``,
 ``-11x11-``, ``-13x13-``, ``-15x15-`` = memory-maze's ``MemoryMaze-<size>-v0``: 64x64x3 uint8 first-person images

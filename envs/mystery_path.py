@@ -1,4 +1,4 @@
-"""memory-gym's Mystery Path in the paper's "Easy" setting (PAPER.md 5.2), as a gymnasium 1.x env.
+"""memory-gym's Mystery Path, the paper's "Easy" setting, as a gymnasium 1.x env (docs/environments.md#mystery-path).
 
 Registered ids (see :mod:`envs.ids`; registration does not import memory-gym):
 

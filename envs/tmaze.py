@@ -1,4 +1,4 @@
-"""The paper's T-Maze with distractors (``SimplerTMazeWDistractors``, task "tmazev2"; PAPER.md 5.1).
+"""The paper's T-Maze with distractors (``SimplerTMazeWDistractors``, task "tmazev2"; docs/environments.md#t-maze).
 
 Registered id: ``agalite/TMaze-v0`` (``max_episode_steps=1000``, i.e. wrapped in ``TimeLimit``).
 Keyword arguments (pass them to ``gymnasium.make`` or ``envs.make_env``):

@@ -3,7 +3,7 @@
 The receiver thread owns the PULL (segments) and ROUTER (control) sockets; the training thread owns the PUB
 (policies) socket, so no socket is shared between threads. Decoded, validated segments wait in a bounded queue:
 when the learner falls behind, the queue fills, the thread stops reading trajectories, ZeroMQ's high-water marks
-fill, and the actors' sends block. That is the backpressure of DESIGN.md's failure model.
+fill, and the actors' sends block. That is the backpressure of docs/architecture.md#flow-control-and-policy-lag.
 """
 
 from __future__ import annotations

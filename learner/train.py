@@ -117,7 +117,7 @@ class Learner:
         self.resumed = self._resume()
         save_config(cfg, self.run_dir / "config.json")
 
-        # The graph is exported once; afterwards only weights travel (DESIGN.md "The step function").
+        # The graph is exported once; afterwards only weights travel (docs/architecture.md#weights-only-updates).
         export_model = copy.deepcopy(self.model).cpu()
         self.exported: ExportedPolicy = export_step_function(
             export_model,

@@ -1,4 +1,4 @@
-"""AGaLiTe: approximate gated linear transformer with a cosine low-rank state (PAPER.md 2, 10).
+"""AGaLiTe: approximate gated linear transformer with a cosine low-rank state (docs/models.md#agalite).
 
 Per layer and head the state is K~ (r x F), V~ (r x d) and the normaliser s (F), updated as
 ``K~_j <- m (1-gamma) K~_j + c_j k_bar``, ``V~_j <- m (1-beta) V~_j + c_j v_bar``, ``s <- m (1-gamma) s + k_bar``
@@ -15,8 +15,8 @@ Choices made here (the reference is JAX/Flax):
   reference's cosines (tau = 1 at init, the first processed step uses tau = 2) without float drift. The tick
   starts at 0, so an all-zero state is a valid initial state.
   ``cfg.reset_counter`` (default) restarts it at each episode start; False keeps the never-reset counter.
-* Frequencies: ``reference`` = linspace(-pi, pi, r) (r=1: -pi; r=2 is degenerate, PAPER.md 9.1);
-  ``distinct`` = omega_j = pi*j/(r-1), j = 0..r-1 (r=1: omega = 0), r distinct values in [0, pi].
+* Frequencies (docs/models.md#the-cosine-approximation): ``reference`` = linspace(-pi, pi, r) (r=1: -pi; r=2 is
+  degenerate); ``distinct`` = omega_j = pi*j/(r-1), j = 0..r-1 (r=1: omega = 0), r distinct values in [0, pi].
 * ``cfg.feature_map`` and ``cfg.gating`` (see ``models/feature_maps.py``) apply here too: scalar gating decays K~,
   V~ and s by 1-g, none by 1 only (all maps are non-negative, so the read-out bound still holds).
 * Training form (T > 1): a parallel scan (``models/scan.py``; two-level chunked by default, Hillis-Steele
@@ -218,7 +218,7 @@ class AGaLiTeAttention(nn.Module):
 
 
 class AGaLiTe(SequenceModel):
-    """The AGaLiTe stack (PAPER.md 2.6): Dense+ReLU embedding, L gated blocks around ``AGaLiTeAttention``."""
+    """The AGaLiTe stack: Dense+ReLU embedding, L gated blocks around ``AGaLiTeAttention`` (docs/models.md#agalite)."""
 
     def __init__(self, input_dim: int, cfg: ModelConfig) -> None:
         super().__init__()

@@ -1,7 +1,7 @@
 """Pieces shared by the gated transformers (AGaLiTe, GaLiTe, GTrXL): GRU gating, the pre-LN gated block, init.
 
-Every dense layer of the reference uses orthogonal(sqrt 2) kernels and zero biases (PAPER.md 2.6). Several
-logically separate matrices are fused into one ``nn.Linear`` here because ONNX Runtime's per-node overhead
+Every dense layer of the reference uses orthogonal(sqrt 2) kernels and zero biases (docs/models.md#the-gated-block).
+Several logically separate matrices are fused into one ``nn.Linear`` here because ONNX Runtime's per-node overhead
 dominates a batch-1 acting step; to keep the *initial distribution* identical to the unfused reference, a fused
 Linear records its logical blocks (``fused_blocks``: output sizes, in order) and ``orthogonal_init_`` initialises
 each block as its own orthogonal matrix.
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-#: LayerNorm epsilon. PyTorch convention (1e-5), as in the Metta port; the Flax reference uses 1e-6 (PAPER.md 2.6).
+#: LayerNorm epsilon: PyTorch's 1e-5 (the Flax reference uses 1e-6; docs/models.md#the-gated-block).
 LN_EPS = 1e-5
 
 
@@ -45,7 +45,7 @@ def orthogonal_init_(module: nn.Module, gain: float = math.sqrt(2)) -> None:
 
 
 class GRUGatingUnit(nn.Module):
-    """GTrXL's GRU-style gate g(x, y) replacing the residual add (PAPER.md 2.6).
+    """GTrXL's GRU-style gate g(x, y) replacing the residual add (docs/models.md#the-gated-block).
 
     x is the residual stream, y the sub-layer output::
 
@@ -103,7 +103,7 @@ AttentionFn = Callable[[torch.Tensor], tuple[torch.Tensor, Any]]
 
 
 class GatedTransformerBlock(nn.Module):
-    """GTrXL "identity-map reordering" block around any attention-like sub-layer (PAPER.md 2.6)::
+    """GTrXL "identity-map reordering" block around any attention-like sub-layer (docs/models.md#the-gated-block)::
 
         a = ReLU(attention(LN1(u)));  g1 = gate1(u, a);  f = ReLU(W2 ReLU(W1 LN2(g1) + b1) + b2);  out = gate2(g1, f)
 
@@ -132,7 +132,7 @@ class GatedTransformerBlock(nn.Module):
 
 
 class GatedStack(nn.Module):
-    """The trunk shared by AGaLiTe and GaLiTe: an input embedding then L gated blocks (PAPER.md 2.6).
+    """The trunk shared by AGaLiTe and GaLiTe: an input embedding then L gated blocks (docs/models.md#the-gated-block).
 
     The embedding is a Dense (orthogonal sqrt 2, zero bias) from ``input_dim`` to ``d_model``, followed by ReLU
     when ``embed_relu`` (AGaLiTe, paper GaLiTe) or not (the reference GaLiTe code). No final LayerNorm.

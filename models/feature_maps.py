@@ -1,4 +1,4 @@
-"""Projections, feature maps and gates shared by AGaLiTe and GaLiTe (PAPER.md 2.1-2.2, 3.1-3.2).
+"""Projections, feature maps and gates shared by AGaLiTe and GaLiTe (docs/models.md#feature-maps-and-gates).
 
 One fused ``nn.Linear`` produces every per-head quantity, laid out per head as
 ``[v | k^ q^ (p1 p2) | (beta^ gamma^ (p3)) or (g)]`` so that one Reshape and one Split yield the value, the
@@ -15,7 +15,7 @@ Feature maps (``cfg.feature_map``), for keys and queries alike:
   dim 2*d*eta.
 Gating (``cfg.gating``):
 * ``vector``: beta = sigmoid(beta^) in (0,1)^d on values; gamma on features: sigmoid(p3) (x) sigmoid(gamma^) for
-  pp_relu (PAPER.md 2.2), sigmoid(gamma^) for elu1/relu, sigmoid(p3) (x) [sigmoid(gamma^), sigmoid(gamma^)] for dpfp
+  pp_relu (the paper's), sigmoid(gamma^) for elu1/relu, sigmoid(p3) (x) [sigmoid(gamma^), sigmoid(gamma^)] for dpfp
   (our choice: the same projected-sigmoid structure, matched to DPFP's layout);
 * ``scalar``: one g = sigmoid(w.x) per head for both (Peng et al.): writes g*phi(k), decay 1 - g;
 * ``none``: no gate (plain linear-transformer accumulation, decay 1).

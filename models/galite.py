@@ -1,12 +1,12 @@
-"""GaLiTe: exact gated linear attention with a matrix state per head (PAPER.md 3).
+"""GaLiTe: exact gated linear attention with a matrix state per head (docs/models.md#galite).
 
-Paper form (``cfg.galite_variant="paper"``, PAPER.md 3.1), per head, with m = 0 at an episode start:
+Paper form (``cfg.galite_variant="paper"``), per head, with m = 0 at an episode start:
 ``C <- m ((1-gamma) (x) (1-beta)) * C + k_bar (x) v_bar``, ``s <- m (1-gamma) * s + k_bar``,
-``o = phi(q) C / (phi(q) . s + 1e-5)``; C is stored key-major, [B, H, F, d] (the transpose of PAPER.md's
+``o = phi(q) C / (phi(q) . s + 1e-5)``; C is stored key-major, [B, H, F, d] (the transpose of the paper's
 d x F), so the read-out is a row-times-matrix MatMul. Because the decay factorises and k_bar, phi(q) >= 0, every
 read-out is a convex-like combination of past v_bar: |o| <= max |v_bar|.
 
-Code form (``"code"``, PAPER.md 3.2): what the reference GaLiTe code computes, kept where it changes the maths:
+Code form (``"code"``): what the reference GaLiTe code computes, kept where it changes the maths:
 the decay of C is ``1 - gamma (x) beta`` (not factorised; can be unbounded), epsilon 1e-10, and the first-layer
 embedding has no ReLU. Skipped (they change parametrisation, not the recurrence): separate per-head Dense modules
 (our fused projection is per-head slices already), the key feature map applied to x directly, the extra query

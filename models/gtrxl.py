@@ -1,4 +1,4 @@
-"""GTrXL baseline (PAPER.md 4): Transformer-XL relative attention with GRU gating and an episode-masked memory.
+"""GTrXL baseline (docs/models.md#gtrxl): Transformer-XL relative attention, GRU gating, an episode-masked memory.
 
 Per layer, with U the layer's inputs for this call and Mem its memory of earlier inputs::
 

@@ -1,13 +1,13 @@
-"""Analytic cost per env and step: multiply-accumulates (MACs) per layer and recurrent-state size.
+"""Analytic cost per env and step: multiply-accumulates (MACs) per layer and state size (docs/models.md#costs).
 
-The counting convention is PAPER.md 6's, so its table is reproduced exactly (``PAPER_TABLE``, checked by a test):
+The counting convention is the paper's, so its table is reproduced exactly (``PAPER_TABLE``, checked by a test):
 dense products and the recurrence / attention arithmetic are counted; LayerNorm, softmax, activations, biases
 and the observation encoder are not. Numbers are per env, per step (T = 1), per layer unless said otherwise.
 
 GTrXL has three counts:
 
 * ``as_coded``: the reference recomputes K/V *and* the positional projection over all M + 1 positions every step;
-* ``kv_cached``: PAPER.md's idealised cached GTrXL (K/V for the new position, one positional row, attention over
+* ``kv_cached``: the paper's idealised cached GTrXL (K/V for the new position, one positional row, attention over
   M + 1 positions);
 * ``implemented``: what this repository's ``kv`` form actually does at T = 1 (K/V for the new position, the
   positional term as ((Q + v) W_R) . P: H d d_model + H (M + 1) d_model instead of a positional row).
@@ -45,7 +45,7 @@ def _block_macs(cfg: ModelConfig, ffn_width: int) -> int:
 
 
 def agalite_cost(cfg: ModelConfig) -> ModelCost:
-    """PAPER.md 2.7: projections d_model(5Hd + 3H eta); per head 2(r eta d + r d + eta d) for the state update and
+    """The paper's count: projections d_model(5Hd + 3H eta); per head 2(r eta d + r d + eta d) for the state update and
     read-out plus 3 eta d for the outer products phi(k), phi(q), gamma. State per layer H d (r eta + r + eta) + 1
     (the +1 is the time counter; kept as in the paper's count even though this repository stores it as an int)."""
     h, d, dm, eta, r = cfg.num_heads, cfg.d_head, cfg.d_model, cfg.eta, cfg.r
@@ -59,9 +59,9 @@ def agalite_cost(cfg: ModelConfig) -> ModelCost:
 def galite_cost(cfg: ModelConfig) -> ModelCost:
     """GaLiTe: matrix state C (d x eta d) and s (eta d) per head.
 
-    ``code`` (PAPER.md 3.2): per head A_k, W_v, W_beta, A_gamma, W_q (d_model x d each), B_k, B_gamma (d_model x eta),
+    ``code`` (reference code): per head A_k, W_v, W_beta, A_gamma, W_q (d_model x d each), B_k, B_gamma (d_model x eta),
     A_q (d x d), B_q (d x eta); recurrence 4 d eta d (gate outer product, write outer product, update, read-out)
-    + 4 eta d. ``paper`` (PAPER.md 3.1): AGaLiTe's fused projections; recurrence 4 d eta d + 5 eta d (our count).
+    + 4 eta d. ``paper`` (paper form): AGaLiTe's fused projections; recurrence 4 d eta d + 5 eta d (our count).
     """
     h, d, dm, eta = cfg.num_heads, cfg.d_head, cfg.d_model, cfg.eta
     if cfg.galite_variant == "code":
@@ -76,7 +76,7 @@ def galite_cost(cfg: ModelConfig) -> ModelCost:
 
 
 def gtrxl_cost(cfg: ModelConfig, count: GTrXLCount = "as_coded") -> ModelCost:
-    """GTrXL per PAPER.md 4 and 6 (MLP of two d_model x d_model layers). State: ``inputs`` (L+1) M d_model floats,
+    """GTrXL as in the paper (MLP of two d_model x d_model layers). State: ``inputs`` (L+1) M d_model floats,
     ``kv`` L M 2Hd floats; both plus M mask bools."""
     h, d, dm, m = cfg.num_heads, cfg.d_head, cfg.d_model, cfg.memory_len
     hd, n = h * d, cfg.memory_len + 1
@@ -125,7 +125,7 @@ def _official(kind: str, **kw: object) -> ModelConfig:
     return ModelConfig.from_dict({**base, "kind": kind, **kw})
 
 
-#: PAPER.md 6: (label, config, GTrXL count, MACs per layer, state floats over all layers).
+#: The paper's cost table: (label, config, GTrXL count, MACs per layer, state floats over all layers).
 PAPER_TABLE: list[tuple[str, ModelConfig, GTrXLCount, int, int]] = [
     ("AGaLiTe eta=4, r=2", _official("agalite", eta=4), "as_coded", 442_368, 14_340),
     ("AGaLiTe eta=8, r=2", _official("agalite", eta=8), "as_coded", 457_728, 26_628),

@@ -12,7 +12,7 @@ from models.actor_critic import ActorCritic
 from models.config import ModelConfig
 from models.sequence_models import check_kind
 
-#: Paper sizes (PAPER.md 8): every transformer L4, d_model 128, H4 x 64, d_ffc 128, eta 4, r 2; GTrXL M 128;
+#: Paper sizes: every transformer L4, d_model 128, H4 x 64, d_ffc 128, eta 4, r 2; GTrXL M 128;
 #: the T-Maze LSTM has 600 units and the GRU 680.
 _PAPER: dict[str, Any] = dict(num_layers=4, d_model=128, num_heads=4, d_head=64, d_ffc=128, eta=4, r=2, memory_len=128)
 _PAPER_HIDDEN = {"lstm": 600, "gru": 680}
@@ -33,7 +33,7 @@ _SMALL: dict[str, Any] = dict(
 
 
 def paper_config(kind: str, **overrides: Any) -> ModelConfig:
-    """The paper's model size for ``kind`` (PAPER.md 8), with ``overrides`` applied on top."""
+    """The paper's model size for ``kind`` (docs/models.md#paper-settings), with ``overrides`` applied on top."""
     check_kind(kind)
     base = dict(_PAPER, rnn_hidden=_PAPER_HIDDEN.get(kind, ModelConfig.rnn_hidden))
     return ModelConfig.from_dict({**base, "kind": kind, **overrides})

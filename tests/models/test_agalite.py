@@ -286,7 +286,7 @@ def test_gradients_reach_every_parameter(cfg: ModelConfig) -> None:
 
 @pytest.mark.parametrize("eta,per_layer", [(4, 3585), (8, 6657)])
 def test_state_floats_match_paper(eta: int, per_layer: int) -> None:
-    """PAPER.md 2.7: H d (r eta + r + eta) + 1 per layer; the +1 float tick is one int64 counter here."""
+    """docs/models.md#costs: H d (r eta + r + eta) + 1 per layer; the +1 float tick is one int64 counter here."""
     model = AGaLiTe(128, ModelConfig(eta=eta))
     assert model.state_floats_per_env() == 4 * (per_layer - 1)
     spec = model.state_spec()
@@ -328,7 +328,7 @@ def _read_out_bound_run(r: int, steps: int, chunk: int) -> None:
             assert int(tick.min()) >= 0 and int(tick.max()) < model.period
             vmax = torch.maximum(vmax, v.abs().amax(dim=(0, 1)))  # [H, d], running max over all steps so far
             worst = max(worst, (o.abs().amax(dim=(0, 1, 3)) / vmax).max().item())
-    assert worst <= 0.5 + 1e-4, worst  # PAPER.md 2.4: |o| <= max|v| / 2
+    assert worst <= 0.5 + 1e-4, worst  # docs/models.md#agalite: |o| <= max|v| / 2
 
 
 @pytest.mark.parametrize("r", [2, 8])

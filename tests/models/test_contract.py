@@ -1,4 +1,4 @@
-"""The sequence-model contract (DESIGN.md "Sequence models") for every kind, at small sizes."""
+"""The sequence-model contract (docs/models.md#the-sequence-model-contract) for every kind, at small sizes."""
 
 from __future__ import annotations
 

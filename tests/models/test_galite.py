@@ -79,7 +79,7 @@ def check_sequence_equals_steps(model: GaLiTe) -> None:
 def test_long_sequence_and_chunk_sizes_agree(variant: str) -> None:
     """T = 256 with uneven splits; the chunked form must not depend on the chunk size.
 
-    The code form's read-out is unbounded (PAPER.md 3.2; here it reaches ~10^3 inside layer 1), so float32
+    The code form's read-out is unbounded (docs/models.md#galite; here it reaches ~10^3 inside layer 1), so float32
     rounding of different summation orders is amplified: it gets 1e-4 instead of 1e-5.
     """
     tol = 1e-5 if variant == "paper" else 1e-4
@@ -161,7 +161,7 @@ def test_state_floats_match_paper_form(eta: int) -> None:
 
 
 def test_paper_form_read_out_bounded_over_a_million_steps() -> None:
-    """PAPER.md 3.1: factorised decay and non-negative features keep |o| <= max |beta v| (code form: no bound)."""
+    """docs/models.md#galite: factorised decay, non-negative features: |o| <= max |beta v| (code form: no bound)."""
     torch.manual_seed(6)
     cfg = small(num_layers=1, d_model=8, num_heads=1, d_head=4, eta=2)
     model = GaLiTe(IN, cfg, chunk_size=8192)  # no autograd: the scan form, one chunk per call

@@ -1,4 +1,4 @@
-"""The analytic cost model reproduces PAPER.md 6's table and agrees with the models' real state sizes."""
+"""The analytic cost model reproduces the paper's table (docs/models.md#costs), agrees with the models' state sizes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_paper_table(label: str, cfg, count, macs: int, floats: int) -> None:
 
 
 def test_paper_headline_ratios() -> None:
-    """PAPER.md 6: AGaLiTe(eta 4) state is 82.5% below GTrXL-128's and compute >95% below the coded GTrXL's."""
+    """docs/models.md#costs: AGaLiTe(eta 4) state is 82.5% below GTrXL-128's, compute >95% below the coded GTrXL's."""
     ag = model_cost(paper_config("agalite", eta=4))
     gt = model_cost(paper_config("gtrxl", memory_len=128))
     assert round(1 - ag.state_floats / gt.state_floats, 3) == 0.825
