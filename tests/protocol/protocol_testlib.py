@@ -7,7 +7,18 @@ import hashlib
 
 import numpy as np
 
-from protocol import Bye, Error, Heartbeat, Hello, Message, ModelUpdate, Segment, SegmentSpec, Welcome
+from protocol import (
+    Bye,
+    Error,
+    Heartbeat,
+    Hello,
+    LearnerStatus,
+    Message,
+    ModelUpdate,
+    Segment,
+    SegmentSpec,
+    Welcome,
+)
 
 OBS_SHAPE = (3, 2)
 NUM_ACTIONS = 4
@@ -85,16 +96,30 @@ def make_weights_update(version: int = 6) -> ModelUpdate:
     )
 
 
+def make_welcome(**overrides: object) -> Welcome:
+    fields: dict = dict(
+        learner_run_id="learner-1",
+        env_id="TMaze-v0",
+        env_kwargs={"length": 10},
+        segment_length=6,
+        envs_per_actor=3,
+        seed=17,
+        heartbeat_interval_s=1.5,
+        learner_timeout_s=10.0,
+        segments_per_version=2.0,
+        policy=make_full_update(),
+    )
+    fields.update(overrides)
+    return Welcome(**fields)
+
+
 def all_messages() -> list[Message]:
     """One valid instance of every message type (both ModelUpdate kinds)."""
     return [
         Hello(actor_id="actor-0", run_id="run-abc", num_envs=3, host="box", pid=1234),
-        Welcome(
-            run_name="tmaze-agalite",
-            settings={"env_id": "TMaze-v0", "env_kwargs": {"length": 10}, "T": 6, "seed_base": 17, "heartbeat_s": 1.5},
-            policy=make_full_update(),
-        ),
-        Heartbeat(sender_id="actor-0", run_id="run-abc", time=1.7e9, policy_version=5, stats={"sps": 1234.5, "n": 3}),
+        make_welcome(),
+        Heartbeat(actor_id="actor-0", run_id="run-abc", time=1.7e9, policy_version=5, num_envs=3, segments_sent=12),
+        LearnerStatus(learner_run_id="learner-1", time=1.7e9, policy_version=6, segments_per_version=1.5, starving=True),
         Bye(actor_id="actor-0", run_id="run-abc", reason="shutdown"),
         make_segment(),
         make_full_update(),

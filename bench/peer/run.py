@@ -1,0 +1,439 @@
+"""Side by side with Sample Factory: env steps to a success threshold on memory tasks, same envs, model size, budget.
+
+    python -m bench.peer.run --tasks delayed_recall_k4_d20 --seeds 1 2 3            # SF (both configs) + ours
+    python -m bench.peer.run --tasks delayed_recall_k4_d20 --only ours --rerun      # ours again (new defaults)
+    python -m bench.peer.run --tasks delayed_recall_k4_d20 --report-only            # rewrite .md/.png from .json
+    python -m bench.peer.run --list                                                 # the task suite
+
+Why: the question is not "does it learn" but "does it learn as fast per env step as the framework a user would pick
+instead". Both stacks train on the same gymnasium id with the same kwargs, 2 workers/actors x 8 envs, the same
+env-step budget and seeds, a GRU with 128 units. Runners:
+
+* ``sf-default``: Sample Factory 2.1.1 with its defaults (``bench/peer/sf_train.py``, in ``bench/peer/.venv-sf``,
+  made by ``bench/peer/setup_sf.sh`` on first use);
+* ``sf-tuned``: Sample Factory with lr 1e-3 and a 64-step rollout;
+* ``ours-gru``: ``python -m learner.launch`` at today's defaults (whatever ``make train ARGS="--env.id X"`` uses)
+  with ``--model.kind gru --model.rnn-hidden 128``;
+* ``ours-agalite``: the same with the default AGaLiTe (not run unless named with ``--runners``).
+
+Curves: the task's measure (``bench/peer/tasks.py``) over the last 100 episodes against env steps, from the runs'
+TensorBoard summaries. Per run: env steps to the threshold (the first logged point at or above it), the final value,
+env steps/s (logged steps over logged wall time: the steady rate, start-up excluded) and wall time; after training,
+the final policy plays 200 episodes (ours: ``actor.play`` on the exported ONNX policy; Sample Factory: its final
+checkpoint, loaded by ``sf_train.py``). Per runner: medians over seeds. The machine's 1-minute load average is
+sampled during every run and recorded: this benchmark shares 2 cores with whatever else runs.
+
+One training stack at a time. Results are saved after every run (a rerun skips runs already saved unless
+``--rerun``). Writes ``bench/results/peer_<task>.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.learning_curve import free_ports, read_scalars
+from bench.machine import machine_info, machine_markdown
+from bench.peer.tasks import TASKS, Task
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+RUNS = ROOT / "runs" / "peer"
+SF_PYTHON = ROOT / "bench" / "peer" / ".venv-sf" / "bin" / "python"
+SF_RUNNERS = ("sf-default", "sf-tuned")
+OURS_RUNNERS = ("ours-gru", "ours-agalite")
+DEFAULT_RUNNERS = ("sf-default", "sf-tuned", "ours-gru")
+OURS_MODEL_FLAGS = {
+    "ours-gru": ["--model.kind", "gru", "--model.rnn-hidden", "128"],
+    "ours-agalite": ["--model.kind", "agalite"],
+}
+TAGS = {
+    "ours": {"success": "charts/success_rate", "return": "charts/episodic_return"},
+    "sf": {"success": "policy_stats/avg_success", "return": "reward/reward"},
+}
+EVAL_EPISODES = 200
+COLORS = {"sf-default": "tab:gray", "sf-tuned": "tab:orange", "ours-gru": "tab:blue", "ours-agalite": "tab:green"}
+
+
+def family(runner: str) -> str:
+    return "sf" if runner.startswith("sf-") else "ours"
+
+
+def sf_command(task: Task, runner: str, seed: int, run_dir: Path) -> list[str]:
+    return [
+        str(SF_PYTHON),
+        str(ROOT / "bench" / "peer" / "sf_train.py"),
+        "--env-id",
+        task.env_id,
+        "--env-kwargs",
+        json.dumps(task.env_kwargs),
+        "--config",
+        runner.removeprefix("sf-"),
+        "--seed",
+        str(seed),
+        "--steps",
+        str(task.budget),
+        "--train-dir",
+        str(run_dir.parent),
+        "--experiment",
+        run_dir.name,
+        "--eval-episodes",
+        str(EVAL_EPISODES),
+    ]
+
+
+def ours_command(task: Task, runner: str, seed: int, run_dir: Path, extra: list[str]) -> list[str]:
+    traj, pol, ctl = free_ports(3)
+    return [
+        sys.executable,
+        "-m",
+        "learner.launch",
+        "--env.id",
+        task.env_id,
+        "--env.kwargs",
+        json.dumps(task.env_kwargs),
+        *OURS_MODEL_FLAGS[runner],
+        "--num-actors",
+        "2",
+        "--envs-per-actor",
+        "8",
+        "--seed",
+        str(seed),
+        "--total-steps",
+        str(task.budget),
+        "--run-dir",
+        str(run_dir),
+        "--checkpoint-interval-s",
+        "100000",
+        "--net.trajectory-port",
+        str(traj),
+        "--net.policy-port",
+        str(pol),
+        "--net.control-port",
+        str(ctl),
+        *extra,
+    ]
+
+
+def run_process(cmd: list[str], log_path: Path, timeout_s: float, env: dict[str, str]) -> dict[str, Any]:
+    """Run ``cmd`` to its end (or SIGTERM at ``timeout_s``), sampling the 1-minute load average every 10 s."""
+    loads: list[float] = []
+    t0 = time.time()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        timed_out = False
+        while proc.poll() is None:
+            loads.append(os.getloadavg()[0])
+            if time.time() - t0 > timeout_s:
+                timed_out = True
+                proc.terminate()
+                try:
+                    proc.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+    return {
+        "returncode": proc.returncode,
+        "timed_out": timed_out,
+        "wall_s": time.time() - t0,
+        "load1_mean": statistics.fmean(loads) if loads else os.getloadavg()[0],
+        "load1_max": max(loads) if loads else os.getloadavg()[0],
+    }
+
+
+def evaluate_ours(task: Task, run_dir: Path, seed: int) -> dict[str, Any] | None:
+    """``actor.play`` on the exported policy: the same judge a user has, without torch."""
+    policy = run_dir / "policy.onnx"
+    if not policy.exists():
+        return None
+    cmd = [
+        sys.executable,
+        "-m",
+        "actor.play",
+        str(policy),
+        "--env",
+        task.env_id,
+        "--env-kwargs",
+        json.dumps(task.env_kwargs),
+        "--episodes",
+        str(EVAL_EPISODES),
+        "--seed",
+        str(seed + 10_000),
+        "--threads",
+        "1",
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    (run_dir / "eval.log").write_text(out.stdout + out.stderr)
+    last = [line for line in out.stdout.splitlines() if "success" in line or "return" in line]
+    if out.returncode != 0 or not last:
+        return {"error": (out.stderr or out.stdout).strip().splitlines()[-1:]}
+    line = last[-1]
+    ret = re.search(r"return\s+(-?[\d.]+)", line)
+    suc = re.search(r"success\s+([\d.]+)", line)
+    return {
+        "episodes": EVAL_EPISODES,
+        "greedy": False,
+        "mean_return": float(ret.group(1)) if ret else None,
+        "success": float(suc.group(1)) if suc else None,
+    }
+
+
+def curve_stats(points: list[dict[str, float]], threshold: float) -> dict[str, Any]:
+    curve = [[int(p["step"]), float(p["value"])] for p in points]
+    reached = next((s for s, v in curve if v >= threshold), None)
+    rate = None
+    if len(points) >= 2 and points[-1]["wall_time"] > points[0]["wall_time"]:
+        rate = (points[-1]["step"] - points[0]["step"]) / (points[-1]["wall_time"] - points[0]["wall_time"])
+    return {
+        "curve": curve,
+        "steps_to_threshold": reached,
+        "final": curve[-1][1] if curve else None,
+        "best": max((v for _, v in curve), default=None),
+        "env_steps_per_s": rate,
+        "last_step": curve[-1][0] if curve else None,
+    }
+
+
+def run_one(task: Task, runner: str, seed: int, extra: list[str], timeout_s: float) -> dict[str, Any]:
+    run_dir = RUNS / task.name / f"{runner}-s{seed}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if family(runner) == "sf":
+        if not SF_PYTHON.exists() or not (SF_PYTHON.parent.parent / ".installed").exists():
+            subprocess.run(["bash", str(ROOT / "bench" / "peer" / "setup_sf.sh")], check=True)
+        env["PYTHONPATH"] = str(ROOT)
+        cmd = sf_command(task, runner, seed, run_dir)
+    else:
+        cmd = ours_command(task, runner, seed, run_dir, extra)
+    log_path = RUNS / task.name / f"{runner}-s{seed}.log"
+    print(f"[peer] {task.name} {runner} seed {seed}: {' '.join(cmd[1:4])} ... (log {log_path})", flush=True)
+    proc = run_process(cmd, log_path, timeout_s, env)
+    if family(runner) == "sf":
+        summary_dir = run_dir / ".summary" / "0"
+        eval_file = run_dir / "eval.json"
+        evaluation = json.loads(eval_file.read_text()).get("eval") if eval_file.exists() else None
+        config = {"sf_argv": cmd[2:]}
+    else:
+        summary_dir = run_dir / "tb"
+        evaluation = evaluate_ours(task, run_dir, seed)
+        cfg_file = run_dir / "config.json"
+        config = json.loads(cfg_file.read_text()) if cfg_file.exists() else {"argv": cmd[3:]}
+    tag = TAGS[family(runner)][task.measure]
+    scalars = read_scalars(summary_dir, (tag,)) if summary_dir.exists() else {}
+    stats = curve_stats(scalars.get(tag, []), task.threshold)
+    result = {"runner": runner, "seed": seed, "tag": tag, **proc, **stats, "eval": evaluation, "config": config}
+    print(
+        f"[peer]   -> rc {proc['returncode']}  to threshold {stats['steps_to_threshold']}  final {stats['final']}  "
+        f"{(stats['env_steps_per_s'] or 0):.0f} steps/s  {proc['wall_s']:.0f} s  load {proc['load1_mean']:.2f}  "
+        f"eval {evaluation}",
+        flush=True,
+    )
+    return result
+
+
+def median_or_none(values: list[float | None], n: int) -> float | None:
+    """Median over ``n`` seeds where ``None`` (never reached) counts as worse than any number."""
+    if not values:
+        return None
+    known = sorted(v for v in values if v is not None)
+    padded: list[float] = known + [float("inf")] * (n - len(known))
+    med = statistics.median(padded)
+    return None if med == float("inf") else med
+
+
+def summarise(task: Task, runs: dict[str, Any]) -> dict[str, Any]:
+    by_runner: dict[str, list[dict[str, Any]]] = {}
+    for r in runs.values():
+        by_runner.setdefault(r["runner"], []).append(r)
+    out: dict[str, Any] = {}
+    for runner, rs in sorted(by_runner.items()):
+        rs = sorted(rs, key=lambda r: r["seed"])
+        finals = [r["final"] for r in rs if r["final"] is not None]
+        rates = [r["env_steps_per_s"] for r in rs if r["env_steps_per_s"]]
+        evals = [r["eval"].get(task.measure if task.measure == "success" else "mean_return") for r in rs if r["eval"]]
+        evals = [e for e in evals if e is not None]
+        out[runner] = {
+            "seeds": [r["seed"] for r in rs],
+            "steps_to_threshold": [r["steps_to_threshold"] for r in rs],
+            "median_steps_to_threshold": median_or_none([r["steps_to_threshold"] for r in rs], len(rs)),
+            "reached": sum(r["steps_to_threshold"] is not None for r in rs),
+            "median_final": statistics.median(finals) if finals else None,
+            "median_eval": statistics.median(evals) if evals else None,
+            "median_env_steps_per_s": statistics.median(rates) if rates else None,
+            "median_wall_s": statistics.median(r["wall_s"] for r in rs),
+            "mean_load1": statistics.fmean(r["load1_mean"] for r in rs),
+        }
+    sf = {k: v for k, v in out.items() if family(k) == "sf"}
+    if sf:
+
+        def key(item: tuple[str, dict[str, Any]]) -> tuple[float, float]:
+            med = item[1]["median_steps_to_threshold"]
+            return (med if med is not None else float("inf"), -(item[1]["median_final"] or -1e9))
+
+        out["sf_better"] = min(sf.items(), key=key)[0]
+    return out
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and not x.is_integer():
+        return f"{x:.{digits}f}"
+    return f"{int(x):,}"
+
+
+def write_report(task: Task, data: dict[str, Any]) -> None:
+    summary = summarise(task, data["runs"])
+    data["summary"] = summary
+    base = RESULTS / f"peer_{task.name}"
+    base.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    plot(task, data, base.with_suffix(".png"))
+    measure = "success rate" if task.measure == "success" else "normalised return"
+    lines = [
+        f"# Side by side with Sample Factory: {task.name}",
+        "",
+        f"Env `{task.env_id}` with kwargs `{json.dumps(task.env_kwargs)}`; memory horizon: {task.horizon}. Measure: "
+        f"{measure} over the last 100 episodes; threshold {task.threshold}"
+        + (f" (a memoryless agent: {task.chance})" if task.chance is not None else "")
+        + f". Budget {task.budget:,} env steps, 2 workers/actors x 8 envs, GRU-128 in every runner. "
+        "Written by `python -m bench.peer.run` (see `bench/peer/README.md` for the method).",
+        "",
+        machine_markdown(data["machine"])
+        + f"; commit `{data['machine'].get('git_commit')}`, last run started {data['machine'].get('timestamp_utc')}",
+        "",
+        "The 2 cores were shared with other work while these ran (other trainings and test runs): the load column is "
+        "the mean 1-minute load average during each runner's runs. Env steps/s is therefore a lower bound for both "
+        "stacks, comparable only between runs made at a similar load.",
+        "",
+        f"| runner | seeds | reached {task.threshold} | env steps to {task.threshold} (per seed) | median | "
+        "median final | median eval (200 ep.) | median env steps/s | median wall s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for runner, s in summary.items():
+        if runner == "sf_better":
+            continue
+        per_seed = ", ".join(_fmt(v) for v in s["steps_to_threshold"])
+        lines.append(
+            f"| {runner} | {', '.join(map(str, s['seeds']))} | {s['reached']}/{len(s['seeds'])} | {per_seed} | "
+            f"{_fmt(s['median_steps_to_threshold'])} | {_fmt(s['median_final'])} | {_fmt(s['median_eval'])} | "
+            f"{_fmt(s['median_env_steps_per_s'], 0)} | {_fmt(s['median_wall_s'], 0)} | {s['mean_load1']:.1f} |"
+        )
+    if "sf_better" in summary:
+        lines += ["", f"Sample Factory's better config on this task: **{summary['sf_better']}**."]
+    lines += [
+        "",
+        "A `-` in the steps column: the run never reached the threshold within the budget (the median counts it as "
+        "worse than any number). Runner settings: `sf-default` is Sample Factory's defaults (lr 1e-4, rollout 32, "
+        "batch 1024, 1 epoch, clip 0.1, entropy 0.003, its MLP-512x2 ELU encoder, input and return normalisation "
+        "on); `sf-tuned` is lr 1e-3 with rollout 64; "
+        "`ours-*` are `python -m learner.launch` at the defaults of the commit in the machine line, with the model "
+        "flags of `bench/peer/run.py`; every run's resolved config is in the .json.",
+        "",
+        f"![curves](peer_{task.name}.png)",
+        "",
+    ]
+    base.with_suffix(".md").write_text("\n".join(lines))
+
+
+def plot(task: Task, data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    labelled: set[str] = set()
+    for r in sorted(data["runs"].values(), key=lambda r: (r["runner"], r["seed"])):
+        if not r["curve"]:
+            continue
+        xs, ys = zip(*r["curve"], strict=True)
+        label = None if r["runner"] in labelled else r["runner"]
+        labelled.add(r["runner"])
+        ax.plot(xs, ys, color=COLORS.get(r["runner"], "black"), alpha=0.8, lw=1.2, label=label)
+    ax.axhline(task.threshold, color="red", ls="--", lw=0.8, label=f"threshold {task.threshold}")
+    if task.chance is not None:
+        ax.axhline(task.chance, color="black", ls=":", lw=0.8, label="memoryless")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("success rate" if task.measure == "success" else "return (normalised)")
+    ax.set_title(f"{task.name}: {task.env_id} {json.dumps(task.env_kwargs)}")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def load(task: Task) -> dict[str, Any]:
+    path = RESULTS / f"peer_{task.name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"task": task.name, "runs": {}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    global RESULTS, RUNS
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=["delayed_recall_k4_d20"], help="task names (see --list)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--runners", nargs="+", choices=SF_RUNNERS + OURS_RUNNERS, default=list(DEFAULT_RUNNERS))
+    parser.add_argument("--only", choices=("ours", "sf"), help="run only our runners, or only Sample Factory's")
+    parser.add_argument("--budget", type=int, help="override every task's env-step budget")
+    parser.add_argument("--rerun", action="store_true", help="run again even where a result is saved")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the .md/.png from the .json")
+    parser.add_argument("--ours-args", default="", help="extra learner.launch flags for our runners, one string")
+    parser.add_argument("--timeout-s", type=float, default=3600.0, help="stop a run that takes longer than this")
+    parser.add_argument("--list", action="store_true", help="print the task suite and exit")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where peer_<task>.* go")
+    parser.add_argument("--runs-dir", type=Path, default=RUNS, help="where the run directories go")
+    args = parser.parse_args(argv)
+    RESULTS, RUNS = args.results_dir.resolve(), args.runs_dir.resolve()
+    if args.list:
+        for t in TASKS.values():
+            print(f"{t.name:28s} {t.env_id:36s} {json.dumps(t.env_kwargs):36s} {t.measure} >= {t.threshold}")
+        return 0
+    unknown = [t for t in args.tasks if t not in TASKS]
+    if unknown:
+        parser.error(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
+    runners = [r for r in args.runners if args.only is None or family(r) == args.only]
+    if args.only == "ours" and not runners:
+        runners = ["ours-gru"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in args.tasks:
+        task = TASKS[name]
+        if args.budget:
+            task = Task(**{**task.__dict__, "budget": args.budget})
+        data = load(task)
+        if not args.report_only:
+            for runner in runners:
+                for seed in args.seeds:
+                    key = f"{runner}/s{seed}"
+                    if key in data["runs"] and not args.rerun:
+                        continue
+                    data["machine"] = machine_info()
+                    data["runs"][key] = run_one(task, runner, seed, args.ours_args.split(), args.timeout_s)
+                    data["runs"][key]["budget"] = task.budget
+                    write_report(task, data)
+        if data["runs"]:
+            data.setdefault("machine", machine_info())
+            write_report(task, data)
+            print(f"[peer] wrote {RESULTS / f'peer_{task.name}.md'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
