@@ -25,7 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 GPU_COMPOSE_FILE = REPO_ROOT / "docker-compose.gpu.yml"
 STACK_FILE = REPO_ROOT / "docker" / "stack.yml"
-COMPOSE_SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+# The Compose Specification's JSON schema (github.com/compose-spec/compose-spec, schema/compose-spec.json,
+# Apache-2.0), kept beside these tests so the schema checks run on every checkout, offline.
+COMPOSE_SCHEMA = Path(__file__).resolve().parent / "compose-spec.json"
 DOCKER_DIR = REPO_ROOT / "docker"
 # Files the Dockerfiles COPY to fixed paths in the images, and their sources here.
 IMAGE_FILES = {"/opt/agalite/healthcheck.py": DOCKER_DIR / "healthcheck.py"}
