@@ -12,6 +12,8 @@ importing ``envs`` again (or from several places) never triggers gymnasium's "ov
 | ``agalite/MemoryMaze-{9x9,11x11,13x13,15x15}-v0`` | ``envs.memory_maze:MemoryMazeEnv`` | ``size=...`` |
 | ``agalite/CueRecall-v0`` | ``envs.cue_recall:CueRecallEnv`` (continuous actions) | ``delay=8``, ``num_distractors=2`` |
 | ``agalite/DelayedRecall-v0`` | ``envs.delayed_recall:DelayedRecallEnv`` | ``num_symbols=4``, ``delay=20``, ``num_noise=4`` |
+| ``agalite/PopGym-<Task><Level>-v0`` (12 ids) | ``envs.popgym:PopGymEnv`` | ``task=..., level=...`` |
+| ``agalite/MiniGrid-MemoryS{7,11}-v0`` | ``envs.minigrid:MiniGridMemoryEnv`` | ``size=7`` / ``size=11`` |
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ MEMORY_MAZE_SIZES = ("9x9", "11x11", "13x13", "15x15")
 MEMORY_MAZE_IDS = tuple(f"{NAMESPACE}/MemoryMaze-{size}-v0" for size in MEMORY_MAZE_SIZES)
 CUE_RECALL_ID = f"{NAMESPACE}/CueRecall-v0"
 DELAYED_RECALL_ID = f"{NAMESPACE}/DelayedRecall-v0"
+POPGYM_TASKS = ("RepeatFirst", "RepeatPrevious", "CountRecall", "Autoencode")
+POPGYM_LEVELS = ("Easy", "Medium", "Hard")
+POPGYM_IDS = {(t, lv): f"{NAMESPACE}/PopGym-{t}{lv}-v0" for t in POPGYM_TASKS for lv in POPGYM_LEVELS}
+MINIGRID_MEMORY_SIZES = (7, 11)
+MINIGRID_MEMORY_IDS = tuple(f"{NAMESPACE}/MiniGrid-MemoryS{size}-v0" for size in MINIGRID_MEMORY_SIZES)
 
 # id -> keyword arguments of gymnasium.register
 _SPECS: dict[str, dict[str, Any]] = {
@@ -41,6 +48,15 @@ _SPECS: dict[str, dict[str, Any]] = {
     },
     CUE_RECALL_ID: {"entry_point": "envs.cue_recall:CueRecallEnv"},
     DELAYED_RECALL_ID: {"entry_point": "envs.delayed_recall:DelayedRecallEnv"},
+    # POPGym and MiniGrid end their episodes themselves (MiniGrid's max_steps is reported as truncation).
+    **{
+        env_id: {"entry_point": "envs.popgym:PopGymEnv", "kwargs": {"task": task, "level": level}}
+        for (task, level), env_id in POPGYM_IDS.items()
+    },
+    **{
+        env_id: {"entry_point": "envs.minigrid:MiniGridMemoryEnv", "kwargs": {"size": size}}
+        for env_id, size in zip(MINIGRID_MEMORY_IDS, MINIGRID_MEMORY_SIZES, strict=True)
+    },
 }
 
 OWN_ENV_IDS: tuple[str, ...] = tuple(_SPECS)

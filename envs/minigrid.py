@@ -1,0 +1,84 @@
+"""MiniGrid's Memory task (the ``minigrid`` package) with a one-hot vector observation and ``info["success"]``.
+
+Registered ids (see :mod:`envs.ids`; registration does not import minigrid): ``agalite/MiniGrid-MemoryS7-v0``,
+``agalite/MiniGrid-MemoryS11-v0`` (``size`` 7 and 11, as MiniGrid's own ``MiniGrid-MemoryS7-v0``/``S11``). Keyword
+arguments: ``size`` (the grid; the corridor, and so the memory horizon, grows with it), ``max_steps`` (MiniGrid's
+default ``5 * size**2``), ``random_length`` (a random corridor length per episode).
+
+The task: the agent sees an object (a key or a ball) in a small room at the start, walks down a corridor out of
+its sight, and must step next to the matching one of two objects at the far end; the wrong one ends the episode
+with reward 0. Reward on success is MiniGrid's ``1 - 0.9 * steps / max_steps``.
+
+Observation: MiniGrid's egocentric 7x7 view is a (7, 7, 3) array of small integers (object type, colour, state),
+not pixels, and it is far below the 36x36 that the project's Nature-CNN encoder needs. It is therefore given as a
+flat float32 vector: a one-hot per cell and channel (11 object types + 6 colours + 3 states = 20 per cell, 980)
+followed by the one-hot of the agent's direction (4): 984 values in {0, 1}, encoded by the ``flatten`` encoder.
+The mission string is constant for this task and dropped. Actions: MiniGrid's 7 (left, right, forward, pickup,
+drop, toggle, done), unchanged.
+
+``info["success"]`` is 1.0 on the step that ends the episode next to the matching object and 0.0 on every other
+step (as for the T-Maze), so the last info of any episode says whether it succeeded. Numpy and gymnasium only at
+import; ``minigrid`` (and the pygame it imports) is imported when an env is made.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+VIEW = 7
+NUM_OBJECTS, NUM_COLORS, NUM_STATES, NUM_DIRECTIONS = 11, 6, 3, 4
+CELL_WIDTH = NUM_OBJECTS + NUM_COLORS + NUM_STATES
+OBS_SIZE = VIEW * VIEW * CELL_WIDTH + NUM_DIRECTIONS
+_OFFSETS = np.array([0, NUM_OBJECTS, NUM_OBJECTS + NUM_COLORS], dtype=np.int64)
+
+
+def one_hot_view(image: np.ndarray, direction: int) -> np.ndarray:
+    """The (7, 7, 3) integer view and the direction as the 984-long one-hot vector described above."""
+    out = np.zeros(OBS_SIZE, dtype=np.float32)
+    idx = image.reshape(VIEW * VIEW, 3).astype(np.int64) + _OFFSETS  # per cell: object, colour, state slots
+    idx += (np.arange(VIEW * VIEW, dtype=np.int64) * CELL_WIDTH)[:, None]
+    out[idx.ravel()] = 1.0
+    out[VIEW * VIEW * CELL_WIDTH + int(direction)] = 1.0
+    return out
+
+
+class MiniGridMemoryEnv(gymnasium.Env[np.ndarray, np.int64]):
+    """MiniGrid's MemoryEnv with one-hot vector observations and ``info["success"]`` (see the module docstring)."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(self, size: int = 7, max_steps: int | None = None, random_length: bool = False) -> None:
+        if size < 5 or size % 2 == 0:
+            raise ValueError(f"size must be an odd number >= 5 (MiniGrid's Memory layout), got {size}")
+        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+        try:
+            from minigrid.envs.memory import MemoryEnv
+        except ModuleNotFoundError as exc:
+            raise ModuleNotFoundError(
+                f"the MiniGrid envs need the 'minigrid' package ({exc}); install the project's extras: `make extras`"
+            ) from exc
+        self._env = MemoryEnv(size=size, max_steps=max_steps, random_length=random_length)
+        if self._env.agent_view_size != VIEW:
+            raise ValueError(f"expected MiniGrid's {VIEW}x{VIEW} view, got {self._env.agent_view_size}")
+        self.size = size
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(OBS_SIZE,), dtype=np.float32)
+        self.action_space = spaces.Discrete(int(self._env.action_space.n))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        obs, _ = self._env.reset(seed=seed, options=options)
+        return one_hot_view(obs["image"], obs["direction"]), {}
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, _ = self._env.step(int(action))
+        success = 1.0 if terminated and reward > 0 else 0.0
+        return one_hot_view(obs["image"], obs["direction"]), float(reward), terminated, truncated, {"success": success}
+
+    def close(self) -> None:
+        self._env.close()
+        super().close()
