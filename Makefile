@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@# memory-maze (Memory Maze) renders with MuJoCo through OSMesa: Debian's libosmesa6, installed when missing
 	@# and apt-get is usable (as root); without it the Memory Maze tests skip, saying why.
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt memory-maze mujoco gym
+	@# POPGym (card memory tasks) and MiniGrid (Memory): minigrid asks for pygame-ce, which would replace pygame's
+	@# module of the same name, so it is installed without its pins (it runs on pygame).
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt popgym
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt minigrid
 	-@ldconfig -p 2>/dev/null | grep -q libOSMesa || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q libosmesa6 >/dev/null 2>&1 || \
 		echo "note: libosmesa6 is not installed; the Memory Maze tests will skip"; }
@@ -42,6 +46,8 @@ extras: $(STAMP)  ## (re)install the optional environment packages into an exist
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt pygame
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt memory-gym
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt memory-maze mujoco gym
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt popgym
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt minigrid
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis
