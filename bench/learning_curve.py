@@ -223,10 +223,10 @@ def _first_reaching(pts: list[dict[str, float]], level: float) -> str:
     episodes, so a single early crossing means little)."""
     since = None
     for p in pts:
-        if p["value"] >= level:
-            since = since or p
-        else:
+        if p["value"] < level:
             since = None
+        elif since is None:
+            since = p
     return "not reached" if since is None else f"{since['env_steps']:,} steps / {since['wall_s'] / 60:.1f} min"
 
 

@@ -84,10 +84,10 @@ def stays_at_or_above_from(pts: list[list[float]], level: float) -> int | None:
     """The env step from which the curve stays at or above ``level`` to the end of the run."""
     since = None
     for s, v in pts:
-        if v >= level:
-            since = int(s) if since is None else since
-        else:
+        if v < level:
             since = None
+        elif since is None:
+            since = int(s)
     return since
 
 
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if len(args.budgets) != len(args.corridors):
         ap.error("--budgets needs one value per --corridors value")
-    budgets = dict(zip(args.corridors, args.budgets))
+    budgets = dict(zip(args.corridors, args.budgets, strict=True))
     existing = load_existing(args.out / "memory_sweep.json")
 
     if args.report_only:

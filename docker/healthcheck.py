@@ -17,6 +17,7 @@ Exit status 0 means healthy, 1 unhealthy (with the reason on stderr), as Docker 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import socket
 import sys
@@ -44,7 +45,7 @@ def find_actor_pids(proc: Path = Path("/proc")) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(a == b"-m" and b == b"actor" for a, b in zip(argv, argv[1:])):
+        if any(a == b"-m" and b == b"actor" for a, b in itertools.pairwise(argv)):
             found.append(int(entry.name))
     return sorted(found)
 
@@ -106,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     actor.add_argument("--port", type=int, default=int(os.environ.get("AGALITE_CONTROL_PORT") or 5557))
     actor.add_argument("--pid", type=int, default=None)
     args = parser.parse_args(argv)
-    if args.mode == "tcp":
-        problem = check_tcp(args.host, args.port, args.timeout)
-    else:
-        problem = check_actor(args.port, args.pid)
+    problem = check_tcp(args.host, args.port, args.timeout) if args.mode == "tcp" else check_actor(args.port, args.pid)
     if problem is not None:
         print(f"unhealthy: {problem}", file=sys.stderr)
         return 1

@@ -22,7 +22,8 @@ from gymnasium import spaces
 class CueRecallEnv(gym.Env):
     """See the module docstring. Observation [cue, elapsed fraction, *distractors] float32; action Box(-1, 1, (1,))."""
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012 Env declares it per instance, ClassVar clashes
+    observation_space: spaces.Box
 
     def __init__(self, delay: int = 8, num_distractors: int = 2) -> None:
         if delay < 1:

@@ -15,7 +15,7 @@ that separates an agent that carries information through time from one that does
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -25,7 +25,8 @@ from gymnasium import spaces
 class DelayedRecallEnv(gym.Env):
     """See the module docstring. Action: Discrete(num_symbols)."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012 Env declares it per instance, ClassVar clashes
+    observation_space: spaces.Box
 
     def __init__(self, num_symbols: int = 4, delay: int = 20, num_noise: int = 4) -> None:
         if num_symbols < 2:

@@ -4,16 +4,16 @@ Every entry point is a string, so registering imports nothing: the adapters' hea
 memory-maze/dm_control/mujoco) are imported only when such an env is made. Registration is idempotent, so
 importing ``envs`` again (or from several places) never triggers gymnasium's "overriding environment" warning.
 
-| id | entry point | kwargs |
+| id | entry point (in ``envs``) | kwargs |
 |---|---|---|
-| ``agalite/TMaze-v0`` | ``envs.tmaze:TMazeEnv`` (TimeLimit 1000) | ``corridor_length=120``, ``num_distractors=6`` |
-| ``agalite/MysteryPath-Grid-Easy-v0`` | ``envs.mystery_path:MysteryPathEasyEnv`` | ``grid=True`` (128 steps) |
-| ``agalite/MysteryPath-Easy-v0`` | ``envs.mystery_path:MysteryPathEasyEnv`` | ``grid=False`` (512 steps) |
-| ``agalite/MemoryMaze-{9x9,11x11,13x13,15x15}-v0`` | ``envs.memory_maze:MemoryMazeEnv`` | ``size=...`` |
-| ``agalite/CueRecall-v0`` | ``envs.cue_recall:CueRecallEnv`` (continuous actions) | ``delay=8``, ``num_distractors=2`` |
-| ``agalite/DelayedRecall-v0`` | ``envs.delayed_recall:DelayedRecallEnv`` | ``num_symbols=4``, ``delay=20``, ``num_noise=4`` |
-| ``agalite/PopGym-<Task><Level>-v0`` (12 ids) | ``envs.popgym:PopGymEnv`` | ``task=..., level=...`` |
-| ``agalite/MiniGrid-MemoryS{7,11}-v0`` | ``envs.minigrid:MiniGridMemoryEnv`` | ``size=7`` / ``size=11`` |
+| ``agalite/TMaze-v0`` | ``tmaze:TMazeEnv`` (TimeLimit 1000) | ``corridor_length=120``, ``num_distractors=6`` |
+| ``agalite/MysteryPath-Grid-Easy-v0`` | ``mystery_path:MysteryPathEasyEnv`` | ``grid=True`` (128 steps) |
+| ``agalite/MysteryPath-Easy-v0`` | ``mystery_path:MysteryPathEasyEnv`` | ``grid=False`` (512 steps) |
+| ``agalite/MemoryMaze-{9x9,11x11,13x13,15x15}-v0`` | ``memory_maze:MemoryMazeEnv`` | ``size=...`` |
+| ``agalite/CueRecall-v0`` | ``cue_recall:CueRecallEnv`` (continuous actions) | ``delay=8``, ``num_distractors=2`` |
+| ``agalite/DelayedRecall-v0`` | ``delayed_recall:DelayedRecallEnv`` | ``num_symbols=4, delay=20, num_noise=4`` |
+| ``agalite/PopGym-<Task><Level>-v0`` (12 ids) | ``popgym:PopGymEnv`` | ``task=..., level=...`` |
+| ``agalite/MiniGrid-MemoryS{7,11}-v0`` | ``minigrid:MiniGridMemoryEnv`` | ``size=7`` / ``size=11`` |
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ _SPECS: dict[str, dict[str, Any]] = {
     MYSTERY_PATH_EASY_ID: {"entry_point": "envs.mystery_path:MysteryPathEasyEnv", "kwargs": {"grid": False}},
     **{
         env_id: {"entry_point": "envs.memory_maze:MemoryMazeEnv", "kwargs": {"size": size}}
-        for env_id, size in zip(MEMORY_MAZE_IDS, MEMORY_MAZE_SIZES)
+        for env_id, size in zip(MEMORY_MAZE_IDS, MEMORY_MAZE_SIZES, strict=True)
     },
     CUE_RECALL_ID: {"entry_point": "envs.cue_recall:CueRecallEnv"},
     DELAYED_RECALL_ID: {"entry_point": "envs.delayed_recall:DelayedRecallEnv"},

@@ -50,7 +50,7 @@ NUM_ACTIONS = 6  # noop, forward, left, right, forward-left, forward-right
 class MemoryMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
     """One memory-maze task behind the gymnasium 1.x API, image observations only."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}  # noqa: RUF012 Env declares it per instance, ClassVar clashes
 
     def __init__(self, size: str = "9x9", task_kwargs: dict[str, Any] | None = None, render_mode: str | None = None):
         if size not in SIZES:
@@ -96,7 +96,7 @@ class MemoryMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
         timestep = self._dm_env.step(int(action))
         reward = float(timestep.reward or 0.0)
         if reward > 0:
-            self._targets += int(round(reward))
+            self._targets += round(reward)
         last = bool(timestep.last())
         # dm_env: discount 0 at the end means a true termination; otherwise the episode hit its time limit.
         terminated = last and timestep.discount == 0.0

@@ -28,6 +28,7 @@ process must be stepped one at a time (a SyncVectorEnv does that).
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from typing import Any
 
 import gymnasium
@@ -55,7 +56,8 @@ _MOVES = 3  # per axis of MysteryPath-v0's MultiDiscrete([3, 3])
 class MysteryPathEasyEnv(gymnasium.Env[np.ndarray, np.int64]):
     """Mystery Path (grid or continuous) with the Easy reset options, Discrete actions and honest truncation."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}  # noqa: RUF012 Env declares it per instance, ClassVar clashes
+    action_space: spaces.Discrete
     # memory-gym's close() calls pygame.quit(), which kills the display every env in the process draws on; only the
     # last open env may do that.
     _open_envs = 0
@@ -73,7 +75,7 @@ class MysteryPathEasyEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.grid = bool(grid)
         self.render_mode = render_mode
         inner_cls = GridMysteryPathEnv if self.grid else MysteryPathEnv
-        self._check_options(inner_cls, reset_options)
+        self._check_options(inner_cls.default_reset_parameters, reset_options)
         self._reset_options = {**EASY_RESET_OPTIONS, **(reset_options or {})}
         self._env = inner_cls(render_mode=None)
         self._closed = False
@@ -83,20 +85,17 @@ class MysteryPathEasyEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._last_obs: np.ndarray | None = None
 
     @staticmethod
-    def _check_options(inner_cls: type, options: dict[str, Any] | None) -> None:
+    def _check_options(valid: Collection[str], options: dict[str, Any] | None) -> None:
         """memory-gym asserts on unknown keys; a ValueError naming the valid ones is clearer."""
-        unknown = set(options or {}) - set(inner_cls.default_reset_parameters)
+        unknown = set(options or {}) - set(valid)
         if unknown:
-            raise ValueError(
-                f"unknown Mystery Path reset option(s) {sorted(unknown)}; "
-                f"valid: {sorted(inner_cls.default_reset_parameters)}"
-            )
+            raise ValueError(f"unknown Mystery Path reset option(s) {sorted(unknown)}; valid: {sorted(valid)}")
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        self._check_options(type(self._env), options)
+        self._check_options(type(self._env).default_reset_parameters, options)
         # Seed the inner env from our generator so that unseeded resets are still reproducible after a seeded one.
         inner_seed = int(self.np_random.integers(0, 2**31 - 1)) if seed is not None else None
         obs, info = self._env.reset(seed=inner_seed, options={**self._reset_options, **(options or {})})

@@ -73,7 +73,7 @@ _CUES = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)  # row index = corr
 class TMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
     """T-Maze with a one-shot cue, a Gray-coded position and random distractor bits (see the module docstring)."""
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012 Env declares it per instance, ClassVar clashes
 
     def __init__(
         self,
@@ -138,7 +138,7 @@ class TMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
         success = 0.0
         reward = STEP_REWARD
         if self._position == self._junction:
-            if action == UP or action == DOWN:
+            if action in (UP, DOWN):
                 terminated = True
                 if action == self._cue:
                     reward, success = CORRECT_TURN_REWARD, 1.0

@@ -110,6 +110,12 @@ class AGaLiTeAttention(nn.Module):
     axis last (a trailing axis of size r or 1 makes ONNX Runtime's broadcasting loop per element: 5-10x slower).
     """
 
+    # buffers, registered in __init__ (declared here for type checkers: nn.Module's __getattr__ is untyped)
+    group_reps: torch.Tensor
+    group_of: torch.Tensor
+    rep_of: torch.Tensor
+    group_size: torch.Tensor
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.h, self.d, self.r = cfg.num_heads, cfg.d_head, cfg.r
@@ -219,6 +225,10 @@ class AGaLiTeAttention(nn.Module):
 
 class AGaLiTe(SequenceModel):
     """The AGaLiTe stack: Dense+ReLU embedding, L gated blocks around ``AGaLiTeAttention`` (docs/models.md#agalite)."""
+
+    # buffers, registered in __init__ (declared for type checkers)
+    cos_table: torch.Tensor
+    cos_table_row: torch.Tensor
 
     def __init__(self, input_dim: int, cfg: ModelConfig) -> None:
         super().__init__()

@@ -25,7 +25,8 @@ def fused_linear(in_features: int, blocks: Sequence[int], bias: bool = True) -> 
     if not blocks or any(b <= 0 for b in blocks):
         raise ValueError(f"fused_linear needs positive block sizes, got {list(blocks)}")
     lin = nn.Linear(in_features, int(sum(blocks)), bias=bias)
-    lin.fused_blocks = tuple(int(b) for b in blocks)  # type: ignore[attr-defined]
+    # nn.Module's stubs type undeclared attributes as Tensor | Module; a plain tuple works at runtime.
+    lin.fused_blocks = tuple(int(b) for b in blocks)  # type: ignore[assignment]
     return lin
 
 

@@ -76,7 +76,8 @@ class NatureCNN(nn.Module):
         for m in [*self.conv.modules(), self.fc]:
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.orthogonal_(m.weight, gain=math.sqrt(2))
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         self.output_dim = hidden
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

@@ -87,14 +87,14 @@ class _Outer(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, b, mask):  # type: ignore[override]
+    def forward(ctx, a, b, mask):
         ctx.save_for_backward(a, b, mask)
         if mask is None:
             return a * b
         return torch.addcmul(mask, mask * a, b, value=-1.0)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         a, b, mask = ctx.saved_tensors
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
@@ -252,7 +252,7 @@ class GatedFeatures(nn.Module):
                 return beta * v, (p1 * p3, k * sg), (p2, q), outer_row(p3, sg, h, mask=m), dv
             return beta * v, outer_row(p1 * p3, k * sg, h), outer_row(p2, q, h), outer_row(p3, sg, h, mask=m), dv
         f = self.forward(x, layout="row")
-        if f.gate_k is None:
+        if f.gate_k is None or f.gate_v is None:  # gating "none": both gates are None
             return f.v_bar, f.k_bar, f.phi_q, m, m
         dk = torch.addcmul(m, m, f.gate_k, value=-1.0)
         dv = dk if self.gating == "scalar" else torch.addcmul(m, m, f.gate_v, value=-1.0)

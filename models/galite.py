@@ -25,6 +25,9 @@ T == 1 has a dedicated lean path (acting, ONNX export).
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -37,6 +40,13 @@ from models.scan import linear_scan
 
 EPS = {"paper": 1e-5, "code": 1e-10}
 VARIANTS = tuple(EPS)
+
+
+def _map_features(f: Features, fn: Callable[[torch.Tensor], torch.Tensor]) -> Features:
+    """``fn`` applied to every quantity of ``f``; absent gates stay None."""
+    gate_v = None if f.gate_v is None else fn(f.gate_v)
+    gate_k = None if f.gate_k is None else fn(f.gate_k)
+    return Features(fn(f.v_bar), fn(f.k_bar), fn(f.phi_q), gate_v, gate_k)
 
 
 def _pair_decays(decay: torch.Tensor) -> torch.Tensor:
@@ -94,19 +104,12 @@ class GaLiTeAttention(nn.Module):
             return self._step(self.features(x), m, c, s)
         steps, batch = x.shape[0], x.shape[1]
         f = self.features(x.reshape(steps * batch, x.shape[2]))
-        fs = Features(
-            *(
-                None if t is None else t.reshape(steps, batch, *t.shape[1:])
-                for t in (f.v_bar, f.k_bar, f.phi_q, f.gate_v, f.gate_k)
-            )
-        )
+        fs = _map_features(f, lambda t: t.reshape(steps, batch, *t.shape[1:]))
         outs = []
         size = self.chunk_size
         for start in range(0, steps, size):
             sl = slice(start, start + size)
-            part = Features(
-                *(None if t is None else t[sl] for t in (fs.v_bar, fs.k_bar, fs.phi_q, fs.gate_v, fs.gate_k))
-            )
+            part = _map_features(fs, operator.itemgetter(sl))
             form = self.form
             if form == "auto":
                 form = "pairwise" if (self.factorised and torch.is_grad_enabled()) else "scan"
@@ -136,7 +139,7 @@ class GaLiTeAttention(nn.Module):
 
     def _decays(self, f: Features, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(key-side decay incl. the reset mask, value-side decay or None); C decays by their outer product."""
-        if f.gate_k is None:
+        if f.gate_k is None or f.gate_v is None:  # gating "none": both gates are None
             return m, None
         dk = m * (1.0 - f.gate_k)
         if self.features.gating == "scalar":  # one gate per head: decay C once
@@ -145,10 +148,13 @@ class GaLiTeAttention(nn.Module):
 
     def _step(self, f: Features, m: torch.Tensor, c: torch.Tensor, s: torch.Tensor):
         dk, dv = self._decays(f, m)
-        if self.factorised:
-            dc = dk if dv is None else dk * dv  # [B, H, F, d]
-        else:
+        if not self.factorised:  # the code form's vector gating, so both gates exist
+            assert f.gate_k is not None and f.gate_v is not None
             dc = m * (1.0 - f.gate_k * f.gate_v)
+        elif dv is None:
+            dc = dk  # [B, H, F, d]
+        else:
+            dc = dk * dv
         c = dc * c + f.k_bar * f.v_bar
         s = dk * s + f.k_bar
         o = torch.matmul(f.phi_q, c) / (torch.matmul(f.phi_q, s) + self.eps)  # [B, H, 1, d]
@@ -185,10 +191,12 @@ class GaLiTeAttention(nn.Module):
     def _chunk_materialised(self, v_bar, k_bar, phi_q, gate_v, gate_k, m, c0, s0):
         """Scan the chunk's C states [n, B, H, F, d] (any decay), then read out."""
         dk, dv = self._decays(Features(v_bar, k_bar, phi_q, gate_v, gate_k), m)
-        if self.factorised:
-            dc = dk if dv is None else dk * dv
-        else:
+        if not self.factorised:
             dc = m * (1.0 - gate_k * gate_v)
+        elif dv is None:
+            dc = dk
+        else:
+            dc = dk * dv
         cs = linear_scan(dc, k_bar * v_bar, c0)
         ss = linear_scan(dk, k_bar, s0)
         o = torch.matmul(phi_q, cs) / (torch.matmul(phi_q, ss) + self.eps)
@@ -209,27 +217,28 @@ class GaLiTe(SequenceModel):
         self.num_layers = cfg.num_layers
         self.f = feature_dim(cfg.feature_map, cfg.d_head, cfg.eta)
         layers = [GaLiTeAttention(cfg, chunk_size) for _ in range(cfg.num_layers)]
+        self.attentions = layers  # the same modules as the blocks' (a plain list: typed, not registered twice)
         self.stack = GatedStack(
             input_dim, cfg.d_model, cfg.d_ffc, layers, cfg.gru_bias, embed_relu=cfg.galite_variant == "paper"
         )
 
     @property
     def chunk_size(self) -> int:
-        return self.stack.blocks[0].attention.chunk_size
-
-    def set_form(self, form: str) -> None:
-        """Force the multi-step computation of every layer (``auto``, ``pairwise`` or ``scan``)."""
-        if form not in ("auto", "pairwise", "scan"):
-            raise ValueError(f"unknown form {form!r}; expected auto, pairwise or scan")
-        for block in self.stack.blocks:
-            block.attention.form = form
+        return self.attentions[0].chunk_size
 
     @chunk_size.setter
     def chunk_size(self, value: int) -> None:
         if value < 1:
             raise ValueError(f"chunk_size must be >= 1, got {value}")
-        for block in self.stack.blocks:
-            block.attention.chunk_size = value
+        for attention in self.attentions:
+            attention.chunk_size = value
+
+    def set_form(self, form: str) -> None:
+        """Force the multi-step computation of every layer (``auto``, ``pairwise`` or ``scan``)."""
+        if form not in ("auto", "pairwise", "scan"):
+            raise ValueError(f"unknown form {form!r}; expected auto, pairwise or scan")
+        for attention in self.attentions:
+            attention.form = form
 
     def state_spec(self) -> dict[str, StateSpec]:
         h, d, f = self.cfg.num_heads, self.cfg.d_head, self.f

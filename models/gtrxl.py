@@ -35,6 +35,8 @@ costs O(H d d_model + H M d_model) instead of re-projecting all M + 1 positions 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import cast
 
 import torch
 from torch import nn
@@ -86,6 +88,8 @@ class GTrXLLayer(nn.Module):
 class GTrXL(SequenceModel):
     """GTrXL with memory length ``cfg.memory_len`` in the ``cfg.memory_form`` representation (see module doc)."""
 
+    pos: torch.Tensor  # buffer, registered in __init__ (declared for type checkers)
+
     def __init__(self, input_dim: int, cfg: ModelConfig) -> None:
         super().__init__()
         if input_dim <= 0:
@@ -111,10 +115,14 @@ class GTrXL(SequenceModel):
         m = self.memory_len
         self.register_buffer("pos", sinusoid_embedding(torch.arange(m, -1, -1), self.d_model), persistent=False)
         lecun_normal_(self)
-        for layer in self.layers:  # lecun_normal_ zeroed the gate biases' Linear parts only; b_g is a Parameter
+        for layer in self._each_layer():  # lecun_normal_ zeroed the gate biases' Linear parts only; b_g is a Parameter
             for gate in (layer.gate1, layer.gate2):
                 with torch.no_grad():
                     gate.b_g.fill_(gate.init_bias)
+
+    def _each_layer(self) -> Iterable[GTrXLLayer]:
+        """``self.layers`` with its element type (nn.ModuleList yields plain Modules to a type checker)."""
+        return cast("Iterable[GTrXLLayer]", self.layers)
 
     # ----------------------------------------------------------------------------------------------- state
     def state_spec(self) -> dict[str, StateSpec]:
@@ -217,7 +225,7 @@ class GTrXL(SequenceModel):
         if self.memory_form == "inputs":
             memory = state["memory"]
             slots = [u]
-            for i, layer in enumerate(self.layers):
+            for i, layer in enumerate(self._each_layer()):
                 u, _ = self._layer(layer, u, memory[:, i], bias, t)
                 slots.append(u)
             new_memory = torch.cat([memory, torch.stack(slots, dim=1)], dim=2)[:, :, -m:].detach()
@@ -225,7 +233,7 @@ class GTrXL(SequenceModel):
         else:
             cache = state["kv"]
             new_kv = []
-            for i, layer in enumerate(self.layers):
+            for i, layer in enumerate(self._each_layer()):
                 u, kv = self._layer(layer, u, cache[:, i], bias, t)
                 new_kv.append(kv)
             new_cache = torch.cat([cache, torch.stack(new_kv, dim=1)], dim=2)[:, :, -m:].detach()

@@ -90,10 +90,8 @@ def gtrxl_cost(cfg: ModelConfig, count: GTrXLCount = "as_coded") -> ModelCost:
     else:
         raise ValueError(f"unknown GTrXL count {count!r}; expected as_coded, kv_cached or implemented")
     macs = attn + _block_macs(cfg, dm)
-    if cfg.memory_form == "inputs":
-        floats = (cfg.num_layers + 1) * m * dm
-    else:
-        floats = cfg.num_layers * m * 2 * hd
+    inputs = cfg.memory_form == "inputs"
+    floats = (cfg.num_layers + 1) * m * dm if inputs else cfg.num_layers * m * 2 * hd
     return ModelCost("gtrxl", cfg.num_layers, macs, floats, state_bools=m)
 
 
@@ -125,6 +123,9 @@ def _official(kind: str, **kw: object) -> ModelConfig:
     return ModelConfig.from_dict({**base, "kind": kind, **kw})
 
 
+#: The two GTrXL counts the paper's cost table lists for each memory length (docs/models.md#costs).
+_TABLE_COUNTS: tuple[GTrXLCount, GTrXLCount] = ("as_coded", "kv_cached")
+
 #: The paper's cost table: (label, config, GTrXL count, MACs per layer, state floats over all layers).
 PAPER_TABLE: list[tuple[str, ModelConfig, GTrXLCount, int, int]] = [
     ("AGaLiTe eta=4, r=2", _official("agalite", eta=4), "as_coded", 442_368, 14_340),
@@ -138,6 +139,6 @@ PAPER_TABLE: list[tuple[str, ModelConfig, GTrXLCount, int, int]] = [
             (128, 13_075_200, 492_288, 81_920),
             (256, 25_756_416, 590_592, 163_840),
         )
-        for count, macs in (("as_coded", coded), ("kv_cached", cached))
+        for count, macs in zip(_TABLE_COUNTS, (coded, cached), strict=True)
     ),
 ]

@@ -138,7 +138,7 @@ def _scan(
 
 class _LinearScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a, b, h0, method, overwrite, coef):  # type: ignore[override]
+    def forward(ctx, a, b, h0, method, overwrite, coef):
         if coef is not None:  # the scaled write is a fresh buffer: scan in it
             h = _scan(a, coef * b, h0, method, inplace=True)
         else:
@@ -151,7 +151,7 @@ class _LinearScan(torch.autograd.Function):
         return h
 
     @staticmethod
-    def backward(ctx, grad_h):  # type: ignore[override]
+    def backward(ctx, grad_h):
         a, h, h0, coef = ctx.saved_tensors
         steps = h.shape[0]
         a_full = _over_time(a, steps)
@@ -263,7 +263,7 @@ class _ScanReadout(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, b, h0, q, coef):  # type: ignore[override]
+    def forward(ctx, a, b, h0, q, coef):
         h = _chunked(_over_time(a, b.shape[0]), coef * b, h0, inplace=True)  # [T, ..., R, F]
         y = torch.matmul(h, q.transpose(-1, -2)).transpose(-1, -2)  # [T, ..., 1, R]
         ctx.save_for_backward(a, h, h0, q, coef)
@@ -271,7 +271,7 @@ class _ScanReadout(torch.autograd.Function):
         return y, h[-1].clone()
 
     @staticmethod
-    def backward(ctx, grad_y, grad_last):  # type: ignore[override]
+    def backward(ctx, grad_y, grad_last):
         a, h, h0, q, coef = ctx.saved_tensors
         gy = grad_y.transpose(-1, -2).contiguous()  # [T, ..., R, 1]
         need = ctx.needs_input_grad
@@ -315,7 +315,7 @@ class _ScanReadoutOuter(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, u, v, h0, p, w, coef):  # type: ignore[override]
+    def forward(ctx, a, u, v, h0, p, w, coef):
         steps, n, m = u.shape[0], u.shape[-1], v.shape[-1]
         lead = u.shape[:-2]  # [T, ..., ] without the unit axis
         rows = coef.shape[-2]
@@ -328,7 +328,7 @@ class _ScanReadoutOuter(torch.autograd.Function):
         return y, h[-1].clone()
 
     @staticmethod
-    def backward(ctx, grad_y, grad_last):  # type: ignore[override]
+    def backward(ctx, grad_y, grad_last):
         a, u, v, h0, p, w, coef, h, hw = ctx.saved_tensors
         n, m = u.shape[-1], v.shape[-1]
         lead, rows = u.shape[:-2], coef.shape[-2]

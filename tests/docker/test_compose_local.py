@@ -10,6 +10,7 @@ several minutes on two cores.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -75,15 +76,11 @@ def _tail(path: Path, lines: int = 30) -> str:
 def _stop(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         if p.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     for p in procs:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def _actor_ids_seen(tb_dir: Path) -> set[str]:
@@ -133,13 +130,13 @@ def test_compose_services_train_tmaze_as_local_processes(tmp_path, free_ports):
         found = _healthcheck_module().find_actor_pids()
         for p in actors:
             assert p.pid in found
-            assert _health(actor.healthcheck + ["--pid", str(p.pid)]).returncode == 1
+            assert _health([*actor.healthcheck, "--pid", str(p.pid)]).returncode == 1
 
         learner_proc = _start(learner.argv, learner.env, logs / "learner.log")
         procs.append(learner_proc)
         _wait_healthy(learner.healthcheck, [learner_proc], STARTUP_S)
         for p in actors:
-            _wait_healthy(actor.healthcheck + ["--pid", str(p.pid)], [learner_proc, p], STARTUP_S)
+            _wait_healthy([*actor.healthcheck, "--pid", str(p.pid)], [learner_proc, p], STARTUP_S)
 
         try:
             rc = learner_proc.wait(timeout=TRAINING_S)

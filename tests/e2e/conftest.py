@@ -7,6 +7,7 @@ wait reports the last status.json and the tails of the process logs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -107,10 +108,8 @@ class Proc:
         return group_members(self.popen.pid)
 
     def signal_group(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 @dataclass
@@ -213,10 +212,8 @@ class Stack:
         for p in self.procs:
             p.signal_group(signal.SIGKILL)
         for p in self.procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 p.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ def test_malformed_and_stale_segments_are_dropped_and_counted(stack):
         assert control.poll(120_000), "no Welcome from the learner\n" + stack.report()
         welcome = decode(control.recv())
         assert isinstance(welcome, Welcome)
-        meta, t = welcome.policy.metadata, int(welcome.settings["segment_length"])
+        meta, t = welcome.policy.metadata, welcome.segment_length
 
         before = stack.wait_status(
             lambda s: s["policy_version"] >= max_lag + 2 and s["segments_per_actor"].get("a0"),
@@ -78,7 +78,16 @@ def test_malformed_and_stale_segments_are_dropped_and_counted(stack):
         )
         # the learner's version right now, from its answer to a heartbeat (status.json may be a second old)
         control.send(
-            encode(Heartbeat(sender_id="intruder", run_id="intruder-run", time=time.time(), policy_version=0, stats={}))
+            encode(
+                Heartbeat(
+                    actor_id="intruder",
+                    run_id="intruder-run",
+                    time=time.time(),
+                    policy_version=0,
+                    num_envs=2,
+                    segments_sent=0,
+                )
+            )
         )
         assert control.poll(60_000)
         now = decode(control.recv()).policy_version
@@ -90,7 +99,7 @@ def test_malformed_and_stale_segments_are_dropped_and_counted(stack):
         bad = [
             b"\xc1" + rng.bytes(200),  # 0xc1 is never valid msgpack
             good[: len(good) // 2],  # truncated
-            encode(_segment(meta, t, now, seq=2, obs_shape=(tuple(meta["obs_shape"])[0] + 3,))),  # wrong obs shape
+            encode(_segment(meta, t, now, seq=2, obs_shape=(meta["obs_shape"][0] + 3,))),  # wrong obs shape
             _with_protocol(good, 99),  # another protocol version
             encode(nan_rewards, validate=False),  # NaN rewards (the sender skips its own validation)
             encode(_segment(meta, t, now - max_lag - 1, seq=3)),  # stale: lag beyond max_policy_lag

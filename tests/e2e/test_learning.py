@@ -1,5 +1,6 @@
-"""A small model of each family learns a short T-Maze (and AGaLiTe a continuous-action memory task) through the whole stack (`python -m learner.launch`):
-learner, actor processes, segments over ZeroMQ, weights-only policy updates, ONNX Runtime acting."""
+"""A small model of each family learns a short T-Maze (and AGaLiTe a continuous-action memory task) through the
+whole stack (`python -m learner.launch`): learner, actor processes, segments over ZeroMQ, weights-only policy
+updates, ONNX Runtime acting."""
 
 from __future__ import annotations
 

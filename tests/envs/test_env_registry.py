@@ -58,7 +58,8 @@ def test_all_own_ids_are_registered() -> None:
 def test_import_envs_is_torch_free_and_cheap() -> None:
     code = (
         "import sys, envs\n"
-        "heavy = [m for m in ('torch', 'memory_gym', 'pygame', 'memory_maze', 'dm_control', 'mujoco') if m in sys.modules]\n"
+        "mods = ('torch', 'memory_gym', 'pygame', 'memory_maze', 'dm_control', 'mujoco')\n"
+        "heavy = [m for m in mods if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "envs.make_env('agalite/TMaze-v0').reset(seed=0)\n"
         "assert 'torch' not in sys.modules\n"

@@ -110,7 +110,7 @@ def _torch_loss(cfg: PPOConfig):
 @pytest.mark.parametrize("clip_vloss", [False, True])
 def test_ppo_loss_matches_hand_computation(norm_adv: bool, clip_vloss: bool):
     cfg = PPOConfig(clip_coef=0.2, norm_adv=norm_adv, clip_vloss=clip_vloss, ent_coef=0.01, vf_coef=0.5)
-    logits, actions, old_logp, adv, values, returns, old_values, ratios = _loss_case()
+    logits, _actions, _old_logp, adv, values, returns, old_values, ratios = _loss_case()
     if norm_adv:  # torch's std is the unbiased one (ddof=1), as in the reference implementations
         adv = (adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)
     # clipped surrogate, element by element: ratio 1.1 is inside [0.8, 1.2]; 1.5 (A>0) is clipped to 1.2;
@@ -265,11 +265,11 @@ def test_a2c_update_is_exactly_one_gradient_step():
     opt.step()
 
     assert stats["losses/loss"] == pytest.approx(float(out.loss.detach()), rel=1e-4, abs=1e-6)
-    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+    for (name, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
     # and the step did move the weights
     before = _model()
-    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before.parameters()))
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before.parameters(), strict=True))
 
 
 def test_update_counts_epochs_times_minibatches_and_stops_early_on_target_kl():
@@ -314,14 +314,14 @@ def test_ppo_state_dict_round_trip_continues_identically():
     st1 = ppo.update(batch)
     st2 = ppo2.update(batch)
     assert st1["losses/loss"] == st2["losses/loss"]
-    for p, q in zip(model.parameters(), model2.parameters()):
+    for p, q in zip(model.parameters(), model2.parameters(), strict=True):
         assert torch.equal(p, q)
 
     # without the optimiser state the same step gives different weights (so the check above means something)
     model3 = _model(seed=99)
     model3.load_state_dict(saved["model"])
     PPO(model3, cfg, seed=7).update(_batch(model3, seed=20))
-    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), model3.parameters()))
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), model3.parameters(), strict=True))
 
 
 def test_lr_annealing():

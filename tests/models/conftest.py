@@ -23,7 +23,7 @@ def _check_step_onnx(model: torch.nn.Module, input_dim: int, steps: int = 12, se
             self.m = m
 
         def forward(self, x, reset, *state):
-            y, new = self.m(x, reset, dict(zip(names, state)))
+            y, new = self.m(x, reset, dict(zip(names, state, strict=True)))
             return (y, *[new[k] for k in names])
 
     batch = 2
@@ -48,7 +48,7 @@ def _check_step_onnx(model: torch.nn.Module, input_dim: int, steps: int = 12, se
         with torch.no_grad():
             y, state = model(x, reset, state)
         out = sess.run(None, {"x": x.numpy(), "reset": reset.numpy(), **ort_state})
-        ort_state = dict(zip(names, out[1:]))
+        ort_state = dict(zip(names, out[1:], strict=True))
         assert np.abs(out[0] - y.numpy()).max() < 1e-5
         assert all(np.abs(ort_state[k] - state[k].numpy()).max() < 1e-5 for k in names)
 

@@ -56,8 +56,8 @@ def test_sequence_equals_step_by_step_through_the_wrapper(cfg) -> None:
         logits, value, s_seq = ac(obs, reset, ac.initial_state(batch))
         state, ls, vs = ac.initial_state(batch), [], []
         for t in range(t_len):
-            l, v, state = ac(obs[t : t + 1], reset[t : t + 1], state)
-            ls.append(l)
+            lg, v, state = ac(obs[t : t + 1], reset[t : t + 1], state)
+            ls.append(lg)
             vs.append(v)
     assert logits.shape == (t_len, batch, 4) and value.shape == (t_len, batch)
     assert (torch.cat(ls) - logits).abs().max().item() < 1e-5
@@ -115,7 +115,7 @@ class _Step(torch.nn.Module):
         self.names = list(ac.state_spec())
 
     def forward(self, obs, reset, *state):
-        logits, value, new = self.ac(obs[None], reset[None], dict(zip(self.names, state)))
+        logits, value, new = self.ac(obs[None], reset[None], dict(zip(self.names, state, strict=True)))
         return (logits[0], value[0], *[new[n] for n in self.names])
 
 
@@ -135,10 +135,8 @@ def test_t1_step_exports_to_onnx_and_runs(cfg, space) -> None:
     names = step.names
     batch = 2
     state = ac.initial_state(batch)
-    if space is IMG_SPACE:
-        obs = torch.randint(0, 256, (batch, 84, 84, 3), dtype=torch.uint8)
-    else:
-        obs = torch.rand(batch, 16)
+    image = space is IMG_SPACE
+    obs = torch.randint(0, 256, (batch, 84, 84, 3), dtype=torch.uint8) if image else torch.rand(batch, 16)
     reset = torch.tensor([True, False])
     io_names = ["obs", "reset", *names, "logits", "value", *[f"{n}_out" for n in names]]
     buf = io.BytesIO()
@@ -162,7 +160,7 @@ def test_t1_step_exports_to_onnx_and_runs(cfg, space) -> None:
             logits, value, st_t = ac(o[None], r[None], st_t)
         assert np.abs(outs[0] - logits[0].numpy()).max() < 1e-4
         assert np.abs(outs[1] - value[0].numpy()).max() < 1e-4
-        st_np = dict(zip(names, outs[2:]))
+        st_np = dict(zip(names, outs[2:], strict=True))
         for n in names:
             assert st_np[n].dtype == st_t[n].numpy().dtype
 

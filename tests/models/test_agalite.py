@@ -119,8 +119,8 @@ def test_scan_readout_equals_scan_then_matmul(t_len: int, shared_decay: bool) ->
         y, last = fn(a, b, h0, q)
         outs.append((y.detach(), last.detach()))
         grads.append(torch.autograd.grad((y * w_y).sum() + (last * w_last).sum(), (a, b, h0, q)))
-    assert all((x - y).abs().max().item() < 1e-12 for x, y in zip(outs[0], outs[1]))
-    assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(grads[0], grads[1]))
+    assert all((x - y).abs().max().item() < 1e-12 for x, y in zip(outs[0], outs[1], strict=True))
+    assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(grads[0], grads[1], strict=True))
     assert torch.autograd.gradcheck(fused, (a, b, h0, q))
 
 
@@ -159,7 +159,7 @@ def test_scan_readout_outer_equals_materialised_outer_products() -> None:
         results.append(
             (y.detach(), last.detach(), *torch.autograd.grad((y * w_y).sum() + (last * w_last).sum(), inputs))
         )
-    assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(*results))
+    assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(*results, strict=True))
     assert torch.autograd.gradcheck(factored, inputs)
 
 
@@ -188,14 +188,14 @@ def test_training_terms_equal_forward(feature_map: str, gating: str) -> None:
     gv = torch.zeros(()) if f.gate_v is None else f.gate_v
     expected = (f.v_bar, f.k_bar, f.phi_q, m * (1 - gk), m * (1 - gv))
     got = feats.training_terms(x, m)
-    for e, t in zip(expected, got):
+    for e, t in zip(expected, got, strict=True):
         assert (e.expand_as(t) - t).abs().max().item() < 1e-12
     w = [torch.randn(t.shape, dtype=torch.float64) for t in got]
-    g1 = torch.autograd.grad(sum((t * wi).sum() for t, wi in zip(got, w)), list(feats.parameters()))
+    g1 = torch.autograd.grad(sum((t * wi).sum() for t, wi in zip(got, w, strict=True)), list(feats.parameters()))
     g2 = torch.autograd.grad(
-        sum((e.expand_as(t) * wi).sum() for e, t, wi in zip(expected, got, w)), list(feats.parameters())
+        sum((e.expand_as(t) * wi).sum() for e, t, wi in zip(expected, got, w, strict=True)), list(feats.parameters())
     )
-    assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(g1, g2))
+    assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(g1, g2, strict=True))
 
 
 @pytest.mark.parametrize("cfg", [small(), small(r=3, frequencies="distinct"), small(feature_map="dpfp")])

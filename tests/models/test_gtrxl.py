@@ -25,9 +25,9 @@ def no_reset(t: int, b: int) -> torch.Tensor:
 def test_state_layout_and_sizes() -> None:
     cfg = small_config("gtrxl")
     inputs, kv = make("inputs"), make("kv")
-    l, m, dm, hd = cfg.num_layers, cfg.memory_len, cfg.d_model, cfg.num_heads * cfg.d_head
-    assert inputs.state_floats_per_env() == (l + 1) * m * dm
-    assert kv.state_floats_per_env() == l * m * 2 * hd
+    n, m, dm, hd = cfg.num_layers, cfg.memory_len, cfg.d_model, cfg.num_heads * cfg.d_head
+    assert inputs.state_floats_per_env() == (n + 1) * m * dm
+    assert kv.state_floats_per_env() == n * m * 2 * hd
     assert inputs.state_spec()["mask"].shape == (m,) and inputs.state_spec()["mask"].dtype == torch.bool
     assert bool(inputs.initial_state(2)["mask"].all()), "nothing is in memory at the start"
 

@@ -44,7 +44,7 @@ def test_gru_matches_torch_gru_cell() -> None:
         cell.weight_hh.copy_(model.w_hh.weight)
         cell.bias_hh.copy_(model.w_hh.bias)
         x = torch.randn(9, 3, IN_DIM)
-        y, state = model(x, torch.zeros(9, 3, dtype=torch.bool), model.initial_state(3))
+        y, _ = model(x, torch.zeros(9, 3, dtype=torch.bool), model.initial_state(3))
         h = torch.zeros(3, model.hidden)
         for t in range(9):
             h = cell(x[t], h)
