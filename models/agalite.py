@@ -119,7 +119,15 @@ class AGaLiTeAttention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.h, self.d, self.r = cfg.num_heads, cfg.d_head, cfg.r
-        self.features = GatedFeatures(cfg.d_model, cfg.num_heads, cfg.d_head, cfg.eta, cfg.feature_map, cfg.gating)
+        self.features = GatedFeatures(
+            cfg.d_model,
+            cfg.num_heads,
+            cfg.d_head,
+            cfg.eta,
+            cfg.feature_map,
+            cfg.gating,
+            cfg.memory_horizon if cfg.memory_init == "chrono" else None,
+        )
         self.f = self.features.f
         self.scan_method = "chunked"  # see models/scan.py; "doubling" is the log-depth Hillis-Steele scan
         self.out = nn.Linear(cfg.num_heads * cfg.d_head, cfg.d_model)

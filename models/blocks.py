@@ -20,6 +20,19 @@ from torch import nn
 LN_EPS = 1e-5
 
 
+def chrono_bias(n: int, horizon: int) -> torch.Tensor:
+    """log(u), u ~ U(1, horizon - 1): gate biases giving time constants spread over [2, horizon].
+
+    A gate g = sigmoid(b) that keeps the old state (h <- g h + ...) holds it for about 1 / (1 - g) = 1 + e^b steps,
+    so b = log(u) spreads the units' memories from 2 to ``horizon`` steps (Tallec & Ollivier, "Can recurrent neural
+    networks warp time?", 2018). With zero biases every unit halves its memory each step: after 20 steps the
+    gradient that reaches the first input is ~1e-5 of the last one's for a GRU (bench/results/gradient_flow.md).
+    """
+    if horizon < 3:
+        raise ValueError(f"memory_horizon must be >= 3, got {horizon}")
+    return torch.log(torch.empty(n).uniform_(1.0, float(horizon - 1)))
+
+
 def fused_linear(in_features: int, blocks: Sequence[int], bias: bool = True) -> nn.Linear:
     """One Linear standing for several stacked ones (outputs concatenated in ``blocks`` order)."""
     if not blocks or any(b <= 0 for b in blocks):

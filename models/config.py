@@ -30,6 +30,13 @@ class ModelConfig:
     galite_variant: Literal["paper", "code"] = "paper"
     feature_map: Literal["pp_relu", "elu1", "relu", "dpfp"] = "pp_relu"
     gating: Literal["vector", "scalar", "none"] = "vector"
+    memory_init: Literal["chrono", "default"] = "chrono"
+    """Initial biases of the gates that decide how long memories last (GRU update / LSTM forget gates, AGaLiTe and
+    GaLiTe decay gates). chrono: each unit's initial time constant is drawn from U(1, memory_horizon), so the
+    gradient of a late loss still reaches inputs that many steps back when training starts (docs/models.md,
+    "Memory initialisation"); default: zero biases (PyTorch's uniform for GRU/LSTM), as in the paper."""
+    memory_horizon: int = 64
+    """Longest initial time constant of the chrono initialisation, in steps."""
     # GTrXL
     memory_len: int = 128
     memory_form: Literal["inputs", "kv"] = "inputs"

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.blocks import chrono_bias
 from models.scan import rows_dot
 
 FEATURE_MAPS = ("pp_relu", "elu1", "relu", "dpfp")
@@ -118,7 +119,14 @@ class GatedFeatures(nn.Module):
     """x [N, d_model] (already layer-normed) -> ``Features``; one fused Linear, few graph nodes."""
 
     def __init__(
-        self, d_model: int, num_heads: int, d_head: int, eta: int, feature_map: str = "pp_relu", gating: str = "vector"
+        self,
+        d_model: int,
+        num_heads: int,
+        d_head: int,
+        eta: int,
+        feature_map: str = "pp_relu",
+        gating: str = "vector",
+        memory_horizon: int | None = None,
     ) -> None:
         super().__init__()
         if feature_map not in FEATURE_MAPS:
@@ -148,10 +156,12 @@ class GatedFeatures(nn.Module):
         self.n_feat = 2 * d_head + (2 * eta if uses_p else 0)
         self.n_gate = self.width - d_head - self.n_feat
         self.proj = nn.Linear(d_model, num_heads * self.width)
+        self.memory_horizon = memory_horizon
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Orthogonal(sqrt 2) per reference Dense (rows scattered into the per-head layout), zero bias."""
+        """Orthogonal(sqrt 2) per reference Dense (rows scattered into the per-head layout), zero bias (or the chrono
+        bias on the decay gates when ``memory_horizon`` is set)."""
         d_model = self.proj.in_features
         with torch.no_grad():
             rows: dict[str, torch.Tensor] = {}
@@ -168,6 +178,15 @@ class GatedFeatures(nn.Module):
                     used[group] += size
                     col += size
             self.proj.bias.zero_()
+            if self.memory_horizon is not None:
+                # Chrono: decay 1 - sigmoid(b) keeps a memory about 1 + e^-b steps; b = -chrono_bias spreads the
+                # units' initial memories over [2, horizon] instead of halving every state each step.
+                bias = self.proj.bias.view(self.h, self.width)
+                col = 0
+                for name, size, _ in self.pieces:
+                    if name in ("beta", "gamma", "g"):
+                        bias[:, col : col + size] = -chrono_bias(self.h * size, self.memory_horizon).view(self.h, size)
+                    col += size
 
     def _feature(self, z: torch.Tensor) -> torch.Tensor:
         if self.feature_map == "relu" or self.feature_map == "pp_relu":

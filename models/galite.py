@@ -81,7 +81,15 @@ class GaLiTeAttention(nn.Module):
         self.h, self.d = cfg.num_heads, cfg.d_head
         self.variant = cfg.galite_variant
         self.eps = EPS[cfg.galite_variant]
-        self.features = GatedFeatures(cfg.d_model, cfg.num_heads, cfg.d_head, cfg.eta, cfg.feature_map, cfg.gating)
+        self.features = GatedFeatures(
+            cfg.d_model,
+            cfg.num_heads,
+            cfg.d_head,
+            cfg.eta,
+            cfg.feature_map,
+            cfg.gating,
+            cfg.memory_horizon if cfg.memory_init == "chrono" else None,
+        )
         self.f = self.features.f
         self.chunk_size = chunk_size
         self.form = "auto"

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from models.base import SequenceModel, State, StateSpec
+from models.blocks import chrono_bias
 from models.config import ModelConfig
 
 
@@ -34,6 +35,12 @@ class _RecurrentBase(SequenceModel):
         bound = 1.0 / math.sqrt(self.hidden)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
+        if cfg.memory_init == "chrono":
+            self._chrono_init(cfg.memory_horizon)
+
+    def _chrono_init(self, horizon: int) -> None:
+        """Set the keep-gate biases from ``chrono_bias`` (subclasses know where their gates are)."""
+        raise NotImplementedError
 
     def _check(self, x: torch.Tensor, reset: torch.Tensor) -> None:
         if x.dim() != 3 or x.shape[-1] != self.input_dim:
@@ -49,6 +56,14 @@ class LSTM(_RecurrentBase):
 
     def state_spec(self) -> dict[str, StateSpec]:
         return {"h": StateSpec((self.hidden,), torch.float32), "c": StateSpec((self.hidden,), torch.float32)}
+
+    def _chrono_init(self, horizon: int) -> None:
+        n = self.hidden
+        b = chrono_bias(n, horizon)
+        with torch.no_grad():  # gate rows i, f, o, g: forget bias b, input bias -b (Tallec & Ollivier's LSTM form)
+            self.w_ih.bias[n : 2 * n] = b
+            self.w_ih.bias[:n] = -b
+            self.w_hh.bias[: 2 * n] = 0.0
 
     def forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         self._check(x, reset)
@@ -77,6 +92,12 @@ class GRU(_RecurrentBase):
 
     def state_spec(self) -> dict[str, StateSpec]:
         return {"h": StateSpec((self.hidden,), torch.float32)}
+
+    def _chrono_init(self, horizon: int) -> None:
+        n = self.hidden
+        with torch.no_grad():  # gate rows r, z, n: z keeps the old state (h <- z h + (1 - z) cand)
+            self.w_ih.bias[n : 2 * n] = chrono_bias(n, horizon)
+            self.w_hh.bias[n : 2 * n] = 0.0
 
     def forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         self._check(x, reset)
