@@ -9,6 +9,7 @@ actor keeps servicing heartbeats and its stop flag.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from protocol import (
     Error,
     Heartbeat,
     Hello,
+    LearnerStatus,
     ModelUpdate,
     ProtocolError,
     Segment,
@@ -90,7 +92,8 @@ class Actor:
         self.policy: Policy | None = None
         self.version = 0
         self.graph_id = ""
-        self.settings: dict[str, Any] = {}
+        self.welcome: Welcome | None = None
+        self.num_envs = cfg.num_envs or 0
         self.learner_run_id = ""
         self.last_heard = time.monotonic()
         self.last_heartbeat = 0.0
@@ -124,7 +127,7 @@ class Actor:
             hello = Hello(
                 actor_id=self.actor_id,
                 run_id=self.run_id,
-                num_envs=self._num_envs_hint(),
+                num_envs=self.num_envs,
                 host=socket.gethostname(),
                 pid=os.getpid(),
             )
@@ -150,83 +153,71 @@ class Actor:
             log.info("no Welcome from %s yet; saying Hello again", self._addr(self.cfg.control_port))
         raise LearnerGone("stopped while connecting")
 
-    def _num_envs_hint(self) -> int:
-        if self.cfg.num_envs is not None:
-            return self.cfg.num_envs
-        return int(self.settings.get("envs_per_actor", 1)) if self.settings else 1
-
     def _apply_welcome(self, welcome: Welcome) -> None:
-        settings = welcome.settings
-        new_env = (settings.get("env_id"), settings.get("env_kwargs")) != (
-            self.settings.get("env_id"),
-            self.settings.get("env_kwargs"),
+        old = self.welcome
+        same_envs = old is not None and (old.env_id, old.env_kwargs, old.segment_length, old.envs_per_actor) == (
+            welcome.env_id,
+            welcome.env_kwargs,
+            welcome.segment_length,
+            welcome.envs_per_actor,
         )
-        segment_changed = settings.get("segment_length") != self.settings.get("segment_length")
-        self.settings = dict(settings)
-        self.learner_run_id = str(settings.get("learner_run_id", welcome.run_name))
+        self.welcome = welcome
+        self.learner_run_id = welcome.learner_run_id
         step_fn = StepFunction.from_bytes(welcome.policy.onnx, intra_op_threads=self.cfg.threads)
         self.graph_id = str(welcome.policy.metadata.get("graph_sha256", welcome.policy.graph_sha256))
         self.version = welcome.policy.version
         self.sent_per_version.clear()
-        self.quota = float(settings.get("segments_per_version", 1.0))
-        num_envs = self.cfg.num_envs or int(settings.get("envs_per_actor", 1))
-        if self.collector is None or new_env or segment_changed:
+        self.quota = welcome.segments_per_version
+        num_envs = self.cfg.num_envs or welcome.envs_per_actor
+        self.num_envs = num_envs
+        if self.collector is None or not same_envs:
             if self.collector is not None:
                 self.collector.close()
             seed = self.cfg.seed
             if seed is None:
-                seed = int(settings.get("seed", 0)) * 1_000_003 + zlib.crc32(self.actor_id.encode()) % 1_000_003
-            envs = [make_env(settings["env_id"], **settings.get("env_kwargs", {})) for _ in range(num_envs)]
-            self.collector = SegmentCollector(envs, int(settings["segment_length"]), seed)
+                seed = welcome.seed * 1_000_003 + zlib.crc32(self.actor_id.encode()) % 1_000_003
+            envs = [make_env(welcome.env_id, **welcome.env_kwargs) for _ in range(num_envs)]
+            self.collector = SegmentCollector(envs, welcome.segment_length, seed)
             self.policy = Policy(step_fn, num_envs)
         else:
             # Same envs, new learner: keep the episodes running, start a fresh memory for every env.
             assert self.policy is not None
             self.policy = Policy(step_fn, num_envs)
             self.collector.reset[:] = True
-        log.info(
-            "joined learner run %s: %s, policy version %d", self.learner_run_id, settings.get("env_id"), self.version
-        )
+        log.info("joined learner run %s: %s, policy version %d", self.learner_run_id, welcome.env_id, self.version)
 
     # ---- steady state -------------------------------------------------------------------------------------------
     def _service_control(self, heartbeat_interval: float | None = None) -> None:
-        assert self.control is not None
+        assert self.control is not None and self.welcome is not None
         now = time.monotonic()
-        interval = heartbeat_interval or float(self.settings.get("heartbeat_interval_s", 1.0))
+        interval = heartbeat_interval or self.welcome.heartbeat_interval_s
         if now - self.last_heartbeat >= interval:
             self.last_heartbeat = now
-            try:
-                self.control.send(
-                    encode(
-                        Heartbeat(
-                            sender_id=self.actor_id,
-                            run_id=self.run_id,
-                            time=time.time(),
-                            policy_version=self.version,
-                            stats={"segments": self.segments_sent, "num_envs": self._num_envs_hint()},
-                        )
-                    ),
-                    zmq.NOBLOCK,
-                )
-            except zmq.Again:
-                pass
+            beat = Heartbeat(
+                actor_id=self.actor_id,
+                run_id=self.run_id,
+                time=time.time(),
+                policy_version=self.version,
+                num_envs=self.num_envs,
+                segments_sent=self.segments_sent,
+            )
+            with contextlib.suppress(zmq.Again):
+                self.control.send(encode(beat), zmq.NOBLOCK)
         while self.control.poll(0):
             try:
                 msg = decode(self.control.recv())
             except ProtocolError as err:
                 log.warning("bad control message: %s", err)
                 continue
-            if isinstance(msg, Heartbeat):
-                if msg.run_id != self.learner_run_id:
-                    raise LearnerGone(f"a new learner run {msg.run_id} answered")
+            if isinstance(msg, LearnerStatus):
+                if msg.learner_run_id != self.learner_run_id:
+                    raise LearnerGone(f"a new learner run {msg.learner_run_id} answered")
                 self.last_heard = now
-                quota = msg.stats.get("segments_per_version")
-                if isinstance(quota, (int, float)) and quota > 0:
-                    self.quota = float(quota)
-                self.learner_starving = bool(msg.stats.get("starving", False))
+                self.quota = msg.segments_per_version
+                self.learner_starving = msg.starving
             elif isinstance(msg, Error):
                 log.error("learner says: %s: %s", msg.code, msg.message)
-        if now - self.last_heard > float(self.settings.get("learner_timeout_s", 10.0)):
+        if now - self.last_heard > self.welcome.learner_timeout_s:
             raise LearnerGone("the learner stopped answering heartbeats")
 
     def _poll_policy(self) -> None:
@@ -313,10 +304,8 @@ class Actor:
 
     def _say_bye(self, reason: str) -> None:
         if self.control is not None:
-            try:
+            with contextlib.suppress(zmq.ZMQError):
                 self.control.send(encode(Bye(actor_id=self.actor_id, run_id=self.run_id, reason=reason)), zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass
         self._close_sockets()
         if self.collector is not None:
             self.collector.close()

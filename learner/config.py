@@ -99,6 +99,8 @@ class RunConfig:
     heartbeat_interval_s: float = 1.0
     actor_timeout_s: float = 10.0
     """An actor silent this long is counted as gone."""
+    learner_timeout_s: float = 10.0
+    """An actor that hears nothing from the learner this long says Hello again (sent to actors in Welcome)."""
     weights_only_updates: bool = True
     """Publish new weights for the exported graph instead of a full ONNX file after each update."""
     log_interval_s: float = 5.0

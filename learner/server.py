@@ -26,6 +26,7 @@ from protocol import (
     Error,
     Heartbeat,
     Hello,
+    LearnerStatus,
     ModelUpdate,
     ProtocolError,
     Reason,
@@ -40,6 +41,19 @@ from protocol.curve import CurveServer, load_keypair, start_authenticator
 from protocol.sockets import bind_control, bind_policies, bind_trajectories
 
 log = logging.getLogger("learner.server")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every joining actor is told in its Welcome (besides the policy and its flow-control share)."""
+
+    env_id: str
+    env_kwargs: dict[str, Any]
+    segment_length: int
+    envs_per_actor: int
+    seed: int
+    heartbeat_interval_s: float
+    learner_timeout_s: float
 
 
 @dataclass
@@ -73,7 +87,7 @@ class LearnerServer:
         policy_port: int,
         control_port: int,
         spec: SegmentSpec,
-        settings: dict[str, Any],
+        settings: RunSettings,
         run_id: str,
         current_version: Callable[[], int],
         welcome_policy: Callable[[], ModelUpdate],
@@ -308,7 +322,8 @@ class LearnerServer:
                         # the same actor restarted without saying Bye: its previous run died (and with it any
                         # partial segment), so it counts as lost like one that went silent
                         self.stats.lost_actors += 1
-                    self.actors[msg.actor_id] = ActorInfo(msg.actor_id, msg.run_id, msg.host, msg.num_envs, now)
+                    num_envs = msg.num_envs or self.settings.envs_per_actor
+                    self.actors[msg.actor_id] = ActorInfo(msg.actor_id, msg.run_id, msg.host, num_envs, now)
                 if previous is not None and previous.run_id != msg.run_id:
                     log.warning(
                         "actor %s restarted (run %s replaces %s, which left without Bye): counted as lost",
@@ -317,25 +332,35 @@ class LearnerServer:
                         previous.run_id,
                     )
                 log.info("actor %s (run %s, pid %d on %s) joined", msg.actor_id, msg.run_id, msg.pid, msg.host)
-                settings = dict(self.settings, segments_per_version=self.segments_per_version())
-                self._reply(identity, Welcome(run_name=self.run_id, settings=settings, policy=self.welcome_policy()))
+                s = self.settings
+                welcome = Welcome(
+                    learner_run_id=self.run_id,
+                    env_id=s.env_id,
+                    env_kwargs=dict(s.env_kwargs),
+                    segment_length=s.segment_length,
+                    envs_per_actor=s.envs_per_actor,
+                    seed=s.seed,
+                    heartbeat_interval_s=s.heartbeat_interval_s,
+                    learner_timeout_s=s.learner_timeout_s,
+                    segments_per_version=self.segments_per_version(),
+                    policy=self.welcome_policy(),
+                )
+                self._reply(identity, welcome)
             elif isinstance(msg, Heartbeat):
                 with self._lock:
-                    info = self.actors.get(msg.sender_id)
+                    info = self.actors.get(msg.actor_id)
                     if info is not None:
                         info.last_seen = now
                         info.policy_version = msg.policy_version
-                        envs = msg.stats.get("num_envs")
-                        if isinstance(envs, int) and envs > 0:
-                            info.num_envs = envs
+                        info.num_envs = msg.num_envs
                 self._reply(
                     identity,
-                    Heartbeat(
-                        sender_id="learner",
-                        run_id=self.run_id,
+                    LearnerStatus(
+                        learner_run_id=self.run_id,
                         time=time.time(),
                         policy_version=self.current_version(),
-                        stats={"segments_per_version": self.segments_per_version(), "starving": self.starving()},
+                        segments_per_version=self.segments_per_version(),
+                        starving=self.starving(),
                     ),
                 )
             elif isinstance(msg, Bye):

@@ -34,7 +34,7 @@ from learner.checkpoint import load_checkpoint, save_checkpoint
 from learner.config import RunConfig, save_config
 from learner.metrics import EpisodeWindow, Metrics
 from learner.ppo import PPO, batch_from_segments
-from learner.server import LearnerServer
+from learner.server import LearnerServer, RunSettings
 from models.registry import build_actor_critic
 from policy.metadata import space_to_dict
 from policy.weights import replace_initializers
@@ -146,16 +146,15 @@ class Learner:
             obs_low=space_bounds(self.observation_space)[0],
             obs_high=space_bounds(self.observation_space)[1],
         )
-        self.settings: dict[str, Any] = {
-            "env_id": cfg.env.id,
-            "env_kwargs": env_kwargs,
-            "segment_length": cfg.segment_length,
-            "envs_per_actor": cfg.envs_per_actor,
-            "seed": cfg.seed,
-            "heartbeat_interval_s": cfg.heartbeat_interval_s,
-            "learner_timeout_s": cfg.actor_timeout_s,
-            "learner_run_id": self.run_id,
-        }
+        self.settings = RunSettings(
+            env_id=cfg.env.id,
+            env_kwargs=env_kwargs,
+            segment_length=cfg.segment_length,
+            envs_per_actor=cfg.envs_per_actor,
+            seed=cfg.seed,
+            heartbeat_interval_s=cfg.heartbeat_interval_s,
+            learner_timeout_s=cfg.learner_timeout_s,
+        )
         self.server = LearnerServer(
             host=cfg.net.host,
             trajectory_port=cfg.net.trajectory_port,

@@ -1,4 +1,4 @@
-"""Wire protocol v1 between actors and the learner: messages, msgpack codec, validation, sockets.
+"""Wire protocol v2 between actors and the learner: messages, msgpack codec, validation, sockets.
 
 Torch-free by rule (numpy, msgpack, pyzmq only). Typical receiver::
 
@@ -39,6 +39,7 @@ from protocol.messages import (
     Error,
     Heartbeat,
     Hello,
+    LearnerStatus,
     Message,
     ModelUpdate,
     Segment,
@@ -79,6 +80,7 @@ __all__ = [
     "Error",
     "Heartbeat",
     "Hello",
+    "LearnerStatus",
     "Message",
     "ModelUpdate",
     "ProtocolError",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 
 #: Major version of the wire format. Peers with different major versions refuse each other at Hello.
-PROTOCOL_VERSION: int = 1
+PROTOCOL_VERSION: int = 2
 
 
 class Channel(enum.StrEnum):
@@ -17,7 +17,7 @@ class Channel(enum.StrEnum):
 
     TRAJECTORIES = "trajectories"  # actor PUSH -> learner PULL: Segment
     POLICIES = "policies"  # learner PUB -> actor SUB (conflated): ModelUpdate
-    CONTROL = "control"  # actor DEALER <-> learner ROUTER: Hello, Welcome, Heartbeat, Bye, Error
+    CONTROL = "control"  # actor DEALER <-> learner ROUTER: Hello, Welcome, Heartbeat, LearnerStatus, Bye, Error
 
 
 #: Default TCP ports, one per channel; all are configurable.

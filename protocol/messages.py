@@ -1,11 +1,17 @@
-"""Message types of wire protocol v1, as frozen dataclasses.
+"""Message types of wire protocol v2, as frozen dataclasses.
 
 The annotations here are the schema: the codec and the validator read the field names and types from these
 classes, so a field is written down exactly once. Constructing a message checks nothing (cheap, and lets tests
 build broken ones); ``protocol.validate.validate_message`` checks, and ``encode``/``decode`` call it.
 
 Arrays are numpy arrays; ``PlainDict`` is a msgpack-able dict of str keys to None, bool, int, finite float,
-str, bytes, lists and nested PlainDicts (no arrays), used for free-form settings, stats and metadata.
+str, bytes, lists and nested PlainDicts (no arrays), used only where the content is free-form by nature (an env's
+keyword arguments, policy metadata, episode records). Everything a peer acts on is a typed field.
+
+v2 (from v1): the control plane is typed. ``Welcome`` names the run, the env, the segment length, the flow-control
+share and the timeouts as fields instead of a ``settings`` dict; the actor's ``Heartbeat`` carries its env count
+and segment count as fields, and the learner answers with a ``LearnerStatus`` (flow control: share and starving)
+instead of a ``Heartbeat`` with a ``stats`` dict.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ class Hello:
 
     actor_id: str  # stable: from configuration or the host name
     run_id: str  # random per process start; a restarted actor is a new run
-    num_envs: int  # B, the number of envs in every segment this actor sends
+    num_envs: int  # B, the number of envs in every segment this actor sends; 0: as many as Welcome says
     host: str
     pid: int
 
@@ -47,24 +53,42 @@ class ModelUpdate:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Welcome:
-    """Learner -> actor in answer to Hello: the run's settings and the current policy (always ``full``).
+    """Learner -> actor in answer to Hello: what to run, how fast to send, and the current policy (always ``full``).
+    """
 
-    ``settings`` carries the env id, env kwargs, segment length T, seed base, heartbeat interval, etc."""
-
-    run_name: str
-    settings: PlainDict
+    learner_run_id: str  # random per learner process start; a different one in a LearnerStatus means a restart
+    env_id: str
+    env_kwargs: PlainDict
+    segment_length: int  # T
+    envs_per_actor: int  # B for an actor that said Hello with num_envs 0
+    seed: int  # the run's seed; each actor derives its own from it and its actor_id
+    heartbeat_interval_s: float  # how often the actor sends a Heartbeat
+    learner_timeout_s: float  # no LearnerStatus for this long: the actor says Hello again
+    segments_per_version: float  # flow control: this actor's share of one batch, in segments
     policy: ModelUpdate
 
 
 @dataclasses.dataclass(frozen=True)
 class Heartbeat:
-    """Either direction on the control channel; ``policy_version`` is the sender's current policy."""
+    """Actor -> learner on the control channel, every ``Welcome.heartbeat_interval_s``."""
 
-    sender_id: str
+    actor_id: str
     run_id: str
     time: float  # sender's wall clock (time.time())
-    policy_version: int
-    stats: PlainDict
+    policy_version: int  # the policy the actor acts with
+    num_envs: int  # B of its segments
+    segments_sent: int  # since the actor process started
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnerStatus:
+    """Learner -> actor in answer to each Heartbeat: liveness and flow control."""
+
+    learner_run_id: str
+    time: float  # sender's wall clock (time.time())
+    policy_version: int  # the learner's current policy
+    segments_per_version: float  # this actor's share of one batch, in segments (the actors' envs may not divide it)
+    starving: bool  # the learner has waited for data with nothing queued: send one more segment now
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,11 +154,11 @@ class Segment:
         return int(self.actions.shape[1])
 
 
-Message: TypeAlias = Hello | Welcome | Heartbeat | Bye | Segment | ModelUpdate | Error
+Message: TypeAlias = Hello | Welcome | Heartbeat | LearnerStatus | Bye | Segment | ModelUpdate | Error
 
 #: Wire name -> class. The wire name is the class name.
 MESSAGE_TYPES: dict[str, type] = {
-    cls.__name__: cls for cls in (Hello, Welcome, Heartbeat, Bye, Segment, ModelUpdate, Error)
+    cls.__name__: cls for cls in (Hello, Welcome, Heartbeat, LearnerStatus, Bye, Segment, ModelUpdate, Error)
 }
 
 

@@ -29,6 +29,7 @@ from protocol.messages import (
     Error,
     Heartbeat,
     Hello,
+    LearnerStatus,
     Message,
     ModelUpdate,
     PlainDict,
@@ -119,6 +120,9 @@ def check_type(value: object, annotation: Any, where: str) -> None:
     if annotation is str:
         if type(value) is not str:
             _fail(Reason.BAD_FIELD, where, f"expected str, got {type(value).__name__}")
+    elif annotation is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            _fail(Reason.BAD_FIELD, where, f"expected bool, got {type(value).__name__}")
     elif annotation is int:
         _check_int(value, where)
     elif annotation is float:
@@ -184,19 +188,40 @@ def _check_min(value: int, minimum: int, where: str) -> None:
 def _hello(m: Hello) -> None:
     _check_id(m.actor_id, "Hello.actor_id")
     _check_id(m.run_id, "Hello.run_id")
-    _check_min(int(m.num_envs), 1, "Hello.num_envs")
+    _check_min(int(m.num_envs), 0, "Hello.num_envs")
     _check_min(int(m.pid), 0, "Hello.pid")
+
+
+def _positive(value: float, where: str) -> None:
+    if not value > 0:
+        _fail(Reason.OUT_OF_RANGE, where, f"must be > 0, got {value}")
 
 
 def _welcome(m: Welcome) -> None:
     if m.policy.kind != "full":
         _fail(Reason.INCONSISTENT, "Welcome.policy", "a joining actor has no graph yet: the policy must be 'full'")
+    _check_id(m.learner_run_id, "Welcome.learner_run_id")
+    if not m.env_id:
+        _fail(Reason.OUT_OF_RANGE, "Welcome.env_id", "must not be empty")
+    _check_min(int(m.segment_length), 1, "Welcome.segment_length")
+    _check_min(int(m.envs_per_actor), 1, "Welcome.envs_per_actor")
+    _positive(m.heartbeat_interval_s, "Welcome.heartbeat_interval_s")
+    _positive(m.learner_timeout_s, "Welcome.learner_timeout_s")
+    _positive(m.segments_per_version, "Welcome.segments_per_version")
 
 
 def _heartbeat(m: Heartbeat) -> None:
-    _check_id(m.sender_id, "Heartbeat.sender_id")
+    _check_id(m.actor_id, "Heartbeat.actor_id")
     _check_id(m.run_id, "Heartbeat.run_id")
     _check_min(int(m.policy_version), 0, "Heartbeat.policy_version")
+    _check_min(int(m.num_envs), 1, "Heartbeat.num_envs")
+    _check_min(int(m.segments_sent), 0, "Heartbeat.segments_sent")
+
+
+def _learner_status(m: LearnerStatus) -> None:
+    _check_id(m.learner_run_id, "LearnerStatus.learner_run_id")
+    _check_min(int(m.policy_version), 0, "LearnerStatus.policy_version")
+    _positive(m.segments_per_version, "LearnerStatus.segments_per_version")
 
 
 def _bye(m: Bye) -> None:
@@ -290,6 +315,7 @@ _SEMANTICS: dict[type, Callable[[Any], None]] = {
     Hello: _hello,
     Welcome: _welcome,
     Heartbeat: _heartbeat,
+    LearnerStatus: _learner_status,
     Bye: _bye,
     Error: _error,
     ModelUpdate: _model_update,

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import zmq
 
-from learner.server import LearnerServer
+from learner.server import LearnerServer, RunSettings
 from protocol import (
     Bye,
     Error,
     Heartbeat,
     Hello,
+    LearnerStatus,
     ModelUpdate,
     Segment,
     SegmentSpec,
@@ -77,7 +78,15 @@ def make_server(
         policy_port=0,
         control_port=0,
         spec=spec,
-        settings={"segment_length": T, "heartbeat_interval_s": 1.0},
+        settings=RunSettings(
+            env_id="agalite/TMaze-v0",
+            env_kwargs={"corridor_length": 4},
+            segment_length=T,
+            envs_per_actor=8,
+            seed=1,
+            heartbeat_interval_s=1.0,
+            learner_timeout_s=10.0,
+        ),
         run_id="learner-run",
         current_version=version,
         welcome_policy=lambda: policy,
@@ -152,6 +161,24 @@ def hello(sock: zmq.Socket, actor_id: str, num_envs: int) -> Welcome:
     reply = request(sock, Hello(actor_id=actor_id, run_id=f"run-{actor_id}", num_envs=num_envs, host="h", pid=1))
     assert isinstance(reply, Welcome)
     return reply
+
+
+def beat(actor_id: str, num_envs: int = 2) -> Heartbeat:
+    return Heartbeat(
+        actor_id=actor_id,
+        run_id=f"run-{actor_id}",
+        time=time.time(),
+        policy_version=0,
+        num_envs=num_envs,
+        segments_sent=0,
+    )
+
+
+def test_an_actor_that_leaves_num_envs_to_the_learner_gets_envs_per_actor(ctx, started):
+    server = started(make_server(Version(), batch_envs=16))
+    welcome = hello(control_to(ctx, server), "a", 0)
+    assert welcome.envs_per_actor == 8 and welcome.segments_per_version == 2  # counted with 8 envs: 16 / 8
+    assert server.snapshot()["actors"]["a"]["num_envs"] == 8
 
 
 def test_valid_segments_are_queued_and_counted_per_actor(ctx, started):
@@ -235,15 +262,15 @@ def test_flow_control_share_follows_live_envs(ctx, started):
     assert server.segments_per_version() == 16  # nobody yet: counts as one env
     a = control_to(ctx, server)
     welcome = hello(a, "a", 4)
-    assert welcome.settings["segments_per_version"] == 4  # 16 rows per batch / 4 envs
+    assert welcome.segments_per_version == 4  # 16 rows per batch / 4 envs
     assert welcome.policy.onnx == ONNX
+    assert (welcome.learner_run_id, welcome.env_id, welcome.segment_length) == ("learner-run", "agalite/TMaze-v0", T)
+    assert (welcome.learner_timeout_s, welcome.heartbeat_interval_s, welcome.envs_per_actor) == (10.0, 1.0, 8)
     b = control_to(ctx, server)
-    assert hello(b, "b", 8).settings["segments_per_version"] == 16 / 12  # fractional: 4 + 8 envs live
-    reply = request(
-        a, Heartbeat(sender_id="a", run_id="run-a", time=time.time(), policy_version=0, stats={"num_envs": 8})
-    )
-    assert isinstance(reply, Heartbeat) and reply.run_id == "learner-run"
-    assert reply.stats["segments_per_version"] == 1  # 16 / (8 + 8)
+    assert hello(b, "b", 8).segments_per_version == 16 / 12  # fractional: 4 + 8 envs live
+    reply = request(a, beat("a", num_envs=8))
+    assert isinstance(reply, LearnerStatus) and reply.learner_run_id == "learner-run"
+    assert reply.segments_per_version == 1  # 16 / (8 + 8)
     assert server.live_actors() == 2
     b.send(encode(Bye(actor_id="b", run_id="run-b", reason="done")))
     wait_for(lambda: server.live_actors() == 1, "b removed after Bye")
@@ -258,8 +285,8 @@ def test_starving_is_reported_while_the_learner_waits_on_an_empty_queue(ctx, sta
     assert server.starving()  # waited past the threshold with nothing queued
     a = control_to(ctx, server)
     hello(a, "a", 2)
-    reply = request(a, Heartbeat(sender_id="a", run_id="run-a", time=time.time(), policy_version=0, stats={}))
-    assert reply.stats["starving"] is True
+    reply = request(a, beat("a"))
+    assert isinstance(reply, LearnerStatus) and reply.starving is True
     push = push_to(ctx, server)
     push.send(encode(segment("a")))
     assert server.next_segment(timeout=30) is not None

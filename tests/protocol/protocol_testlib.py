@@ -119,7 +119,9 @@ def all_messages() -> list[Message]:
         Hello(actor_id="actor-0", run_id="run-abc", num_envs=3, host="box", pid=1234),
         make_welcome(),
         Heartbeat(actor_id="actor-0", run_id="run-abc", time=1.7e9, policy_version=5, num_envs=3, segments_sent=12),
-        LearnerStatus(learner_run_id="learner-1", time=1.7e9, policy_version=6, segments_per_version=1.5, starving=True),
+        LearnerStatus(
+            learner_run_id="learner-1", time=1.7e9, policy_version=6, segments_per_version=1.5, starving=True
+        ),
         Bye(actor_id="actor-0", run_id="run-abc", reason="shutdown"),
         make_segment(),
         make_full_update(),

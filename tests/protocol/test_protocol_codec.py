@@ -105,18 +105,23 @@ def test_decoded_arrays_are_read_only_views_unless_writable_requested():
     assert_same(decode(data), msg)
 
 
-def test_numpy_scalars_in_free_form_dicts_encode_as_plain_values():
-    from protocol import Heartbeat
+def test_numpy_scalars_in_typed_fields_and_free_form_dicts_encode_as_plain_values():
+    from protocol_testlib import make_welcome
 
-    msg = Heartbeat(
-        sender_id="a",
-        run_id="r",
+    from protocol import LearnerStatus
+
+    msg = LearnerStatus(
+        learner_run_id="l",
         time=np.float64(2.5),
         policy_version=np.int64(4),
-        stats={"x": np.float32(1.5), "n": np.int32(3), "ok": np.bool_(True)},
+        segments_per_version=np.float32(1.5),
+        starving=np.bool_(True),
     )
     out = decode(encode(msg))
-    assert out.stats == {"x": 1.5, "n": 3, "ok": True} and out.policy_version == 4 and out.time == 2.5
+    assert (out.time, out.policy_version, out.segments_per_version, out.starving) == (2.5, 4, 1.5, True)
+    assert type(out.starving) is bool
+    welcome = decode(encode(make_welcome(env_kwargs={"x": np.float32(1.5), "n": np.int32(3), "ok": np.bool_(True)})))
+    assert welcome.env_kwargs == {"x": 1.5, "n": 3, "ok": True}
 
 
 def _payload(arr_bytes: bytes) -> bytes:

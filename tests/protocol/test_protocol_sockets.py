@@ -5,17 +5,17 @@ Waits use poll() with a generous bound that only turns a hang into a failure; no
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import zmq
 from protocol_testlib import all_messages, assert_same, make_full_update, make_segment
 
 from protocol import (
+    PROTOCOL_VERSION,
     Bye,
     Error,
     Heartbeat,
     Hello,
+    LearnerStatus,
     ModelUpdate,
     ProtocolError,
     Reason,
@@ -159,8 +159,9 @@ def test_conflated_subscriber_reads_only_the_newest_policy(ctx):
 def test_control_messages_over_router_dealer(ctx):
     router = bind_control(ctx, port=0, host=HOST)
     dealer = connect_control(ctx, address(router), rcvtimeo_ms=WAIT_MS)
-    hello, welcome, heartbeat, bye, error = (
-        next(m for m in all_messages() if isinstance(m, cls)) for cls in (Hello, Welcome, Heartbeat, Bye, Error)
+    hello, welcome, heartbeat, status, bye, error = (
+        next(m for m in all_messages() if isinstance(m, cls))
+        for cls in (Hello, Welcome, Heartbeat, LearnerStatus, Bye, Error)
     )
 
     dealer.send(encode(hello))
@@ -173,9 +174,8 @@ def test_control_messages_over_router_dealer(ctx):
     dealer.send(encode(heartbeat))
     _, frame = recv_frames(router)
     assert_same(decode(frame), heartbeat)
-    learner_beat = dataclasses.replace(heartbeat, sender_id="learner")
-    router.send_multipart([identity, encode(learner_beat)])
-    assert_same(decode(dealer.recv()), learner_beat)
+    router.send_multipart([identity, encode(status)])
+    assert_same(decode(dealer.recv()), status)
 
     router.send_multipart([identity, encode(error)])
     assert_same(decode(dealer.recv()), error)
@@ -193,7 +193,7 @@ def test_other_protocol_version_is_refused_at_hello_on_both_sides(ctx):
     future_hello = msgpack.packb(
         {
             "type": "Hello",
-            "protocol": 2,
+            "protocol": PROTOCOL_VERSION + 1,
             "actor_id": "a",
             "run_id": "r",
             "num_envs": 1,
@@ -212,7 +212,7 @@ def test_other_protocol_version_is_refused_at_hello_on_both_sides(ctx):
 
     reply = decode(dealer.recv())  # the actor's side: a readable refusal, not silence
     assert isinstance(reply, Error) and reply.code == Reason.BAD_VERSION
-    assert "protocol 2" in reply.message
+    assert f"protocol {PROTOCOL_VERSION + 1}" in reply.message
 
 
 def test_ipv6_loopback_when_the_host_has_it(ctx):

@@ -7,17 +7,25 @@ import dataclasses
 import msgpack
 import numpy as np
 import pytest
-from protocol_testlib import NUM_ACTIONS, all_messages, make_full_update, make_segment, make_spec, make_weights_update
+from protocol_testlib import (
+    NUM_ACTIONS,
+    all_messages,
+    make_full_update,
+    make_segment,
+    make_spec,
+    make_weights_update,
+    make_welcome,
+)
 
 from protocol import (
     PROTOCOL_VERSION,
     Error,
     Heartbeat,
     Hello,
+    LearnerStatus,
     ProtocolError,
     Reason,
     SegmentSpec,
-    Welcome,
     decode,
     encode,
     encode_array,
@@ -51,7 +59,7 @@ def test_oversize_is_refused_on_both_sides():
     assert info.value.reason is Reason.OVERSIZE
 
 
-@pytest.mark.parametrize("version", [0, 2, PROTOCOL_VERSION + 1, "1", None, 1.0])
+@pytest.mark.parametrize("version", [0, 1, PROTOCOL_VERSION + 1, str(PROTOCOL_VERSION), None, float(PROTOCOL_VERSION)])
 def test_other_protocol_versions_are_refused(version):
     body = {"type": "Hello", "protocol": version, "actor_id": "a", "run_id": "r", "num_envs": 1, "host": "h", "pid": 1}
     if version is None:
@@ -68,9 +76,9 @@ def test_an_error_is_readable_whatever_its_version():
 
 
 def test_error_from_turns_a_refusal_into_a_reply():
-    data = _pack({"type": "Hello", "protocol": 2, "actor_id": "a", "run_id": "r", "num_envs": 1, "host": "h", "pid": 1})
-    reply = error_from(_refused(data))
-    assert reply.code == "BAD_VERSION" and "protocol 2" in reply.message
+    data = _pack({"type": "Hello", "protocol": 1, "actor_id": "a", "run_id": "r", "num_envs": 1, "host": "h", "pid": 1})
+    reply = error_from(_refused(data))  # a v1 actor meets a v2 learner
+    assert reply.code == "BAD_VERSION" and "protocol 1" in reply.message
     assert decode(encode(reply)) == reply
 
 
@@ -83,25 +91,35 @@ def test_error_from_turns_a_refusal_into_a_reply():
         (msgpack.packb([1, 2]), Reason.NOT_A_MAP),
         (msgpack.packb({"protocol": 1}), Reason.UNKNOWN_TYPE),
         (msgpack.packb({"type": "Pickle", "protocol": 1}), Reason.UNKNOWN_TYPE),
-        (msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": "a", "run_id": "r"}), Reason.MISSING_FIELD),
         (
-            msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": "a", "run_id": "r", "reason": "", "x": 1}),
+            msgpack.packb({"type": "Bye", "protocol": PROTOCOL_VERSION, "actor_id": "a", "run_id": "r"}),
+            Reason.MISSING_FIELD,
+        ),
+        (
+            msgpack.packb(
+                {"type": "Bye", "protocol": PROTOCOL_VERSION, "actor_id": "a", "run_id": "r", "reason": "", "x": 1}
+            ),
             Reason.UNKNOWN_FIELD,
         ),
-        (msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": 5, "run_id": "r", "reason": ""}), Reason.BAD_FIELD),
         (
-            msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": "", "run_id": "r", "reason": ""}),
+            msgpack.packb({"type": "Bye", "protocol": PROTOCOL_VERSION, "actor_id": 5, "run_id": "r", "reason": ""}),
+            Reason.BAD_FIELD,
+        ),
+        (
+            msgpack.packb({"type": "Bye", "protocol": PROTOCOL_VERSION, "actor_id": "", "run_id": "r", "reason": ""}),
             Reason.OUT_OF_RANGE,
         ),
         (
-            msgpack.packb({"type": "Bye", "protocol": 1, "actor_id": "a" * 300, "run_id": "r", "reason": ""}),
+            msgpack.packb(
+                {"type": "Bye", "protocol": PROTOCOL_VERSION, "actor_id": "a" * 300, "run_id": "r", "reason": ""}
+            ),
             Reason.OUT_OF_RANGE,
         ),
         (
             msgpack.packb(
                 {
                     "type": "Hello",
-                    "protocol": 1,
+                    "protocol": PROTOCOL_VERSION,
                     "actor_id": "a",
                     "run_id": "r",
                     "num_envs": True,
@@ -113,7 +131,15 @@ def test_error_from_turns_a_refusal_into_a_reply():
         ),
         (
             msgpack.packb(
-                {"type": "Hello", "protocol": 1, "actor_id": "a", "run_id": "r", "num_envs": 0, "host": "h", "pid": 1}
+                {
+                    "type": "Hello",
+                    "protocol": PROTOCOL_VERSION,
+                    "actor_id": "a",
+                    "run_id": "r",
+                    "num_envs": -1,
+                    "host": "h",
+                    "pid": 1,
+                }
             ),
             Reason.OUT_OF_RANGE,
         ),
@@ -121,7 +147,7 @@ def test_error_from_turns_a_refusal_into_a_reply():
             msgpack.packb(
                 {
                     "type": "Hello",
-                    "protocol": 1,
+                    "protocol": PROTOCOL_VERSION,
                     "actor_id": "a",
                     "run_id": "r",
                     "num_envs": 2**64 - 1,
@@ -132,11 +158,15 @@ def test_error_from_turns_a_refusal_into_a_reply():
             Reason.OUT_OF_RANGE,
         ),
         (
-            msgpack.packb({"type": "Error", "protocol": 1, "code": "X", "message": "m", 3: 4}, strict_types=False),
+            msgpack.packb(
+                {"type": "Error", "protocol": PROTOCOL_VERSION, "code": "X", "message": "m", 3: 4}, strict_types=False
+            ),
             Reason.NOT_MSGPACK,
         ),  # integer map keys
         (
-            msgpack.packb({"type": "Error", "protocol": 1, "code": "X", "message": msgpack.ExtType(9, b"")}),
+            msgpack.packb(
+                {"type": "Error", "protocol": PROTOCOL_VERSION, "code": "X", "message": msgpack.ExtType(9, b"")}
+            ),
             Reason.BAD_ARRAY,
         ),  # unknown ext type
         ("a str", Reason.NOT_MSGPACK),
@@ -149,7 +179,7 @@ def test_malformed_envelopes_are_refused(data, reason):
 
 
 def test_plain_dicts_refuse_arrays_deep_nesting_and_non_finite_floats():
-    base = Heartbeat(sender_id="a", run_id="r", time=1.0, policy_version=0, stats={})
+    base = make_full_update()
     nested: dict = {"v": 1}
     for _ in range(100):
         nested = {"k": nested}
@@ -159,12 +189,35 @@ def test_plain_dicts_refuse_arrays_deep_nesting_and_non_finite_floats():
         ({"loss": float("nan")}, Reason.NON_FINITE),
         ({"deep": [1, {"x": float("inf")}]}, Reason.NON_FINITE),
     ]
-    for stats, reason in cases:
+    for metadata, reason in cases:
         with pytest.raises(ProtocolError) as info:
-            encode(dataclasses.replace(base, stats=stats))  # the sender finds out first
+            encode(dataclasses.replace(base, metadata=metadata))  # the sender finds out first
         assert info.value.reason is reason
-        assert _refused(_wire(base, stats=stats)).reason is reason
-    assert _refused(_wire(base, time=float("inf"))).reason is Reason.NON_FINITE
+        assert _refused(_wire(base, metadata=metadata)).reason is reason
+    beat = Heartbeat(actor_id="a", run_id="r", time=1.0, policy_version=0, num_envs=1, segments_sent=0)
+    assert _refused(_wire(beat, time=float("inf"))).reason is Reason.NON_FINITE
+
+
+def test_typed_control_fields_are_checked():
+    """The control plane's fields are typed (v2): a flow-control share or timeout that is not a positive number,
+    a starving flag that is not a bool, or a Heartbeat without its env count is refused."""
+    status = LearnerStatus(learner_run_id="l", time=1.0, policy_version=0, segments_per_version=1.0, starving=False)
+    beat = Heartbeat(actor_id="a", run_id="r", time=1.0, policy_version=0, num_envs=2, segments_sent=0)
+    cases = [
+        (_wire(status, starving="yes"), Reason.BAD_FIELD),
+        (_wire(status, starving=1), Reason.BAD_FIELD),
+        (_wire(status, segments_per_version=0.0), Reason.OUT_OF_RANGE),
+        (_wire(beat, num_envs=0), Reason.OUT_OF_RANGE),
+        (_wire(make_welcome(), learner_timeout_s=0.0), Reason.OUT_OF_RANGE),
+        (_wire(make_welcome(), segment_length=0), Reason.OUT_OF_RANGE),
+        (_wire(make_welcome(), env_kwargs=[1, 2]), Reason.BAD_FIELD),
+        (_pack({**msgpack.unpackb(encode(make_welcome())), "settings": {}}), Reason.UNKNOWN_FIELD),  # a v1 field
+    ]
+    for data, reason in cases:
+        assert _refused(data).reason is reason
+    assert Hello(actor_id="a", run_id="r", num_envs=0, host="h", pid=1) == decode(
+        encode(Hello(actor_id="a", run_id="r", num_envs=0, host="h", pid=1))
+    )  # 0 envs: as many as the learner's Welcome says
 
 
 # ---------------------------------------------------------------- segments
@@ -276,8 +329,8 @@ def test_model_update_consistency():
         (_wire(weights, weights={}), Reason.BAD_FIELD),
         (_wire(weights, weights={"w": np.array([1.0, np.inf], np.float32)}), Reason.NON_FINITE),
         (_wire(weights, weights={"w": np.array([1, 2], np.int64), "x": "1"}), Reason.BAD_FIELD),
-        (_wire(Welcome(run_name="r", settings={}, policy=weights)), Reason.INCONSISTENT),
-        (_wire(Welcome(run_name="r", settings={}, policy=full), policy="not a map"), Reason.BAD_FIELD),
+        (_wire(make_welcome(policy=weights)), Reason.INCONSISTENT),
+        (_wire(make_welcome(policy=full), policy="not a map"), Reason.BAD_FIELD),
     ]
     for data, reason in cases:
         assert _refused(data).reason is reason
