@@ -24,7 +24,7 @@ import; ``minigrid`` (and the pygame it imports) is imported when an env is made
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -50,7 +50,7 @@ def one_hot_view(image: np.ndarray, direction: int) -> np.ndarray:
 class MiniGridMemoryEnv(gymnasium.Env[np.ndarray, np.int64]):
     """MiniGrid's MemoryEnv with one-hot vector observations and ``info["success"]`` (see the module docstring)."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012 Env declares it per instance, ClassVar clashes
 
     def __init__(self, size: int = 7, max_steps: int | None = None, random_length: bool = False) -> None:
         if size < 5 or size % 2 == 0:
@@ -67,7 +67,10 @@ class MiniGridMemoryEnv(gymnasium.Env[np.ndarray, np.int64]):
             raise ValueError(f"expected MiniGrid's {VIEW}x{VIEW} view, got {self._env.agent_view_size}")
         self.size = size
         self.observation_space = spaces.Box(0.0, 1.0, shape=(OBS_SIZE,), dtype=np.float32)
-        self.action_space = spaces.Discrete(int(self._env.action_space.n))
+        inner_actions = self._env.action_space
+        if not isinstance(inner_actions, spaces.Discrete):
+            raise ValueError(f"expected MiniGrid's Discrete actions, got {inner_actions}")
+        self.action_space = spaces.Discrete(int(inner_actions.n))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import importlib
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -56,7 +56,7 @@ def _load_popgym_class(task: str, level: str | None) -> type:
 class PopGymEnv(gymnasium.Env[np.ndarray, np.int64]):
     """One POPGym card task with its observation flattened to a float32 one-hot vector (see the module docstring)."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012 Env declares it per instance, ClassVar clashes
 
     def __init__(self, task: str, level: str = "Easy", **popgym_kwargs: Any) -> None:
         # Explicit constructor arguments configure POPGym's base class; otherwise the named level is used as is.

@@ -74,6 +74,8 @@ class TMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
     """T-Maze with a one-shot cue, a Gray-coded position and random distractor bits (see the module docstring)."""
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012 Env declares it per instance, ClassVar clashes
+    observation_space: spaces.Box
+    action_space: spaces.Discrete
 
     def __init__(
         self,

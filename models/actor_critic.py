@@ -23,12 +23,12 @@ from models.sequence_models import build_sequence_model
 
 def _head(in_dim: int, hidden: int, out_dim: int, last_gain: float) -> nn.Sequential:
     """Dense(hidden)+tanh+Dense(out): orthogonal(sqrt 2) first layer, orthogonal(last_gain) last, zero biases."""
-    head = nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, out_dim))
-    nn.init.orthogonal_(head[0].weight, gain=math.sqrt(2))
-    nn.init.orthogonal_(head[2].weight, gain=last_gain)
-    nn.init.zeros_(head[0].bias)
-    nn.init.zeros_(head[2].bias)
-    return head
+    first, last = nn.Linear(in_dim, hidden), nn.Linear(hidden, out_dim)
+    nn.init.orthogonal_(first.weight, gain=math.sqrt(2))
+    nn.init.orthogonal_(last.weight, gain=last_gain)
+    nn.init.zeros_(first.bias)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(first, nn.Tanh(), last)
 
 
 class ActorCritic(nn.Module):

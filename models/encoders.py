@@ -88,7 +88,9 @@ class NatureCNN(nn.Module):
         return torch.relu(self.fc(x.flatten(1)))
 
 
-def build_encoder(kind: EncoderKind, obs_shape: tuple[int, ...], hidden: int, obs_dtype: str) -> nn.Module:
+def build_encoder(
+    kind: EncoderKind, obs_shape: tuple[int, ...], hidden: int, obs_dtype: str
+) -> FlattenEncoder | MLPEncoder | NatureCNN:
     """Encoder for ``obs_shape``; ``auto`` flattens 1-D observations and uses the CNN for 3-D (HWC) ones.
 
     The returned module has an ``output_dim`` attribute.

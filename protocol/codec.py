@@ -84,7 +84,7 @@ def _array_parts(arr: np.ndarray) -> tuple[bytes, np.ndarray]:
 def encode_array(arr: np.ndarray) -> msgpack.ExtType:
     """One array as an ARRAY_EXT ext object (big-endian input is converted to little-endian)."""
     head, data = _array_parts(arr)
-    return msgpack.ExtType(ARRAY_EXT, b"".join((head, data)))
+    return msgpack.ExtType(ARRAY_EXT, b"".join((head, data.data)))
 
 
 def decode_array(payload: bytes) -> np.ndarray:

@@ -52,8 +52,8 @@ def space_bounds(space: object) -> tuple[np.ndarray | None, np.ndarray | None]:
         return np.asarray(0), np.asarray(1)
     if kind == "MultiDiscrete":
         nvec = np.asarray(space.nvec)  # type: ignore[attr-defined]
-        start = np.asarray(getattr(space, "start", np.zeros_like(nvec)))
-        return start, start + nvec - 1
+        first = np.asarray(getattr(space, "start", np.zeros_like(nvec)))
+        return first, first + nvec - 1
     return None, None
 
 
@@ -72,7 +72,7 @@ def _bound(value: object, shape: tuple[int, ...], what: str) -> np.ndarray | Non
 
 def _shape(shape: object, what: str) -> tuple[int, ...]:
     try:
-        out = tuple(int(d) for d in shape)  # type: ignore[union-attr]
+        out = tuple(int(d) for d in shape)  # type: ignore[attr-defined]  # any iterable; TypeError otherwise
     except TypeError as exc:
         raise ValueError(f"SegmentSpec.{what}: {shape!r} is not a shape") from exc
     if any(d < 0 for d in out):

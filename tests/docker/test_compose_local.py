@@ -53,7 +53,7 @@ def _wait_healthy(argv: list[str], watched: list[subprocess.Popen], timeout_s: f
         if result.returncode == 0:
             return
         for p in watched:
-            assert p.poll() is None, f"{p.args} exited with {p.returncode} before {argv[2:]} passed"
+            assert p.poll() is None, f"{p.args!r} exited with {p.returncode} before {argv[2:]} passed"
         if time.monotonic() >= deadline:  # a generous wait for a condition, not a claim about speed
             pytest.fail(f"health check {argv[2:]} still failing after {timeout_s:.0f} s: {result.stderr.strip()}")
         time.sleep(1.0)
@@ -61,6 +61,7 @@ def _wait_healthy(argv: list[str], watched: list[subprocess.Popen], timeout_s: f
 
 def _healthcheck_module():
     spec = importlib.util.spec_from_file_location("agalite_healthcheck", dt.IMAGE_FILES["/opt/agalite/healthcheck.py"])
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -57,6 +57,7 @@ def test_actor_mode_needs_an_established_connection_of_that_process(listener):
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert client.stdout is not None and client.stdin is not None
     try:
         assert client.stdout.readline().strip() == "connected"
         assert _check("actor", "--port", str(port), "--pid", str(client.pid)).returncode == 0

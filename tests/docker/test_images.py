@@ -140,7 +140,7 @@ def _requirement_closure(requirements: list[str], extras: set[str]) -> dict[str,
 
 
 def _pins() -> dict[str, str]:
-    pins = {}
+    pins: dict[str, str] = {}
     for line in (dt.REPO_ROOT / "constraints.txt").read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:

@@ -4,6 +4,7 @@ reason in status.json, never trained on, while the learner keeps training on a r
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -29,7 +30,7 @@ PRESET = "test-tmaze-agalite"
 def _segment(meta: dict, t: int, version: int, *, b: int = 2, seq: int = 0, obs_shape=None, **overrides) -> Segment:
     """A segment that fits the learner's spec (from its Welcome) unless ``overrides`` break it."""
     obs_shape = tuple(meta["obs_shape"]) if obs_shape is None else obs_shape
-    fields = dict(
+    fields: dict[str, Any] = dict(
         actor_id="intruder",
         run_id="intruder-run",
         seq=seq,

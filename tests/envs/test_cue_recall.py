@@ -38,7 +38,7 @@ def test_an_answer_ignoring_the_cue_averages_at_most_minus_one() -> None:
         for _ in range(2):
             env.step(np.zeros(1, dtype=np.float32))
         _, reward, _, _, info = env.step(np.array([0.6], dtype=np.float32))
-        returns.append(reward)
+        returns.append(float(reward))
         successes.append(info["success"])
     assert set(np.round(returns, 6)) == {-0.16, -2.56}  # -(0.6 - c)^2 for c = +1 and c = -1
     assert np.mean(returns) == pytest.approx(-1.36, abs=0.15)  # -(1 + 0.6^2) in expectation

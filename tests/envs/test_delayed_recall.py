@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 
 import envs
@@ -12,7 +13,7 @@ import envs
 def test_passes_gymnasium_checker_and_is_registered() -> None:
     env = envs.make_env(envs.DELAYED_RECALL_ID, num_symbols=3, delay=2, num_noise=2)
     check_env(env.unwrapped)
-    assert env.observation_space.shape == (3 + 2 + 2,) and env.action_space.n == 3
+    assert env.observation_space.shape == (3 + 2 + 2,) and env.action_space == spaces.Discrete(3)
 
 
 @pytest.mark.parametrize("delay", [0, 1, 5])
@@ -40,7 +41,7 @@ def test_a_memoryless_answer_scores_chance() -> None:
         env.reset(seed=seed)
         env.step(0)
         env.step(0)
-        wins.append(env.step(2)[1])
+        wins.append(float(env.step(2)[1]))
     assert 0.18 < np.mean(wins) < 0.32  # 1/K = 0.25; 800 draws: sd 0.015
 
 

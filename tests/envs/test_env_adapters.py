@@ -8,6 +8,7 @@ from collections import deque
 
 import numpy as np
 import pytest
+from gymnasium import spaces
 
 import envs
 
@@ -43,7 +44,7 @@ def _oracle_grid_action(inner) -> int:
     tiles = {(node.x, node.y) for node in inner.mystery_path.path}
     start = tuple(int(v) for v in inner.agent.grid_position)
     goal = tuple(int(v) for v in inner.end)
-    parents = {start: None}
+    parents: dict[tuple[int, ...], tuple[int, ...] | None] = {start: None}
     queue = deque([start])
     while queue:
         tile = queue.popleft()
@@ -55,8 +56,9 @@ def _oracle_grid_action(inner) -> int:
                 parents[nxt] = tile
                 queue.append(nxt)
     tile = goal
-    while parents[tile] != start:
-        tile = parents[tile]
+    while (parent := parents[tile]) != start:
+        assert parent is not None
+        tile = parent
     wanted = next(d for d, (dx, dy) in _STEP.items() if (start[0] + dx, start[1] + dy) == tile)
     facing = inner.agent.rotation // 90
     if facing == wanted:
@@ -134,8 +136,11 @@ def test_mystery_path_continuous_flattens_actions() -> None:
     pytest.importorskip("memory_gym")
     env = envs.make_env("agalite/MysteryPath-Easy-v0")
     try:
-        assert env.action_space.n == 9
+        from envs.mystery_path import MysteryPathEasyEnv  # needs memory-gym: imported after the skip check
+
+        assert env.action_space == spaces.Discrete(9)
         env.reset(seed=0)
+        assert isinstance(env.unwrapped, MysteryPathEasyEnv)
         inner = env.unwrapped._env
         start = inner.agent.rect.center
         env.step(0)  # (0, 0): stands still

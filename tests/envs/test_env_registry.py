@@ -11,22 +11,24 @@ import pytest
 
 import envs
 from envs import UnknownEnvironmentError, env_spaces, make_env
+from envs.tmaze import TMazeEnv
 
 
 def test_make_env_with_kwargs() -> None:
     env = make_env("agalite/TMaze-v0", corridor_length=10)
-    assert env.unwrapped.corridor_length == 10
-    assert env.spec.max_episode_steps == 1000
+    assert isinstance(env.unwrapped, TMazeEnv) and env.unwrapped.corridor_length == 10
+    assert env.spec is not None and env.spec.max_episode_steps == 1000
     obs, _ = env.reset(seed=0)
     assert obs.shape == (16,)
 
 
 def test_module_form_and_plain_gymnasium_ids() -> None:
     env = make_env("envs:agalite/TMaze-v0", corridor_length=10)
-    assert env.unwrapped.corridor_length == 10
+    assert isinstance(env.unwrapped, TMazeEnv) and env.unwrapped.corridor_length == 10
     cartpole = make_env("gymnasium.envs.classic_control:CartPole-v1")
     assert cartpole.action_space == gymnasium.spaces.Discrete(2)
-    assert make_env("CartPole-v1").spec.id == "CartPole-v1"
+    spec = make_env("CartPole-v1").spec
+    assert spec is not None and spec.id == "CartPole-v1"
 
 
 def test_env_spaces() -> None:

@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.ids import MINIGRID_MEMORY_IDS
-from envs.minigrid import OBS_SIZE, one_hot_view
+from envs.minigrid import OBS_SIZE, MiniGridMemoryEnv, one_hot_view
 
 pytest.importorskip("minigrid", reason="the minigrid extra is not installed (make extras)")
 
@@ -40,10 +40,11 @@ def test_the_matching_object_succeeds_and_the_other_ends_the_episode(which: str,
     env.reset(seed=3)
     _, reward, terminated, truncated, info = env.step(0)
     assert (terminated, truncated, info["success"]) == (False, False, 0.0)
+    assert isinstance(env.unwrapped, MiniGridMemoryEnv)
     inner = env.unwrapped._env  # put the agent next to an object (walking there is the policy's job)
     inner.agent_pos = np.array(getattr(inner, which))
     _, reward, terminated, _, info = env.step(0)  # turn left in place: the position decides
-    assert terminated and info["success"] == success and (reward > 0) == bool(success)
+    assert terminated and info["success"] == success and (float(reward) > 0) == bool(success)
 
 
 def test_bad_size_says_what_is_wrong() -> None:

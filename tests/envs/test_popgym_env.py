@@ -8,6 +8,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.ids import POPGYM_IDS
+from envs.popgym import PopGymEnv
 
 pytest.importorskip("popgym", reason="the popgym extra is not installed (make extras)")
 
@@ -35,7 +36,7 @@ def _play(env_id: str, choose, seed: int) -> tuple[float, int]:
     total, done, steps = 0.0, False, 0
     while not done:
         obs, reward, terminated, truncated, _ = env.step(choose(history))
-        total += reward
+        total += float(reward)
         done = terminated or truncated
         history.append(int(np.argmax(obs)))
         steps += 1
@@ -53,6 +54,7 @@ def test_remembering_the_cards_scores_one_and_guessing_does_not(seed: int) -> No
 
 def test_popgym_arguments_are_the_horizon_knob() -> None:
     env = envs.make_env(POPGYM_IDS[("RepeatPrevious", "Easy")], k=8, num_decks=2)
+    assert isinstance(env.unwrapped, PopGymEnv)
     assert env.unwrapped.level is None and env.unwrapped.max_episode_length == 103
     assert _play(POPGYM_IDS[("RepeatPrevious", "Easy")], lambda h: 0, 0)[1] == 51
     total = 0.0
@@ -60,15 +62,13 @@ def test_popgym_arguments_are_the_horizon_knob() -> None:
     history, done = [int(np.argmax(obs))], False
     while not done:
         obs, reward, terminated, truncated, _ = env.step(history[len(history) - 8] if len(history) >= 8 else 0)
-        total += reward
+        total += float(reward)
         done = terminated or truncated
         history.append(int(np.argmax(obs)))
     assert total == pytest.approx(1.0)
 
 
 def test_bad_task_or_arguments_say_what_is_wrong() -> None:
-    from envs.popgym import PopGymEnv
-
     with pytest.raises(ValueError, match="unknown POPGym task"):
         PopGymEnv("RepeatLast")
     with pytest.raises(ValueError, match="unknown POPGym level"):

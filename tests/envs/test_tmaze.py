@@ -47,7 +47,8 @@ def test_spaces_match_the_paper() -> None:
     assert env.observation_space.shape == (16,)
     assert env.observation_space.dtype == np.float32
     assert env.action_space.n == 4
-    assert envs.make_env("agalite/TMaze-v0").spec.max_episode_steps == 1000
+    spec = envs.make_env("agalite/TMaze-v0").spec
+    assert spec is not None and spec.max_episode_steps == 1000
 
 
 @pytest.mark.parametrize("corridor_length", [2, 5, 20, 120, 256])
@@ -97,14 +98,14 @@ def test_cue_only_first_and_distractors_zero_then_random() -> None:
     obs, info = env.reset(seed=3)
     assert read_cue(obs) == info["cue"]
     assert not obs[CUE_BITS + POSITION_BITS :].any()
-    distractors = []
+    rows = []
     for _ in range(40):
         obs, *_ = env.step(RIGHT)
         assert not obs[:CUE_BITS].any()
         bits = obs[CUE_BITS + POSITION_BITS :]
         assert set(bits.tolist()) <= {0.0, 1.0}
-        distractors.append(bits)
-    distractors = np.array(distractors)
+        rows.append(bits)
+    distractors = np.array(rows)
     assert 0.3 < distractors.mean() < 0.7
     assert len({row.tobytes() for row in distractors}) > 10
 
@@ -189,4 +190,5 @@ def test_ansi_render_shows_position() -> None:
     env = TMazeEnv(corridor_length=4, render_mode="ansi")
     env.reset(seed=0)
     env.step(RIGHT)
-    assert "pos=1" in env.render()
+    text = env.render()
+    assert text is not None and "pos=1" in text

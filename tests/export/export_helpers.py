@@ -7,6 +7,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
+from models.actor_critic import ActorCritic
 from models.registry import build_actor_critic, small_config
 
 OBS_SPACE = spaces.Box(0.0, 1.0, shape=(7,), dtype=np.float32)
@@ -33,7 +34,7 @@ def build(kind: str, overrides: dict | None = None, seed: int = 0, obs_space=OBS
         pytest.skip(str(exc))
 
 
-def perturb(ac: torch.nn.Module, seed: int = 1) -> None:
+def perturb(ac: ActorCritic, seed: int = 1) -> None:
     """One Adam step on a random objective over a short sequence: every used parameter moves differently."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(ac.parameters(), lr=1e-2)

@@ -61,9 +61,9 @@ def test_action_spaces_that_do_not_fit_the_model_are_refused() -> None:
 
     assert action_space_mismatch(spaces.Discrete(3), "discrete", 3) is None
     assert action_space_mismatch(spaces.Box(-1, 1, (2,)), "continuous", 2) is None
-    assert "2 continuous" in action_space_mismatch(spaces.Box(-1, 1, (3,)), "continuous", 2)
-    assert "continuous" in action_space_mismatch(spaces.Discrete(2), "continuous", 2)
-    assert "3 discrete" in action_space_mismatch(spaces.Discrete(4), "discrete", 3)
+    assert "2 continuous" in (action_space_mismatch(spaces.Box(-1, 1, (3,)), "continuous", 2) or "")
+    assert "continuous" in (action_space_mismatch(spaces.Discrete(2), "continuous", 2) or "")
+    assert "3 discrete" in (action_space_mismatch(spaces.Discrete(4), "discrete", 3) or "")
     with pytest.raises(PolicyError, match="does not fit 3 discrete actions"):
         export_step_function(build("lstm"), action_space=spaces.Discrete(4))
     box = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)

@@ -19,20 +19,23 @@ import torch
 from envs import env_spaces
 from learner.config import PPOConfig
 from learner.ppo import PPO, batch_from_segments
+from models.actor_critic import ActorCritic
 from models.registry import build_actor_critic, small_config
 from protocol import ProtocolError, Reason, Segment, SegmentSpec, validate_segment
 from protocol.spec import space_bounds
 
-OBS_SPACE, ACT_SPACE = env_spaces("agalite/TMaze-v0", corridor_length=4)
+_obs_space, _act_space = env_spaces("agalite/TMaze-v0", corridor_length=4)
+assert isinstance(_obs_space, gym.spaces.Box) and isinstance(_act_space, gym.spaces.Discrete)
+OBS_SPACE, ACT_SPACE = _obs_space, _act_space
 T, B = 8, 2
 
 
-def _model() -> torch.nn.Module:
+def _model() -> ActorCritic:
     torch.manual_seed(0)
     return build_actor_critic(small_config("agalite"), OBS_SPACE, ACT_SPACE)
 
 
-def _segment(model: torch.nn.Module, seed: int = 0, **overrides: object) -> Segment:
+def _segment(model: ActorCritic, seed: int = 0, **overrides: object) -> Segment:
     rng = np.random.default_rng(seed)
     fields: dict = dict(
         actor_id="a",
@@ -55,7 +58,7 @@ def _segment(model: torch.nn.Module, seed: int = 0, **overrides: object) -> Segm
     return Segment(**fields)
 
 
-def _spec(model: torch.nn.Module) -> SegmentSpec:
+def _spec(model: ActorCritic) -> SegmentSpec:
     low, high = space_bounds(OBS_SPACE)
     state = {k: (tuple(v.shape[1:]), str(v.numpy().dtype)) for k, v in model.initial_state(1).items()}
     return SegmentSpec(
@@ -108,9 +111,9 @@ def test_values_beyond_their_bounds_are_refused_at_validation(field, value):
 def test_space_bounds_of_the_usual_spaces():
     assert space_bounds(gym.spaces.Box(-np.inf, np.inf, (3,))) == (None, None)
     low, high = space_bounds(gym.spaces.Discrete(5, start=2))
-    assert (int(low), int(high)) == (2, 6)
+    assert low is not None and high is not None and (int(low), int(high)) == (2, 6)
     low, high = space_bounds(gym.spaces.Box(0, 255, (2, 2), np.uint8))
-    assert low.shape == (2, 2) and int(high.max()) == 255
+    assert low is not None and high is not None and low.shape == (2, 2) and int(high.max()) == 255
     with pytest.raises(ValueError, match="broadcast"):
         SegmentSpec(obs_shape=(3,), obs_dtype="float32", num_actions=2, segment_length=1, state={}, max_envs=1,
                     obs_low=np.zeros(4))  # fmt: skip

@@ -74,7 +74,9 @@ def test_attributes_and_head_init() -> None:
     with torch.no_grad():
         logits, _, _ = ac(torch.randn(1, 8, 16), torch.zeros(1, 8, dtype=torch.bool), ac.initial_state(8))
     assert logits.abs().max().item() < 0.2
-    last = ac.policy[2].weight
+    head = ac.policy[2]
+    assert isinstance(head, torch.nn.Linear)
+    last = head.weight
     assert torch.allclose(last @ last.T, 1e-4 * torch.eye(4), atol=1e-6), "orthogonal(0.01) last policy layer"
 
 
@@ -141,7 +143,7 @@ def test_t1_step_exports_to_onnx_and_runs(cfg, space) -> None:
     io_names = ["obs", "reset", *names, "logits", "value", *[f"{n}_out" for n in names]]
     buf = io.BytesIO()
     torch.onnx.export(
-        step, (obs, reset, *[state[n] for n in names]), buf, dynamo=False, opset_version=17,
+        step, (obs, reset, *[state[n] for n in names]), buf, dynamo=False, opset_version=17,  # type: ignore[arg-type]  # export writes to a file object too; its annotation names only paths
         input_names=io_names[: 2 + len(names)], output_names=io_names[2 + len(names) :],
         dynamic_axes={n: {0: "batch"} for n in io_names},
     )  # fmt: skip
@@ -170,6 +172,7 @@ def test_continuous_head_outputs_means_and_a_learned_log_std() -> None:
     box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
     ac = build_actor_critic(small_config("agalite"), VEC_SPACE, box)
     assert ac.action_kind == "continuous" and ac.num_actions == 3 and ac.policy_output_dim == 6
+    assert ac.log_std is not None
     with torch.no_grad():
         ac.log_std.copy_(torch.tensor([-0.5, 0.0, 0.3]))
     obs = torch.randn(5, 2, *VEC_SPACE.shape)

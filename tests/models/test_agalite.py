@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.agalite import AGaLiTe, cosine_table, counter_period, frequencies
+from models.agalite import AGaLiTe, AGaLiTeAttention, cosine_table, counter_period, frequencies
+from models.blocks import GatedTransformerBlock
 from models.config import ModelConfig
 from models.feature_maps import GatedFeatures, outer_row
 from models.scan import linear_scan, scan_readout, scan_readout_outer
@@ -171,7 +172,7 @@ def test_outer_row_gradients(masked: bool) -> None:
     mask = (torch.rand(6, 1, 1, 1, generator=g) < 0.7).double() if masked else None
     out = outer_row(a, b, 2, mask)
     plain = (a.transpose(-1, -2) * b).reshape(6, 2, 1, 12)
-    assert (out - (mask - mask * plain if masked else plain)).abs().max().item() < 1e-15
+    assert (out - (plain if mask is None else mask - mask * plain)).abs().max().item() < 1e-15
     assert torch.autograd.gradcheck(lambda a, b: outer_row(a, b, 2, mask), (a, b))
 
 
@@ -296,13 +297,15 @@ def test_state_floats_match_paper(eta: int, per_layer: int) -> None:
 
 def test_paper_init_orthogonal_and_gate_bias() -> None:
     model = AGaLiTe(128, ModelConfig())
-    attn = model.stack.blocks[0].attention
+    block = model.stack.blocks[0]
+    assert isinstance(block, GatedTransformerBlock) and isinstance(block.attention, AGaLiTeAttention)
+    attn = block.attention
     w = attn.features.proj.weight.view(4, -1, 128)
     # the rows that came from the reference's 5Hd Dense are one orthogonal(sqrt 2) matrix (columns orthonormal*2)
     a_rows = torch.cat([w[:, :192], w[:, 200:328]], dim=1).reshape(-1, 128)  # v,k,q | beta,gamma per head
     assert torch.allclose(a_rows.T @ a_rows, 2 * torch.eye(128), atol=1e-4)
     assert torch.all(attn.features.proj.bias == 0)
-    assert torch.all(model.stack.blocks[0].gate1.b_g == 2.0)
+    assert torch.all(block.gate1.b_g == 2.0)
 
 
 def _read_out_bound_run(r: int, steps: int, chunk: int) -> None:
@@ -310,6 +313,7 @@ def _read_out_bound_run(r: int, steps: int, chunk: int) -> None:
     cfg = small(num_layers=1, d_model=8, num_heads=1, d_head=4, eta=2, r=r)
     model = AGaLiTe(IN, cfg)
     attn = model.stack.blocks[0].attention
+    assert isinstance(attn, AGaLiTeAttention)
     g = torch.Generator().manual_seed(6)
     st = model.initial_state(1)
     tk, tv, s, tick = st["l0_tilde_k"], st["l0_tilde_v"], st["l0_s"], st["tick"]

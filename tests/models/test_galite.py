@@ -165,7 +165,7 @@ def test_paper_form_read_out_bounded_over_a_million_steps() -> None:
     torch.manual_seed(6)
     cfg = small(num_layers=1, d_model=8, num_heads=1, d_head=4, eta=2)
     model = GaLiTe(IN, cfg, chunk_size=8192)  # no autograd: the scan form, one chunk per call
-    attn = model.stack.blocks[0].attention
+    attn = model.attentions[0]
     g = torch.Generator().manual_seed(7)
     state = model.initial_state(1)
     c, s = state["l0_c"], state["l0_s"]

@@ -7,15 +7,17 @@ initialisation. The two inits differ by orders of magnitude, so the bounds below
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
 
-from models.config import ModelConfig
+from models.config import ModelConfig, ModelKind
 from models.feature_maps import GatedFeatures
+from models.rnn import GRU, LSTM
 from models.sequence_models import build_sequence_model
 
-SMALL = {"num_layers": 2, "d_model": 32, "num_heads": 2, "d_head": 16, "d_ffc": 32}
+SMALL: dict[str, Any] = {"num_layers": 2, "d_model": 32, "num_heads": 2, "d_head": 16, "d_ffc": 32}
 
 
 def _gradient_flow(cfg: ModelConfig, delay: int, seed: int = 0, batch: int = 32, din: int = 6) -> float:
@@ -31,10 +33,11 @@ def _gradient_flow(cfg: ModelConfig, delay: int, seed: int = 0, batch: int = 32,
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
-def test_rnn_keep_gates_get_chrono_biases(kind: str) -> None:
+def test_rnn_keep_gates_get_chrono_biases(kind: ModelKind) -> None:
     horizon, n = 50, 64
     torch.manual_seed(0)
     model = build_sequence_model(ModelConfig(kind=kind, rnn_hidden=n, memory_horizon=horizon), 4)
+    assert isinstance(model, (GRU, LSTM))
     keep = model.w_ih.bias[n : 2 * n].detach()  # GRU rows r, z, n; LSTM rows i, f, o, g
     assert keep.min() >= 0.0 and keep.max() <= math.log(horizon - 1)
     assert keep.std() > 0.5  # spread over time scales, not one value
@@ -44,7 +47,7 @@ def test_rnn_keep_gates_get_chrono_biases(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["agalite", "galite"])
-def test_decay_gates_get_negative_chrono_biases(kind: str) -> None:
+def test_decay_gates_get_negative_chrono_biases(kind: ModelKind) -> None:
     horizon = 40
     torch.manual_seed(0)
     model = build_sequence_model(ModelConfig(kind=kind, memory_horizon=horizon, **SMALL), 4)
@@ -71,7 +74,7 @@ def test_default_init_keeps_zero_gate_biases() -> None:
     ("kind", "extra", "delay", "gain"),
     [("gru", {"rnn_hidden": 64}, 20, 100.0), ("lstm", {"rnn_hidden": 64}, 20, 100.0), ("agalite", SMALL, 40, 3.0)],
 )
-def test_chrono_lets_the_gradient_reach_back(kind: str, extra: dict, delay: int, gain: float) -> None:
+def test_chrono_lets_the_gradient_reach_back(kind: ModelKind, extra: dict, delay: int, gain: float) -> None:
     default = _gradient_flow(ModelConfig(kind=kind, memory_init="default", **extra), delay)
     chrono = _gradient_flow(ModelConfig(kind=kind, memory_init="chrono", **extra), delay)
     assert chrono > gain * default, (chrono, default)

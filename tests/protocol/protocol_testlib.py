@@ -36,7 +36,7 @@ def make_segment(t: int = 6, b: int = 3, seed: int = 0, **overrides: object) -> 
     bootstrap = np.where(truncated, rng.normal(size=(t, b)), 0.0).astype(np.float32)
     episodes = [
         {"env": int(e), "return": float(rng.normal()), "length": int(rng.integers(1, 50)), "success": bool(s % 2)}
-        for s, (_, e) in enumerate(zip(*np.nonzero(terminated | truncated)))
+        for s, (_, e) in enumerate(zip(*np.nonzero(terminated | truncated), strict=True))
     ]
     fields = dict(
         actor_id="actor-0",
@@ -145,7 +145,7 @@ def assert_same(a: object, b: object) -> None:
             assert_same(a[k], b[k])  # type: ignore[index]
     elif isinstance(a, list):
         assert len(a) == len(b)  # type: ignore[arg-type]
-        for x, y in zip(a, b):  # type: ignore[call-overload]
+        for x, y in zip(a, b, strict=True):  # type: ignore[call-overload]
             assert_same(x, y)
     else:
         assert a == b, (a, b)

@@ -70,7 +70,7 @@ def _arrays(draw):
         return np.zeros(shape, dtype)
     as_bytes = np.frombuffer(raw, dtype=np.uint8)
     if dtype == "bool":  # a numpy bool is one byte holding 0 or 1; any other byte is refused on decode
-        as_bytes = as_bytes & 1
+        as_bytes = np.bitwise_and(as_bytes, 1, dtype=np.uint8)
     return as_bytes.view(dtype).reshape(shape)
 
 
@@ -144,7 +144,7 @@ def test_swapped_renamed_and_dropped_keys(data, draw):
 def test_mutated_arrays_and_nested_values(data, draw):
     """Change one array's dtype, shape or bytes, or one entry inside a nested map or list."""
     body = _raw_body(data)
-    containers = [(body, k) for k in body]
+    containers: list[tuple[dict | list, object]] = [(body, k) for k in body]
     for v in body.values():
         if isinstance(v, dict):
             containers += [(v, kk) for kk in v]

@@ -157,10 +157,10 @@ def test_file_errors(policy_path, tmp_path) -> None:
         StepFunction.from_bytes(b"this is not an onnx model")
     data = policy_path.read_bytes()
     (tmp_path / "truncated.onnx").write_bytes(data[: len(data) // 2])
-    with pytest.raises(PolicyError, match="truncated.onnx"):
+    with pytest.raises(PolicyError, match=r"truncated\.onnx"):
         StepFunction.from_file(tmp_path / "truncated.onnx")
     with pytest.raises(PolicyError, match="onnx_bytes must be bytes"):
-        StepFunction.from_bytes("policy.onnx")
+        StepFunction.from_bytes("policy.onnx")  # type: ignore[arg-type]  # the wrong type on purpose
 
 
 def _with_metadata(policy_path: Path, edit) -> bytes:
@@ -181,7 +181,7 @@ def test_metadata_errors(policy_path) -> None:
 
     with pytest.raises(PolicyError, match="protocol major version 2, this code speaks 1"):
         StepFunction.from_bytes(_with_metadata(policy_path, other_protocol))
-    with pytest.raises(PolicyError, match="has no 'agalite_rl.policy' metadata"):
+    with pytest.raises(PolicyError, match=r"has no 'agalite_rl\.policy' metadata"):
         StepFunction.from_bytes(_with_metadata(policy_path, lambda props: None))
     with pytest.raises(PolicyError, match="not valid JSON"):
         StepFunction.from_bytes(_with_metadata(policy_path, lambda props: {METADATA_KEY: "{oops"}))
