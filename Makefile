@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@# module of the same name, so it is installed without its pins (it runs on pygame).
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt popgym
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt minigrid
+	@# A fresh Debian machine has no package lists until `apt-get update` has run once: update, then install.
 	-@ldconfig -p 2>/dev/null | grep -q libOSMesa || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q libosmesa6 >/dev/null 2>&1 || \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libosmesa6 >/dev/null 2>&1 || \
 		echo "note: libosmesa6 is not installed; the Memory Maze tests will skip"; }
 	@touch $(STAMP)
 

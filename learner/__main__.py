@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 
 from learner.cli import parse_config, setup_logging
+from learner.checkpoint import CheckpointError
+from learner.resume_check import ResumeConfigError
 from learner.train import Learner
 
 
@@ -15,7 +17,10 @@ def main(argv: list[str] | None = None) -> int:
         "and publishes ONNX policies. Actors join with `python -m actor --learner-host HOST`.",
     )
     setup_logging()
-    learner = Learner(cfg)
+    try:
+        learner = Learner(cfg)
+    except (CheckpointError, ResumeConfigError) as err:
+        raise SystemExit(f"error: {err}") from None
     try:
         summary = learner.run()
     finally:

@@ -109,6 +109,9 @@ class RunConfig:
     worth (ceil(batch_envs / envs_per_actor)); deeper queues only make the data older (policy lag)."""
     num_actors: int = 2
     """Actor processes the local launcher (``make train``) starts; ignored by a bare learner."""
+    allow_config_change: bool = False
+    """Resume even though the environment, spaces or training settings differ from the checkpoint's (the old
+    config.json is kept beside the new one)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

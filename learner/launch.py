@@ -13,6 +13,8 @@ from pathlib import Path
 
 from learner.cli import parse_config, setup_logging
 from learner.config import RunConfig
+from learner.checkpoint import CheckpointError
+from learner.resume_check import ResumeConfigError
 from learner.train import Learner
 
 
@@ -67,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         "(the default: AGaLiTe on a short T-Maze). An existing --run-dir is resumed.",
     )
     setup_logging()
-    learner = Learner(cfg)
+    try:
+        learner = Learner(cfg)
+    except (CheckpointError, ResumeConfigError) as err:
+        raise SystemExit(f"error: {err}") from None
     print(
         f"run directory {cfg.run_dir}: {'resuming' if learner.resumed else 'new run'}; "
         f"{cfg.num_actors} actors x {cfg.envs_per_actor} envs on {cfg.env.id}; model {cfg.model.kind} "

@@ -30,10 +30,12 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from envs import env_spaces
 from export import ExportedPolicy, export_step_function, save_policy, weights_for
-from learner.checkpoint import load_checkpoint, save_checkpoint
-from learner.config import RunConfig, save_config
+from learner.checkpoint import checkpoint_path, load_checkpoint, remove_orphaned_tmp, save_checkpoint
+from learner.config import RunConfig
+from learner.fs_faults import WriteGuard
 from learner.metrics import EpisodeWindow, Metrics
 from learner.ppo import PPO, batch_from_segments
+from learner.resume_check import check_resume, write_run_config
 from learner.server import LearnerServer, RunSettings
 from models.registry import build_actor_critic
 from policy.metadata import space_to_dict
@@ -51,6 +53,18 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return device
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write then rename, so readers never see half a file; a failed write leaves no temporary behind."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 @dataclass
@@ -114,8 +128,9 @@ class Learner:
         self.updates = 0
         self.elapsed_before = 0.0
         self.episodes = EpisodeWindow(100)
+        self.fs = WriteGuard()  # checkpoint, status, summary and policy writes: a full disk is logged, not fatal
         self.resumed = self._resume()
-        save_config(cfg, self.run_dir / "config.json")
+        write_run_config(cfg, self.run_dir)
 
         # The graph is exported once; afterwards only weights travel (docs/architecture.md#weights-only-updates).
         export_model = copy.deepcopy(self.model).cpu()
@@ -174,14 +189,17 @@ class Learner:
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
     def _resume(self) -> bool:
+        remove_orphaned_tmp(self.run_dir)
         ckpt = load_checkpoint(self.run_dir, map_location=self.device)
         if ckpt is None:
             return False
-        if ckpt["model_config"] != self.cfg.model.to_dict():
-            raise ValueError(
-                f"{self.run_dir} holds a checkpoint of another model ({ckpt['model_config']}); "
-                "use another --run-dir or the same model settings"
-            )
+        check_resume(
+            ckpt,
+            self.cfg,
+            space_to_dict(self.observation_space),
+            space_to_dict(self.action_space),
+            checkpoint_path(self.run_dir),
+        )
         self.model.load_state_dict(ckpt["model_state"])
         self.ppo.load_state_dict(ckpt["ppo_state"])
         self.version = int(ckpt["policy_version"])
@@ -194,24 +212,25 @@ class Learner:
         log.info("resumed %s at policy version %d, %d env steps", self.run_dir, self.version, self.env_steps)
         return True
 
-    def checkpoint(self, elapsed: float) -> Path:
-        return save_checkpoint(
-            self.run_dir,
-            {
-                "model_config": self.cfg.model.to_dict(),
-                "observation_space": space_to_dict(self.observation_space),
-                "action_space": space_to_dict(self.action_space),
-                "model_state": self.model.state_dict(),
-                "ppo_state": self.ppo.state_dict(),
-                "policy_version": self.version,
-                "env_steps": self.env_steps,
-                "updates": self.updates,
-                "elapsed_s": elapsed,
-                "torch_rng": torch.get_rng_state(),
-                "numpy_rng": np.random.get_state(),
-                "python_rng": random.getstate(),
-                "config": self.cfg.to_dict(),
-            },
+    def checkpoint(self, elapsed: float) -> Path | None:
+        """Save a checkpoint; None when the file system refused it (logged once; the previous one stays valid)."""
+        payload = {
+            "model_config": self.cfg.model.to_dict(),
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space),
+            "model_state": self.model.state_dict(),
+            "ppo_state": self.ppo.state_dict(),
+            "policy_version": self.version,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "elapsed_s": elapsed,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+            "config": self.cfg.to_dict(),
+        }
+        return self.fs.attempt(
+            "checkpoint", checkpoint_path(self.run_dir), lambda: save_checkpoint(self.run_dir, payload)
         )
 
     # ---- policies -----------------------------------------------------------------------------------------------
@@ -269,15 +288,17 @@ class Learner:
             "mean_return": None if math.isnan(self.episodes.mean_return) else self.episodes.mean_return,
             "episodes": self.episodes.total,
             "resumed": self.resumed,
+            "write_failures": self.fs.failures,
+            "skipped_gradient_steps": self.ppo.skipped_steps,
             **self.server.snapshot(),
             "time": time.time(),
         }
 
     def write_status(self) -> None:
         path = self.run_dir / "status.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.status(), indent=2, sort_keys=True))
-        tmp.replace(path)
+        self.fs.attempt(
+            "status", path, lambda: _write_atomically(path, json.dumps(self.status(), indent=2, sort_keys=True))
+        )
 
     def export_final(self) -> Path:
         exported = export_step_function(
@@ -297,7 +318,8 @@ class Learner:
             self.write_status()
         if now - self._last_ckpt >= self.cfg.checkpoint_interval_s:
             self._last_ckpt = now
-            self.checkpoint(self.elapsed_before + now - start)
+            if self.checkpoint(self.elapsed_before + now - start) is None:  # retried in a few seconds
+                self._last_ckpt = now - self.cfg.checkpoint_interval_s + min(5.0, self.cfg.checkpoint_interval_s)
 
     def _gather_batch(self, stop: threading.Event, start: float) -> list[Segment]:
         """Segments until at least ``batch_envs`` env rows, then whatever else already arrived (up to twice that):
@@ -322,7 +344,7 @@ class Learner:
 
     def run(self) -> Summary:
         cfg = self.cfg
-        metrics = Metrics(self.run_dir)
+        metrics = Metrics(self.run_dir, self.fs)
         self.server.start()
         self._publish()
         start = time.monotonic()
@@ -421,7 +443,7 @@ class Learner:
         elapsed = self.elapsed_before + time.monotonic() - start
         self.checkpoint(elapsed)
         self.write_status()
-        policy_path = self.export_final()
+        policy_path = self.fs.attempt("policy", self.run_dir / "policy.onnx", self.export_final)
         metrics.close()
         summary = Summary(
             env_steps=self.env_steps,
@@ -437,8 +459,13 @@ class Learner:
             env_id=cfg.env.id,
             env_kwargs=cfg.env.kwargs_dict(),
         )
-        (self.run_dir / "summary.json").write_text(
-            json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()}, indent=2)
+        summary_text = json.dumps(
+            {k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()}, indent=2
+        )
+        self.fs.attempt(
+            "summary",
+            self.run_dir / "summary.json",
+            lambda: _write_atomically(self.run_dir / "summary.json", summary_text),
         )
         return summary
 
