@@ -119,7 +119,9 @@ def evaluate(cfg: Any, env_id: str, env_kwargs: dict[str, Any], episodes: int, s
     checkpoint = load_checkpoint(Path(cfg.train_dir) / cfg.experiment)
     actor_critic.load_state_dict(checkpoint["model"])
     torch.manual_seed(seed)
-    returns, successes, lengths = [], [], []
+    returns: list[float] = []
+    successes: list[float] = []
+    lengths: list[int] = []
     obs, _ = env.reset(seed=seed)
     rnn = torch.zeros([1, get_rnn_size(cfg)])
     ep_return, ep_len = 0.0, 0
