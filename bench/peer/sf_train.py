@@ -32,7 +32,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -50,7 +50,7 @@ class SuccessStats(gym.Wrapper):
     it as ``policy_stats/avg_success``, the same window our learner uses for ``charts/success_rate``.
     """
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         if (terminated or truncated) and "success" in info:
             info = dict(info, episode_extra_stats={"success": float(info["success"])})
