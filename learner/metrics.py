@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import deque
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
+
+from learner.fs_faults import WriteGuard
 
 log = logging.getLogger("learner")
 
@@ -49,14 +52,44 @@ class EpisodeWindow:
 
 
 class Metrics:
-    def __init__(self, run_dir: Path) -> None:
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
+    """TensorBoard scalars that never stop training: a failed write (full disk, no file descriptors) is logged
+    once per outage by the ``WriteGuard``, the broken writer is dropped, and a new one (a new events file) is
+    opened at the next call. Scalars of the outage are lost; the run is not."""
+
+    def __init__(self, run_dir: Path, guard: WriteGuard | None = None) -> None:
+        self.log_dir = run_dir / "tb"
+        self.guard = guard if guard is not None else WriteGuard()
+        self.writer: SummaryWriter | None = None
+        self._open()
+
+    def _open(self) -> None:
+        self.writer = self.guard.attempt("metrics", self.log_dir, lambda: SummaryWriter(log_dir=str(self.log_dir)))
+
+    def _drop_writer(self) -> None:
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):  # already broken: its own close may raise the same error again
+                writer.close()
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        for key, value in values.items():
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                self.writer.add_scalar(key, value, step)
+        if self.writer is None:
+            self._open()
+        writer = self.writer
+        if writer is None:
+            return
+
+        def write() -> bool:
+            for key, value in values.items():
+                if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    writer.add_scalar(key, value, step)
+            return True
+
+        if self.guard.attempt("metrics", self.log_dir, write) is None:
+            self._drop_writer()
 
     def close(self) -> None:
-        self.writer.flush()
-        self.writer.close()
+        writer = self.writer
+        if writer is not None and self.guard.attempt("metrics", self.log_dir, lambda: writer.flush() or True) is None:
+            self._drop_writer()
+            return
+        self._drop_writer()

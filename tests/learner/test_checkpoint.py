@@ -34,6 +34,9 @@ WRITER = textwrap.dedent("""
 """)
 
 
+KEYS = ("counter", "data", "counter_again")
+
+
 def _check(payload: dict) -> int:
     i = payload["counter"]
     assert payload["counter_again"] == i
@@ -47,7 +50,7 @@ def test_save_and_load(tmp_path):
     assert load_checkpoint(tmp_path) is None
     path = save_checkpoint(tmp_path, {"counter": 3, "data": torch.full((1_000_000,), 3.0), "counter_again": 3})
     assert path == checkpoint_path(tmp_path) and path.is_file()
-    assert _check(load_checkpoint(tmp_path)) == 3
+    assert _check(load_checkpoint(tmp_path, required=KEYS)) == 3
     # no temporary files are left behind by a completed write
     assert [p.name for p in path.parent.iterdir()] == [path.name]
 
@@ -80,7 +83,7 @@ def test_killed_writer_leaves_the_previous_checkpoint_loadable(tmp_path):
                 proc.wait()
             proc.stdout.close()
         assert proc.returncode == -signal.SIGKILL
-        got = _check(load_checkpoint(tmp_path))
+        got = _check(load_checkpoint(tmp_path, required=KEYS))
         # the file holds the last checkpoint the writer reported, or the one it was writing when killed
         # (the rename may have happened before the print): never anything older, never a torn file
         assert written[-1] <= got <= written[-1] + 1, (written[-5:], got)
@@ -89,4 +92,4 @@ def test_killed_writer_leaves_the_previous_checkpoint_loadable(tmp_path):
     save_checkpoint(
         tmp_path, {"counter": last + 1, "data": torch.full((1_000_000,), float(last + 1)), "counter_again": last + 1}
     )
-    assert _check(load_checkpoint(tmp_path)) == last + 1
+    assert _check(load_checkpoint(tmp_path, required=KEYS)) == last + 1
