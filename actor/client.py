@@ -53,8 +53,11 @@ class ActorConfig:
     learner_host: str = "127.0.0.1"
     """Address (host name or IP) of the learner; the only thing an actor must be told."""
     trajectory_port: int = 5555
+    """The learner's trajectory port (segments, actor PUSH -> learner PULL)."""
     policy_port: int = 5556
+    """The learner's policy port (new weights, learner PUB -> actor SUB)."""
     control_port: int = 5557
+    """The learner's control port (Hello, Heartbeat, ...; actor DEALER <-> learner ROUTER)."""
     actor_id: str | None = None
     """Stable identity; default: the host name plus the process id."""
     num_envs: int | None = None

@@ -5,14 +5,14 @@ Prints one line per episode (return, length, success where the env reports ``inf
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import dataclass
 
 import numpy as np
+import tyro
 
 import envs
+from envs.kwargs import parse_env_kwargs
 from policy.metadata import PolicyError, action_space_mismatch, space_to_dict
 from policy.runtime import Policy, StepFunction
 from policy.sampling import clip_action
@@ -70,29 +70,30 @@ def play(
         env.close()
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m actor.play", description=__doc__.split("\n\n")[0])
-    p.add_argument("policy", help="policy .onnx file (or a directory holding policy.onnx)")
-    p.add_argument("--env", required=True, help="environment id, e.g. agalite/TMaze-v0")
-    p.add_argument("--episodes", type=int, default=10, help="number of episodes")
-    p.add_argument("--seed", type=int, default=0, help="seed of the env resets and of action sampling")
-    p.add_argument("--env-kwargs", default="{}", help="JSON object for the env, e.g. '{\"corridor_length\": 10}'")
-    p.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
-    return p
+@dataclass
+class PlayArgs:
+    """Watch an exported policy play, without torch."""
+
+    policy: tyro.conf.Positional[str]
+    """Policy .onnx file (or a directory holding policy.onnx)."""
+    env: str
+    """Environment id, e.g. agalite/TMaze-v0."""
+    episodes: int = 10
+    """Number of episodes."""
+    seed: int = 0
+    """Seed of the env resets and of action sampling."""
+    env_kwargs: str = "{}"
+    """JSON object for the env, e.g. '{"corridor_length": 10}'."""
+    greedy: bool = False
+    """Take the most likely action instead of sampling."""
+    threads: int = 1
+    """ONNX Runtime intra-op threads."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = tyro.cli(PlayArgs, args=argv, description=__doc__)
     try:
-        env_kwargs = json.loads(args.env_kwargs)
-    except json.JSONDecodeError as exc:
-        print(f"error: --env-kwargs is not valid JSON: {exc}", file=sys.stderr)
-        return 2
-    if not isinstance(env_kwargs, dict):
-        print(f"error: --env-kwargs must be a JSON object, got {args.env_kwargs!r}", file=sys.stderr)
-        return 2
-    try:
+        env_kwargs = parse_env_kwargs(args.env_kwargs, "--env-kwargs")
         fn = StepFunction.from_file(args.policy, intra_op_threads=args.threads)
         results = play(fn, args.env, args.episodes, seed=args.seed, env_kwargs=env_kwargs, greedy=args.greedy)
     except (PolicyError, envs.UnknownEnvironmentError, ValueError) as exc:

@@ -9,69 +9,74 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
+import tyro
 
+from envs.kwargs import parse_env_kwargs
 from policy.metadata import PolicyError
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m export",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    src = p.add_argument_group("source (a checkpoint, or a fresh model)")
-    src.add_argument("--checkpoint", help="learner checkpoint (.pt) to export")
-    src.add_argument("--kind", choices=["agalite", "galite", "gtrxl", "lstm", "gru"], help="model kind (fresh model)")
-    src.add_argument("--size", choices=["paper", "small"], default="paper", help="config preset (fresh model)")
-    src.add_argument("--config", default="{}", help="JSON object of ModelConfig overrides (fresh model)")
-    src.add_argument("--env", help="environment id whose spaces size the model (fresh model)")
-    src.add_argument("--env-kwargs", default="{}", help="JSON object of keyword arguments for the environment")
-    src.add_argument("--seed", type=int, default=0, help="torch seed of the fresh model's initialisation")
-    p.add_argument("--out", required=True, help="output directory (policy.onnx + policy.json) or a path ending .onnx")
-    p.add_argument("--policy-version", type=int, default=None, help="version recorded in the metadata")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's pinned one)")
-    p.add_argument("--verify", action="store_true", help="check torch vs ONNX Runtime parity (B=1 and B=8)")
-    p.add_argument("--verify-steps", type=int, default=300, help="steps of the parity check")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference that passes --verify")
-    return p
+@dataclass
+class ExportArgs:
+    """Export a policy's ONNX step function (+ JSON metadata), from a checkpoint or a fresh model."""
 
-
-def _json_object(text: str, flag: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"{flag}: not valid JSON ({exc})") from exc
-    if not isinstance(value, dict):
-        raise SystemExit(f"{flag}: expected a JSON object, got {text!r}")
-    return value
+    out: str
+    """Output directory (policy.onnx + policy.json) or a path ending in .onnx."""
+    checkpoint: str | None = None
+    """Learner checkpoint (.pt) to export."""
+    kind: str | None = None
+    """Model kind of a fresh model (agalite, galite, gtrxl, lstm, gru)."""
+    size: Literal["paper", "small"] = "paper"
+    """Size preset of a fresh model."""
+    config: str = "{}"
+    """JSON object of ModelConfig overrides (fresh model)."""
+    env: str | None = None
+    """Environment id whose spaces size a fresh model."""
+    env_kwargs: str = "{}"
+    """JSON object of keyword arguments for the environment."""
+    seed: int = 0
+    """Torch seed of a fresh model's initialisation (and of the parity check)."""
+    policy_version: int | None = None
+    """Version recorded in the metadata (default: the checkpoint's, 0 for a fresh model)."""
+    opset: int | None = None
+    """ONNX opset (default: the exporter's pinned one)."""
+    verify: bool = False
+    """Check torch vs ONNX Runtime parity (B=1 and B=8)."""
+    verify_steps: int = 300
+    """Steps of the parity check."""
+    tolerance: float = 1e-4
+    """Largest absolute difference that passes --verify."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = tyro.cli(ExportArgs, args=argv, description=__doc__)
     torch.set_num_threads(1)
     from export import DEFAULT_OPSET, check_parity, export_step_function, load_actor_critic_from_checkpoint, save_policy
 
     opset = args.opset or DEFAULT_OPSET
     if args.checkpoint:
         if args.kind or args.env:
-            raise SystemExit("give either --checkpoint or --kind/--env, not both")
+            raise SystemExit("error: give either --checkpoint or --kind/--env, not both")
         ck = load_actor_critic_from_checkpoint(args.checkpoint)
         ac, obs_space, act_space, version = ck.ac, ck.observation_space, ck.action_space, ck.policy_version
     else:
         if not (args.kind and args.env):
-            raise SystemExit("without --checkpoint, --kind and --env are required")
+            raise SystemExit("error: without --checkpoint, --kind and --env are required")
         import envs
         from models.registry import build_actor_critic, paper_config, small_config
 
         preset = paper_config if args.size == "paper" else small_config
-        cfg = preset(args.kind, **_json_object(args.config, "--config"))
-        obs_space, act_space = envs.env_spaces(args.env, **_json_object(args.env_kwargs, "--env-kwargs"))
+        try:
+            cfg = preset(args.kind, **parse_env_kwargs(args.config, "--config"))
+            env_kwargs = parse_env_kwargs(args.env_kwargs, "--env-kwargs")
+            obs_space, act_space = envs.env_spaces(args.env, **env_kwargs)
+        except (ValueError, envs.EnvSetupError) as err:
+            raise SystemExit(f"error: {err}") from None
         torch.manual_seed(args.seed)
         ac = build_actor_critic(cfg, obs_space, act_space)
         version = 0
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         passed = worst < args.tolerance and r["state_mismatch"] == 0
         ok &= passed
         print(
-            f"  parity B={batch}: {r['steps']} steps, {r['resets']} resets, max |d {exported.policy_metadata.outputs[0]}| {r['logits']:.3g}, "
+            f"  parity B={batch}: {r['steps']} steps, {r['resets']} resets, "
+            f"max |d {exported.policy_metadata.outputs[0]}| {r['logits']:.3g}, "
             f"max |d value| {r['value']:.3g}, max |d state| {r['state']:.3g}, "
             f"int/bool state mismatches {r['state_mismatch']} -> {'ok' if passed else 'FAILED'}"
         )

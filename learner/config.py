@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envs.kwargs import parse_env_kwargs
 from models.config import ModelConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -32,13 +33,7 @@ class EnvConfig:
     """Env keyword arguments, a JSON object. With another --env.id and no --env.kwargs: none (the env's defaults)."""
 
     def kwargs_dict(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.kwargs)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"env.kwargs must be a JSON object, got {self.kwargs!r}: {err}") from None
-        if not isinstance(value, dict):
-            raise ValueError(f"env.kwargs must be a JSON object, got {self.kwargs!r}")
-        return value
+        return parse_env_kwargs(self.kwargs, "env.kwargs")
 
 
 @dataclass
