@@ -41,8 +41,8 @@ def actor_only_child(policy_path: str, settings_json: str, seconds: float, segme
     import numpy as np
 
     from actor.rollout import SegmentCollector
-    from policy.runtime import Policy, StepFunction
     from envs import make_env
+    from policy.runtime import Policy, StepFunction
     from protocol import encode
 
     assert "torch" not in sys.modules
@@ -135,7 +135,7 @@ def measure_learner(cfg: Any, blobs: list[bytes], seconds: float) -> dict[str, A
     from export import export_step_function, weights_for
     from learner.ppo import PPO, batch_from_segments
     from models.registry import build_actor_critic
-    from protocol import decode
+    from protocol import Segment, decode
 
     torch.set_num_threads(max(1, cfg.torch_threads))
     torch.manual_seed(cfg.seed)
@@ -145,16 +145,19 @@ def measure_learner(cfg: Any, blobs: list[bytes], seconds: float) -> dict[str, A
     ppo = PPO(model, cfg.ppo, seed=cfg.seed)
 
     t0 = time.perf_counter()
-    segments = [decode(b) for b in blobs]
+    decoded = [decode(b) for b in blobs]
     decode_s = (time.perf_counter() - t0) / len(blobs)
+    segments = [s for s in decoded if isinstance(s, Segment)]
+    if len(segments) != len(decoded):
+        raise RuntimeError("the actor run wrote something other than segments")
     per_batch = max(1, -(-cfg.batch_envs // cfg.envs_per_actor))
     batches = [segments[i : i + per_batch] for i in range(0, len(segments) - per_batch + 1, per_batch)]
     load_before = os.getloadavg()
     samples = updates = 0
-    times = []
+    times: list[float] = []
     i = 0
     warm = 2
-    t_start = None
+    t_start = 0.0  # set when the warm-up batches are done
     while True:
         b = batches[i % len(batches)]
         i += 1
@@ -300,14 +303,17 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         "",
         "## End to end",
         "",
-        "| actors | env steps/s | 5 s windows (min-max) | efficiency e2e*(1/A+1/L) | e2e / A | e2e / L | lag min / mean / max "
-        "| dropped | updates | load 1-min before / after |",
+        "| actors | env steps/s | 5 s windows (min-max) | efficiency e2e*(1/A+1/L) | e2e / A | e2e / L "
+        "| lag min / mean / max | dropped | updates | load 1-min before / after |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
     for r in res["e2e"]:
         w = r["sps_5s_windows"]
         lag = r["lag"]
-        fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
         lines.append(
             f"| {r['num_actors']} | {r['sps']:,.0f} | {min(w):,.0f}-{max(w):,.0f} | {r['efficiency']:.2f} | "
             f"{r['sps'] / A:.2f} | {r['sps'] / L:.2f} | {fmt(lag['min'])} / {fmt(lag['mean'])} / {fmt(lag['max'])} | "

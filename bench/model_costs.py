@@ -11,7 +11,8 @@ from pathlib import Path
 
 from bench.machine import machine_info, machine_markdown
 from models import build_sequence_model, paper_config
-from models.macs import PAPER_TABLE, model_cost
+from models.config import ModelConfig
+from models.macs import PAPER_TABLE, GTrXLCount, model_cost
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OBS_DIM = 16  # T-Maze-like vector observation: the LSTM/GRU input size (flatten encoder)
@@ -25,7 +26,7 @@ def main() -> None:
                       "state_floats": c.state_floats, "paper_state_floats": floats,
                       "match": c.macs_per_layer == macs and c.state_floats == floats})  # fmt: skip
     rows = []
-    configs = [
+    configs: list[tuple[str, ModelConfig, GTrXLCount]] = [
         ("AGaLiTe eta=4 r=2", paper_config("agalite", eta=4), "as_coded"),
         ("AGaLiTe eta=8 r=2", paper_config("agalite", eta=8), "as_coded"),
         ("GaLiTe paper form eta=4", paper_config("galite", eta=4, galite_variant="paper"), "as_coded"),
@@ -62,9 +63,9 @@ def main() -> None:
            "| model | MACs/layer | layers | MACs/step | state floats (formula) | state floats (model) | bools |",
            "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
-        real = f"{r['state_floats_model']:,}" if r["state_floats_model"] is not None else "n/a"
+        model_floats = f"{r['state_floats_model']:,}" if r["state_floats_model"] is not None else "n/a"
         md.append(f"| {r['model']} | {r['macs_per_layer']:,} | {r['layers']} | {r['macs_per_step']:,} | "
-                  f"{r['state_floats_formula']:,} | {real} | {r['state_bools']} |")  # fmt: skip
+                  f"{r['state_floats_formula']:,} | {model_floats} | {r['state_bools']} |")  # fmt: skip
     (RESULTS / "model_costs.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     if not all(r["match"] for r in check):

@@ -49,7 +49,7 @@ def bench_one(kind: str, overrides: dict, t_len: int, batch: int, seconds: float
         loss.backward()
 
     step()  # warm-up
-    times = []
+    times: list[float] = []
     start = time.perf_counter()
     while len(times) < 3 or (time.perf_counter() - start < seconds and len(times) < 50):
         t0 = time.perf_counter()

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -69,9 +69,10 @@ def subscriber(policy_path: str, pub_port: int, report_port: int, index: int) ->
         t_decoded = time.time()
         if not isinstance(msg, ModelUpdate):  # Bye: the benchmark is over
             break
-        if msg.kind == "weights":
+        if msg.weights is not None:  # kind "weights"
             new_fn = policy.step_function.with_weights(msg.weights)
         else:
+            assert msg.onnx is not None  # kind "full": validated on decode
             new_fn = StepFunction.from_bytes(msg.onnx, intra_op_threads=1)
         t_built = time.time()
         policy.swap(new_fn)
@@ -100,7 +101,7 @@ def subscriber(policy_path: str, pub_port: int, report_port: int, index: int) ->
     ctx.term()
 
 
-# ---- publisher ---------------------------------------------------------------------------------------------------------
+# ---- publisher ------------------------------------------------------------------------------------------------------
 def percentile(values: list[float], q: float) -> float:
     s = sorted(values)
     if not s:
@@ -153,10 +154,10 @@ def run_case(
         while ready < n_subs:
             if not pull.poll(120_000):
                 raise RuntimeError("subscribers did not start")
-            ready += "ready" in pull.recv_json()
+            ready += "ready" in cast(dict[str, Any], pull.recv_json())
         time.sleep(1.0)  # let the subscriptions reach the publisher (PUB drops messages for unknown peers)
         gen = torch.Generator().manual_seed(version0)
-        for i in range(updates):
+        for _ in range(updates):
             with torch.no_grad():  # stands for the optimiser step; not timed
                 for p in model.parameters():
                     p.add_(torch.randn(p.shape, generator=gen) * 1e-3)
@@ -190,11 +191,11 @@ def run_case(
             t_encoded = time.time()
             pub.send(data, copy=False)
             t_sent = time.time()
-            reports = []
+            reports: list[dict[str, Any]] = []
             while len(reports) < n_subs:
                 if not pull.poll(60_000):
                     raise RuntimeError(f"no report for version {version}")
-                r = pull.recv_json()
+                r = cast(dict[str, Any], pull.recv_json())  # the subscribers' JSON objects
                 if r.get("version") == version:
                     reports.append(r)
             last = max(reports, key=lambda r: r["t_step"])
@@ -252,8 +253,8 @@ def equality_check(model: Any, spaces: tuple[Any, Any], report: dict[str, Any]) 
 
     import numpy as np
 
-    from policy.runtime import StepFunction
     from export import export_step_function
+    from policy.runtime import StepFunction
 
     full = export_step_function(
         copy.deepcopy(model), policy_version=report["version"], observation_space=spaces[0], action_space=spaces[1]
@@ -274,9 +275,9 @@ def equality_check(model: Any, spaces: tuple[Any, Any], report: dict[str, Any]) 
 
 def with_weights_parts(exported: Any, model: Any, reps: int = 15) -> dict[str, Any]:
     """In this process: what ``StepFunction.with_weights`` spends on patching the bytes vs building the session."""
-    from policy.weights import replace_initializers
-    from policy.runtime import StepFunction
     from export import weights_for
+    from policy.runtime import StepFunction
+    from policy.weights import replace_initializers
 
     base = StepFunction.from_bytes(exported.onnx_bytes)
     weights = weights_for(model, exported)
@@ -301,6 +302,18 @@ def with_weights_parts(exported: Any, model: Any, reps: int = 15) -> dict[str, A
     }
 
 
+#: The per-update parts of the latency, in the report's column order.
+PART_KEYS = (
+    "prepare_ms",
+    "encode_ms",
+    "send_ms",
+    "transfer_decode_ms",
+    "build_ms",
+    "swap_step_ms",
+    "subscriber_spread_ms",
+)
+
+
 def write_markdown(res: dict[str, Any], path: Path) -> None:
     from bench.machine import machine_markdown
 
@@ -323,12 +336,12 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in res["cases"]:
-        m = lambda k: f"{c[k]['median']:.1f}"  # noqa: E731
+        m = {k: f"{c[k]['median']:.1f}" for k in PART_KEYS}
         lines.append(
             f"| {'weights-only' if c['mode'] == 'weights' else 'full re-export'} | {c['subscribers']} | "
             f"{c['updates']} | **{c['latency_ms']['median']:.1f}** | {c['latency_ms']['p90']:.1f} | "
-            f"{c['latency_ms']['max']:.1f} | {m('prepare_ms')} | {m('encode_ms')} | {m('send_ms')} | "
-            f"{m('transfer_decode_ms')} | {m('build_ms')} | {m('swap_step_ms')} | {m('subscriber_spread_ms')} | "
+            f"{c['latency_ms']['max']:.1f} | {m['prepare_ms']} | {m['encode_ms']} | {m['send_ms']} | "
+            f"{m['transfer_decode_ms']} | {m['build_ms']} | {m['swap_step_ms']} | {m['subscriber_spread_ms']} | "
             f"{c['bytes']['median'] / 1e6:.2f} MB | {c['loadavg_before'][0]:.2f} / {c['loadavg_after'][0]:.2f} |"
         )
     lines += [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -24,17 +25,20 @@ from models.galite import GaLiTe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RS = [1, 2, 3, 4, 7, 8, 16, 32, 64]
-GRIDS = ["reference", "distinct"]
+GRIDS: list[Grid] = ["reference", "distinct"]
 #: An earlier estimate of the same error (reference grid, random gates; its exact setting was not recorded)
 PAPER_NUMBERS = {1: 0.91, 2: 0.91, 3: 0.51, 4: 0.77, 7: 0.39, 8: 0.58, 16: 0.42, 32: 0.31, 64: 0.23}
 
 
-def readouts(r: int, grid: str, seed: int, t_len: int, batch: int, sizes: dict, start_tick: int):
+Grid = Literal["reference", "distinct"]
+
+
+def readouts(r: int, grid: Grid, seed: int, t_len: int, batch: int, sizes: dict, start_tick: int):
     cfg = ModelConfig(num_layers=1, r=r, frequencies=grid, **sizes)
     torch.manual_seed(seed)
     ag = AGaLiTe(sizes["d_model"], cfg)
     ga = GaLiTe(sizes["d_model"], ModelConfig(kind="galite", num_layers=1, **sizes), chunk_size=t_len)
-    a_attn, g_attn = ag.stack.blocks[0].attention, ga.stack.blocks[0].attention
+    a_attn, g_attn = ag.attentions[0], ga.attentions[0]
     g_attn.features.load_state_dict(a_attn.features.state_dict())  # identical projections, features and gates
     g = torch.Generator().manual_seed(1000 + seed)
     x = torch.randn(t_len, batch, sizes["d_model"], generator=g)

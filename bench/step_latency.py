@@ -12,6 +12,7 @@ one run, never absolute times (the machine is shared and its speed varies).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -129,7 +130,7 @@ def _dense_floor_bytes(model: DenseFloor) -> bytes:
         torch.onnx.export(
             model,
             (obs, reset),
-            buf,
+            buf,  # type: ignore[arg-type]  # export writes to a file object too; its annotation names only paths
             dynamo=False,
             input_names=["obs", "reset"],
             output_names=["logits", "value"],
@@ -263,24 +264,29 @@ def run(quick: bool, budget_s: float, max_calls: int) -> dict[str, Any]:
             if b["fn"] is None:  # dense floor: stateless graph, raw session
                 sess = _session(b["bytes"])
                 feeds = {"obs": obs, "reset": reset}
+                # functools.partial binds this iteration's objects (a lambda would read the loop variables)
                 lat["onnxruntime"], lat["onnxruntime_calls"] = _median_us(
-                    lambda: sess.run(None, feeds), budget_s, max_calls
+                    functools.partial(sess.run, None, feeds), budget_s, max_calls
                 )
                 tobs, treset = torch.from_numpy(obs), torch.from_numpy(reset)
                 with torch.no_grad():
-                    lat["torch"], lat["torch_calls"] = _median_us(lambda: b["ac"](tobs, treset), budget_s, max_calls)
+                    lat["torch"], lat["torch_calls"] = _median_us(
+                        functools.partial(b["ac"], tobs, treset), budget_s, max_calls
+                    )
             else:
                 fn: StepFunction = b["fn"]
                 state = fn.initial_state(batch)
                 fn.run(obs, np.ones(batch, bool), state)
                 lat["onnxruntime"], lat["onnxruntime_calls"] = _median_us(
-                    lambda: fn.run(obs, reset, state), budget_s, max_calls
+                    functools.partial(fn.run, obs, reset, state), budget_s, max_calls
                 )
                 ac = b["ac"]
                 tstate = {k: torch.from_numpy(v) for k, v in state.items()}
                 tobs, treset = torch.from_numpy(obs)[None], torch.from_numpy(reset)[None]
                 with torch.no_grad():
-                    lat["torch"], lat["torch_calls"] = _median_us(lambda: ac(tobs, treset, tstate), budget_s, max_calls)
+                    lat["torch"], lat["torch_calls"] = _median_us(
+                        functools.partial(ac, tobs, treset, tstate), budget_s, max_calls
+                    )
             results[name]["latency_us"][str(batch)] = lat
             print(f"B={batch:3d} {name:18s} ort {lat['onnxruntime']:9.1f} us   torch {lat['torch']:9.1f} us")
 
@@ -372,7 +378,7 @@ def missed_notes(res: dict[str, Any]) -> list[str]:
                 floor = [
                     lat["dense-floor"][str(b)]["onnxruntime"] / lat[g][str(b)]["onnxruntime"] for b in res["batches"]
                 ]
-                parts.append(", ".join(f"B={b}: {f:.2f}" for b, f in zip(res["batches"], floor)))
+                parts.append(", ".join(f"B={b}: {f:.2f}" for b, f in zip(res["batches"], floor, strict=True)))
                 parts[-1] = f"{g} ({parts[-1]})"
         lines += [
             "",

@@ -250,9 +250,9 @@ class AGaLiTe(SequenceModel):
         self.num_layers, self.r = cfg.num_layers, cfg.r
         self.period = counter_period(cfg.r)
         self.reset_counter = cfg.reset_counter
-        self.stack = GatedStack(
-            input_dim, cfg.d_model, cfg.d_ffc, [AGaLiTeAttention(cfg) for _ in range(cfg.num_layers)], cfg.gru_bias
-        )
+        layers = [AGaLiTeAttention(cfg) for _ in range(cfg.num_layers)]
+        self.attentions = layers  # the same modules as the blocks' (a plain list: typed, not registered twice)
+        self.stack = GatedStack(input_dim, cfg.d_model, cfg.d_ffc, layers, cfg.gru_bias)
         self.f = feature_dim(cfg.feature_map, cfg.d_head, cfg.eta)
         table = cosine_table(cfg.r, cfg.frequencies).to(torch.float32)
         self.register_buffer("cos_table", table.unsqueeze(-1), persistent=False)  # [P, r, 1]
