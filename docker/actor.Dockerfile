@@ -9,15 +9,21 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 WORKDIR /src
+# The core set, pinned by constraints.txt, and no extras: this is the line that keeps torch out of the image. It is
+# installed before the sources are copied, so a change to the code reuses this layer.
+COPY pyproject.toml constraints.txt ./
+COPY docker/project_requirements.py /tmp/project_requirements.py
+RUN python /tmp/project_requirements.py > /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
 # Only what the actor imports: the wire protocol, the environments, the policy contract and the actor itself
 # (torch-free by design).
-COPY pyproject.toml constraints.txt README.md ./
+COPY README.md ./
 COPY protocol ./protocol
 COPY envs ./envs
 COPY policy ./policy
 COPY actor ./actor
-# The core set, pinned by constraints.txt, and no extras: this is the line that keeps torch out of the image.
-RUN /opt/venv/bin/pip install --no-cache-dir -c constraints.txt . \
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps -c constraints.txt . \
+ && /opt/venv/bin/pip check \
  && /opt/venv/bin/pip uninstall --yes pip \
  && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
 

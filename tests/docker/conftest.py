@@ -1,8 +1,28 @@
-"""Make ``docker_testlib`` (compose parsing shared by these tests) importable under any pytest import mode."""
+"""Make ``docker_testlib`` and ``docker_engine`` importable under any pytest import mode, and build the images
+once per test session for the tests that run them on a real Docker engine."""
 
+import os
 import pathlib
 import sys
+
+import pytest
 
 _HERE = str(pathlib.Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
+
+import docker_engine as de  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def docker_images() -> dict[str, str]:
+    """Both images built from the working tree by `docker compose build` (layers cached by the engine, so a
+    rebuild after a change redoes only what changed). Skips, saying why, when no engine answers."""
+    problem = de.engine_problem()
+    if problem is not None:
+        pytest.skip(f"needs a Docker engine: {problem}")
+    de.link_torch_wheels()
+    env = {"AGALITE_LEARNER_IMAGE": de.LEARNER_IMAGE, "AGALITE_ACTOR_IMAGE": de.ACTOR_IMAGE}
+    builder = de.ComposeProject(name=f"agalite-test-build-{os.getpid()}", env=env)
+    builder.compose("build", "learner", "actor", timeout=de.BUILD_TIMEOUT_S)
+    return {"learner": de.LEARNER_IMAGE, "actor": de.ACTOR_IMAGE}

@@ -25,6 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 GPU_COMPOSE_FILE = REPO_ROOT / "docker-compose.gpu.yml"
 STACK_FILE = REPO_ROOT / "docker" / "stack.yml"
+CURVE_FILE = REPO_ROOT / "docker" / "curve.yml"
 # The Compose Specification's JSON schema (github.com/compose-spec/compose-spec, schema/compose-spec.json,
 # Apache-2.0), kept beside these tests so the schema checks run on every checkout, offline.
 COMPOSE_SCHEMA = Path(__file__).resolve().parent / "compose-spec.json"

@@ -31,7 +31,9 @@ def _errors(validator, doc) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
 
 
-@pytest.mark.parametrize("path", [dt.COMPOSE_FILE, dt.GPU_COMPOSE_FILE, dt.STACK_FILE], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [dt.COMPOSE_FILE, dt.GPU_COMPOSE_FILE, dt.STACK_FILE, dt.CURVE_FILE], ids=lambda p: p.name
+)
 def test_compose_file_matches_the_compose_specification(schema_validator, path):
     assert _errors(schema_validator, dt.load_raw(path)) == []
 
@@ -49,7 +51,7 @@ def test_the_schema_check_rejects_a_broken_file(schema_validator):
 
 def test_every_variable_has_a_default():
     """`docker compose up` works with no .env file: every ${VAR} has a default (or is optional)."""
-    for path in (dt.COMPOSE_FILE, dt.GPU_COMPOSE_FILE, dt.STACK_FILE):
+    for path in (dt.COMPOSE_FILE, dt.GPU_COMPOSE_FILE, dt.STACK_FILE, dt.CURVE_FILE):
         text = path.read_text()
         code = "\n".join(line.split(" #")[0] for line in text.splitlines() if not line.lstrip().startswith("#"))
         assert re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", code) == [], f"{path.name}: variables without default"
@@ -189,7 +191,11 @@ def _compose_clis() -> list[list[str]]:
     return clis
 
 
-@pytest.mark.parametrize("files", [[dt.COMPOSE_FILE], [dt.COMPOSE_FILE, dt.GPU_COMPOSE_FILE]], ids=["base", "with-gpu"])
+@pytest.mark.parametrize(
+    "files",
+    [[dt.COMPOSE_FILE], [dt.COMPOSE_FILE, dt.GPU_COMPOSE_FILE], [dt.COMPOSE_FILE, dt.CURVE_FILE]],
+    ids=["base", "with-gpu", "with-curve"],
+)
 def test_compose_cli_accepts_the_files(files):
     clis = _compose_clis()
     if not clis:

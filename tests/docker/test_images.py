@@ -113,8 +113,13 @@ def test_actor_image_installs_the_pinned_core_set_and_no_extras():
     for args in installs:
         assert args[args.index("-c") : args.index("-c") + 2] == ["-c", "constraints.txt"], args
         assert "--no-cache-dir" in args
-        assert positional(args) == ["."], f"the actor installs exactly the project, no extras: {args}"
+    # First the core requirements (no extras), then exactly the project without dependencies, then `pip check`.
+    assert [positional(args) for args in installs] == [[], ["."]], installs
+    assert installs[0][installs[0].index("-r") + 1] == "/tmp/requirements.txt"
+    assert "--no-deps" in installs[1]
     text = " ".join(" ".join(runs(s)) for s in stages(ACTOR_DOCKERFILE))
+    assert "python /tmp/project_requirements.py > /tmp/requirements.txt" in text
+    assert "pip check" in text
     assert "torch" not in text
     build_copies = [src for stage in stages(ACTOR_DOCKERFILE) for srcs, _ in copies(stage) for src in srcs]
     assert "constraints.txt" in build_copies and "pyproject.toml" in build_copies
@@ -210,21 +215,66 @@ def test_actor_image_copies_every_project_package_the_actor_imports():
 # ---- the learner image ---------------------------------------------------------------------------------------------
 def test_learner_image_installs_the_pinned_learner_set_with_a_cpu_torch_by_default():
     installs = pip_installs(LEARNER_DOCKERFILE)
-    assert len(installs) == 1
-    args = installs[0]
-    assert args[args.index("-c") + 1] == "constraints.txt"
-    assert "--no-cache-dir" in args
+    assert len(installs) == 2  # the requirements (a layer that code changes reuse), then the project itself
+    for args in installs:
+        assert args[args.index("-c") + 1] == "constraints.txt"
+        assert "--no-cache-dir" in args
+    assert installs[0][installs[0].index("-r") + 1] == "/tmp/requirements.txt"
+    assert positional(installs[0]) == []
+    args = installs[1]
+    assert "--no-deps" in args
     assert positional(args) == [".[learner]"]
     assert args[args.index(".[learner]") - 1] == "-e"  # editable: the learner reads configs/ beside its sources
-    build = stages(LEARNER_DOCKERFILE)[0]
+    build = _stage_named(LEARNER_DOCKERFILE, "build")
     assert ("ARG", "TORCH_VARIANT=cpu") in build
+    assert ("ARG", "PYPI_INDEX_URL=https://pypi.org/simple") in build and ("ARG", "TORCH_INDEX_URL=") in build
     text = " ".join(runs(build))
-    assert "https://download.pytorch.org/whl/$TORCH_VARIANT" in text  # cpu -> .../whl/cpu
-    assert "--extra-index-url https://pypi.org/simple" in text
+    assert "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/$TORCH_VARIANT}" in text  # cpu -> .../whl/cpu
+    assert "--extra-index-url $PYPI_INDEX_URL" in text
+    # Local wheels take part (docker/wheels/, or the `torchwheels` build context), and the build fails unless the
+    # installed torch is the variant asked for.
+    assert "--find-links /wheels" in text
+    assert "python /tmp/project_requirements.py learner > /tmp/requirements.txt" in text
+    assert "pip check" in text
+    assert 'check_torch_variant.py "$TORCH_VARIANT"' in text
+    assert ("COPY", "--from=torchwheels / /wheels/") in build
+    assert _stage_named(LEARNER_DOCKERFILE, "torchwheels") == [
+        ("FROM", "scratch AS torchwheels"),
+        ("COPY", "docker/wheels/ /"),
+    ]
     copied = {src.rstrip("/") for srcs, _ in copies(build) for src in srcs}
     # Everything the learner imports, and the presets it reads from configs/ next to its package.
     assert {"protocol", "envs", "policy", "models", "export", "actor", "learner", "configs"} <= copied
     assert "constraints.txt" in copied
+
+
+@pytest.mark.parametrize("extras", [[], ["learner"]], ids=["core", "learner"])
+def test_project_requirements_lists_the_core_set_and_the_named_extras(extras):
+    result = subprocess.run(
+        [sys.executable, str(dt.DOCKER_DIR / "project_requirements.py"), *extras],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=dt.REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    project = _project()
+    expected = project["dependencies"] + [r for e in extras for r in project["optional-dependencies"][e]]
+    assert result.stdout.splitlines() == expected
+    wrong = subprocess.run(
+        [sys.executable, str(dt.DOCKER_DIR / "project_requirements.py"), "no-such-extra"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=dt.REPO_ROOT,
+    )
+    assert wrong.returncode == 1 and wrong.stderr.startswith("error: pyproject.toml has no extra 'no-such-extra'")
+
+
+def _stage_named(path: Path, name: str) -> list[tuple[str, str]]:
+    found = [s for s in stages(path) if s[0][1].endswith(f" AS {name}")]
+    assert len(found) == 1, f"{path.name} has no single stage named {name}"
+    return found[0]
 
 
 def test_learner_image_default_command_binds_every_interface_and_writes_to_the_volume():
@@ -255,7 +305,8 @@ def test_image_runs_as_an_unprivileged_user(path):
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
 def test_image_is_slim_with_a_separate_build_stage(path):
-    all_stages = stages(path)
+    # The learner's local-wheel stage (FROM scratch, files only) is not an image stage.
+    all_stages = [s for s in stages(path) if s[0][1] != "scratch AS torchwheels"]
     assert len(all_stages) == 2
     for stage in all_stages:
         assert stage[0][1].startswith("${PYTHON_IMAGE}")
