@@ -28,7 +28,7 @@ SUPPORTED_DTYPES: frozenset[str] = frozenset(
 
 def _dtype_name(dtype: object, what: str) -> str:
     try:
-        name = np.dtype(dtype).name  # type: ignore[call-overload]
+        name = np.dtype(dtype).name  # type: ignore[call-overload]  # any input; TypeError below
     except TypeError as exc:
         raise ValueError(f"SegmentSpec.{what}: {dtype!r} is not a numpy dtype") from exc
     if name not in SUPPORTED_DTYPES:
@@ -41,17 +41,17 @@ def space_bounds(space: object) -> tuple[np.ndarray | None, np.ndarray | None]:
     mean anything (unbounded Box, spaces without bounds). Duck-typed: the protocol never imports gymnasium."""
     kind = type(space).__name__
     if kind == "Box":
-        low, high = np.asarray(space.low), np.asarray(space.high)  # type: ignore[attr-defined]
+        low, high = np.asarray(space.low), np.asarray(space.high)  # type: ignore[attr-defined]  # duck-typed Box
         if np.isinf(low).all() and np.isinf(high).all():
             return None, None
         return low, high
     if kind == "Discrete":
-        start = int(space.start)  # type: ignore[attr-defined]
-        return np.asarray(start), np.asarray(start + int(space.n) - 1)  # type: ignore[attr-defined]
+        start = int(space.start)  # type: ignore[attr-defined]  # duck-typed Discrete
+        return np.asarray(start), np.asarray(start + int(space.n) - 1)  # type: ignore[attr-defined]  # duck-typed
     if kind == "MultiBinary":
         return np.asarray(0), np.asarray(1)
     if kind == "MultiDiscrete":
-        nvec = np.asarray(space.nvec)  # type: ignore[attr-defined]
+        nvec = np.asarray(space.nvec)  # type: ignore[attr-defined]  # duck-typed MultiDiscrete
         first = np.asarray(getattr(space, "start", np.zeros_like(nvec)))
         return first, first + nvec - 1
     return None, None

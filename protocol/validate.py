@@ -10,7 +10,6 @@ Every failure is a ``ProtocolError``; nothing else escapes for any input.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import math
 import re
@@ -42,7 +41,12 @@ INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 MAX_PLAIN_DEPTH = 32
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_EPISODE_KEYS = {"env": int, "return": float, "length": int, "success": (bool, np.bool_, type(None))}
+_EPISODE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "env": int,
+    "return": float,
+    "length": int,
+    "success": (bool, np.bool_, type(None)),
+}
 
 
 def _fail(reason: Reason, where: str, detail: str) -> typing.NoReturn:
@@ -52,11 +56,17 @@ def _fail(reason: Reason, where: str, detail: str) -> typing.NoReturn:
 # ---------------------------------------------------------------- field types from annotations
 
 
-@functools.cache
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+
+
 def field_types(cls: type) -> dict[str, Any]:
-    """Field name -> resolved annotation, in declaration order (the schema of a message class)."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    """Field name -> resolved annotation, in declaration order (the schema of a message class); computed once per
+    class (a plain dict, not functools.cache: its typed wrapper takes only what type checkers call Hashable)."""
+    cached = _FIELD_TYPES.get(cls)
+    if cached is None:
+        hints = typing.get_type_hints(cls)
+        cached = _FIELD_TYPES[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return cached
 
 
 def _is_int(value: object) -> bool:
@@ -66,7 +76,7 @@ def _is_int(value: object) -> bool:
 def _check_int(value: object, where: str) -> None:
     if not _is_int(value):
         _fail(Reason.BAD_FIELD, where, f"expected int, got {type(value).__name__}")
-    if not INT64_MIN <= int(value) <= INT64_MAX:  # type: ignore[call-overload]
+    if not INT64_MIN <= int(value) <= INT64_MAX:  # type: ignore[call-overload]  # an int or np.integer (checked above)
         _fail(Reason.OUT_OF_RANGE, where, f"{value} does not fit in int64")
 
 
@@ -76,7 +86,7 @@ def _check_float(value: object, where: str) -> None:
         _fail(Reason.BAD_FIELD, where, f"expected float, got {type(value).__name__}")
     if isinstance(value, (int, np.integer)):
         _check_int(value, where)
-    elif not math.isfinite(float(value)):
+    elif isinstance(value, (float, np.floating)) and not math.isfinite(value):
         _fail(Reason.NON_FINITE, where, f"{value} is not finite")
 
 
@@ -164,10 +174,10 @@ def check_type(value: object, annotation: Any, where: str) -> None:
         (item_type,) = typing.get_args(annotation)
         for i, item in enumerate(value):
             check_type(item, item_type, f"{where}[{i}]")
-    elif dataclasses.is_dataclass(annotation):
+    elif isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         if type(value) is not annotation:
             _fail(Reason.BAD_FIELD, where, f"expected {annotation.__name__}, got {type(value).__name__}")
-        validate_message(value)  # type: ignore[arg-type]
+        validate_message(value)  # type: ignore[arg-type]  # a message dataclass (its type was checked above)
     else:
         raise TypeError(f"unsupported annotation {annotation!r} at {where}")  # schema bug, not input
 

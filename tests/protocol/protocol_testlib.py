@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def make_segment(t: int = 6, b: int = 3, seed: int = 0, **overrides: object) -> 
         {"env": int(e), "return": float(rng.normal()), "length": int(rng.integers(1, 50)), "success": bool(s % 2)}
         for s, (_, e) in enumerate(zip(*np.nonzero(terminated | truncated), strict=True))
     ]
-    fields = dict(
+    fields: dict[str, Any] = dict(
         actor_id="actor-0",
         run_id="run-abc",
         seq=7,
@@ -59,7 +60,7 @@ def make_segment(t: int = 6, b: int = 3, seed: int = 0, **overrides: object) -> 
         episodes=episodes,
     )
     fields.update(overrides)
-    return Segment(**fields)  # type: ignore[arg-type]
+    return Segment(**fields)
 
 
 def make_spec(t: int = 6, max_envs: int = 8) -> SegmentSpec:
@@ -137,15 +138,15 @@ def assert_same(a: object, b: object) -> None:
         for f in dataclasses.fields(a):
             assert_same(getattr(a, f.name), getattr(b, f.name))
     elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape  # type: ignore[union-attr]
-        np.testing.assert_array_equal(a, b)  # type: ignore[arg-type]
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
     elif isinstance(a, dict):
-        assert a.keys() == b.keys()  # type: ignore[union-attr]
+        assert isinstance(b, dict) and a.keys() == b.keys()
         for k in a:
-            assert_same(a[k], b[k])  # type: ignore[index]
+            assert_same(a[k], b[k])
     elif isinstance(a, list):
-        assert len(a) == len(b)  # type: ignore[arg-type]
-        for x, y in zip(a, b, strict=True):  # type: ignore[call-overload]
+        assert isinstance(b, list) and len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
             assert_same(x, y)
     else:
         assert a == b, (a, b)

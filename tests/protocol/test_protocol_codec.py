@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 import numpy as np
 import pytest
@@ -100,6 +102,7 @@ def test_decoded_arrays_are_read_only_views_unless_writable_requested():
     with pytest.raises(ValueError):
         seg.obs[0] = 0
     seg = decode(data, writable=True)
+    assert isinstance(seg, Segment)
     assert seg.obs.flags.writeable and seg.initial_state["memory"].flags.writeable
     seg.obs[0] = 0  # a private copy: may be modified
     assert_same(decode(data), msg)
@@ -108,19 +111,19 @@ def test_decoded_arrays_are_read_only_views_unless_writable_requested():
 def test_numpy_scalars_in_typed_fields_and_free_form_dicts_encode_as_plain_values():
     from protocol_testlib import make_welcome
 
-    from protocol import LearnerStatus
+    from protocol import LearnerStatus, Welcome
 
-    msg = LearnerStatus(
-        learner_run_id="l",
-        time=np.float64(2.5),
-        policy_version=np.int64(4),
-        segments_per_version=np.float32(1.5),
-        starving=np.bool_(True),
+    # numpy scalars where the message declares plain float/int/bool (what a sender may well pass)
+    numpy_scalars: dict[str, Any] = dict(
+        time=np.float64(2.5), policy_version=np.int64(4), segments_per_version=np.float32(1.5), starving=np.bool_(True)
     )
+    msg = LearnerStatus(learner_run_id="l", **numpy_scalars)
     out = decode(encode(msg))
+    assert isinstance(out, LearnerStatus)
     assert (out.time, out.policy_version, out.segments_per_version, out.starving) == (2.5, 4, 1.5, True)
     assert type(out.starving) is bool
     welcome = decode(encode(make_welcome(env_kwargs={"x": np.float32(1.5), "n": np.int32(3), "ok": np.bool_(True)})))
+    assert isinstance(welcome, Welcome)
     assert welcome.env_kwargs == {"x": 1.5, "n": 3, "ok": True}
 
 

@@ -75,7 +75,8 @@ def test_sockets_get_bounded_queues_and_short_linger(ctx):
     sub = connect_policies(ctx, "tcp://127.0.0.1:1")
     assert pull.getsockopt(zmq.RCVHWM) == 7 and pull.getsockopt(zmq.MAXMSGSIZE) == 1234
     assert push.getsockopt(zmq.SNDHWM) == 3
-    assert 0 <= push.getsockopt(zmq.LINGER) <= 1000
+    linger = push.getsockopt(zmq.LINGER)
+    assert isinstance(linger, int) and 0 <= linger <= 1000
     assert sub.getsockopt(zmq.CONFLATE) == 1
     assert push.getsockopt(zmq.TCP_KEEPALIVE) == 1
 
@@ -143,7 +144,7 @@ def test_conflated_subscriber_reads_only_the_newest_policy(ctx):
     versions = range(10, 16)
     for v in versions:
         pub.send(encode(make_full_update(version=v, onnx=b"policy-%d" % v)))
-    seen = []
+    seen: list[int] = []
     while not seen or seen[-1] != versions[-1]:
         msg = recv_msg(witness)
         if isinstance(msg, ModelUpdate):

@@ -341,7 +341,7 @@ def test_encode_validates_by_default():
         encode(Hello(actor_id="a", run_id="r", num_envs=-1, host="h", pid=1))
     assert info.value.reason is Reason.OUT_OF_RANGE
     with pytest.raises(ProtocolError) as info:
-        encode(object())  # type: ignore[arg-type]
+        encode(object())  # type: ignore[arg-type]  # not a message, on purpose
     assert info.value.reason is Reason.UNKNOWN_TYPE
 
 
@@ -349,7 +349,7 @@ def test_encode_validates_by_default():
 
 
 def test_a_matching_segment_passes_the_spec():
-    validate_segment(decode(encode(make_segment())), make_spec())  # type: ignore[arg-type]
+    validate_segment(decode(encode(make_segment())), make_spec())  # type: ignore[arg-type]  # decoded: a Segment
 
 
 def _spec_refusal(seg, spec=None) -> Reason:
@@ -386,14 +386,14 @@ def test_segments_not_matching_the_spec_are_refused():
     assert _spec_refusal(dataclasses.replace(seg, initial_state=retyped)) is Reason.SPEC_MISMATCH
     assert _spec_refusal(make_full_update()) is Reason.SPEC_MISMATCH  # not a segment at all
     # an object that never went through decode is checked structurally first
-    assert _spec_refusal(dataclasses.replace(seg, actions=[[0]])) is Reason.BAD_FIELD
+    assert _spec_refusal(dataclasses.replace(seg, actions=[[0]])) is Reason.BAD_FIELD  # type: ignore[arg-type]  # on purpose
     assert _spec_refusal(dataclasses.replace(seg, rewards=seg.rewards[:-1])) is Reason.INCONSISTENT
 
 
 def test_continuous_action_spec_checks_shape_not_range():
     spec = SegmentSpec(
         obs_shape=(3, 2),
-        obs_dtype=np.float32,
+        obs_dtype="float32",
         num_actions=None,
         segment_length=6,
         state=make_spec().state,
@@ -403,7 +403,7 @@ def test_continuous_action_spec_checks_shape_not_range():
     )
     seg = make_segment()
     seg = dataclasses.replace(seg, actions=np.full((6, 3, 2), 7.5, np.float32), logp=np.ones((6, 3), np.float32))
-    validate_segment(decode(encode(seg)), spec)  # type: ignore[arg-type]
+    validate_segment(decode(encode(seg)), spec)  # type: ignore[arg-type]  # decoded: a Segment
     assert _spec_refusal(make_segment(), spec) is Reason.SPEC_MISMATCH
 
 
