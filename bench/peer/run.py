@@ -39,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,11 @@ def family(runner: str) -> str:
     return "sf" if runner.startswith("sf-") else "ours"
 
 
-def sf_command(task: Task, runner: str, seed: int, run_dir: Path) -> list[str]:
+def sf_command(task: Task, runner: str, seed: int, run_dir: Path, stop_after: int | None) -> list[str]:
+    stop = []
+    if stop_after is not None:
+        measure = "success" if task.measure == "success" else "reward"
+        stop = ["--stop-measure", measure, "--stop-level", str(task.threshold), "--stop-after", str(stop_after)]
     return [
         str(SF_PYTHON),
         str(ROOT / "bench" / "peer" / "sf_train.py"),
@@ -89,6 +94,7 @@ def sf_command(task: Task, runner: str, seed: int, run_dir: Path) -> list[str]:
         run_dir.name,
         "--eval-episodes",
         str(EVAL_EPISODES),
+        *stop,
     ]
 
 
@@ -156,9 +162,25 @@ def equal_priority(pid: int) -> None:
                 os.setpriority(os.PRIO_PROCESS, p, 0)
 
 
-def run_process(cmd: list[str], log_path: Path, timeout_s: float, env: dict[str, str]) -> dict[str, Any]:
-    """Run ``cmd`` to its end (or SIGTERM at ``timeout_s``), sampling the 1-minute load average every 10 s."""
+def past_threshold(summary_dir: Path, tag: str, level: float, extra_steps: int) -> bool:
+    """Whether the logged ``tag`` reached ``level`` and the run has gone ``extra_steps`` env steps beyond that."""
+    if not summary_dir.exists():
+        return False
+    points = read_scalars(summary_dir, (tag,)).get(tag, [])
+    crossed = next((p["step"] for p in points if p["value"] >= level), None)
+    return crossed is not None and points[-1]["step"] >= crossed + extra_steps
+
+
+def run_process(
+    cmd: list[str],
+    log_path: Path,
+    timeout_s: float,
+    env: dict[str, str],
+    stop_when: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Run ``cmd`` to its end (SIGTERM at ``timeout_s``, or once ``stop_when()``), sampling the load every 10 s."""
     loads: list[float] = []
+    stopped_early = False
     t0 = time.time()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -166,6 +188,9 @@ def run_process(cmd: list[str], log_path: Path, timeout_s: float, env: dict[str,
         while proc.poll() is None:
             loads.append(os.getloadavg()[0])
             equal_priority(proc.pid)
+            if stop_when is not None and not stopped_early and stop_when():
+                stopped_early = True
+                proc.terminate()  # the learner checkpoints, exports the policy and stops its actors
             if time.time() - t0 > timeout_s:
                 timed_out = True
                 proc.terminate()
@@ -181,6 +206,7 @@ def run_process(cmd: list[str], log_path: Path, timeout_s: float, env: dict[str,
         "niceness": "every process of the run reset to 0 every 10 s",
         "returncode": proc.returncode,
         "timed_out": timed_out,
+        "stopped_after_threshold": stopped_early,
         "wall_s": time.time() - t0,
         "load1_mean": statistics.fmean(loads) if loads else os.getloadavg()[0],
         "load1_max": max(loads) if loads else os.getloadavg()[0],
@@ -240,7 +266,9 @@ def curve_stats(points: list[dict[str, float]], threshold: float) -> dict[str, A
     }
 
 
-def run_one(task: Task, runner: str, seed: int, extra: list[str], timeout_s: float) -> dict[str, Any]:
+def run_one(
+    task: Task, runner: str, seed: int, extra: list[str], timeout_s: float, stop_after: int | None = None
+) -> dict[str, Any]:
     run_dir = RUNS / task.name / f"{runner}-s{seed}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -250,12 +278,20 @@ def run_one(task: Task, runner: str, seed: int, extra: list[str], timeout_s: flo
         if not SF_PYTHON.exists() or not (SF_PYTHON.parent.parent / ".installed").exists():
             subprocess.run(["bash", str(ROOT / "bench" / "peer" / "setup_sf.sh")], check=True)
         env["PYTHONPATH"] = str(ROOT)
-        cmd = sf_command(task, runner, seed, run_dir)
+        cmd = sf_command(task, runner, seed, run_dir, stop_after)
+        stop_when = None  # Sample Factory stops itself (sf_train.py's StopAfterThreshold)
     else:
         cmd = ours_command(task, runner, seed, run_dir, extra)
+        tag = TAGS["ours"][task.measure]
+        stop_when = None
+        if stop_after is not None:
+
+            def stop_when() -> bool:
+                return past_threshold(run_dir / "tb", tag, task.threshold, stop_after)
+
     log_path = RUNS / task.name / f"{runner}-s{seed}.log"
     print(f"[peer] {task.name} {runner} seed {seed}: {' '.join(cmd[1:4])} ... (log {log_path})", flush=True)
-    proc = run_process(cmd, log_path, timeout_s, env)
+    proc = run_process(cmd, log_path, timeout_s, env, stop_when)
     if family(runner) == "sf":
         summary_dir = run_dir / ".summary" / "0"
         eval_file = run_dir / "eval.json"
@@ -430,6 +466,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="rewrite the .md/.png from the .json")
     parser.add_argument("--ours-args", default="", help="extra learner.launch flags for our runners, one string")
     parser.add_argument("--timeout-s", type=float, default=3600.0, help="stop a run that takes longer than this")
+    parser.add_argument(
+        "--stop-after-threshold",
+        type=int,
+        metavar="STEPS",
+        help="end a run this many env steps after its curve reached the threshold (saves the rest of the budget; "
+        "steps to the threshold are unaffected)",
+    )
     parser.add_argument("--list", action="store_true", help="print the task suite and exit")
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where peer_<task>.* go")
     parser.add_argument("--runs-dir", type=Path, default=RUNS, help="where the run directories go")
@@ -458,7 +501,9 @@ def main(argv: list[str] | None = None) -> int:
                 if key in data["runs"] and not args.rerun:
                     continue
                 data["machine"] = machine_info()
-                data["runs"][key] = run_one(task, runner, seed, args.ours_args.split(), args.timeout_s)
+                data["runs"][key] = run_one(
+                    task, runner, seed, args.ours_args.split(), args.timeout_s, args.stop_after_threshold
+                )
                 data["runs"][key]["budget"] = task.budget
                 write_report(task, data)
         if data["runs"]:

@@ -72,6 +72,34 @@ class EnvFactory:
         return SuccessStats(make_env(self.env_id, **self.env_kwargs))
 
 
+class StopAfterThreshold:
+    """Sample Factory observer: end training ``extra_steps`` env steps after the logged measure first reached ``level``.
+
+    It reads the same 100-episode mean that goes to the summaries and, once the run is past the crossing plus
+    ``extra_steps``, lowers ``train_for_env_steps`` to now, so Sample Factory ends the run its own way (checkpoint
+    saved, workers stopped). Steps to the threshold are unaffected; the budget after it is not spent.
+    """
+
+    def __init__(self, key: str, level: float, extra_steps: int) -> None:
+        self.key, self.level, self.extra_steps = key, level, extra_steps
+        self.crossed_at: int | None = None
+
+    def __getattr__(self, name: str) -> Any:  # the other AlgoObserver hooks: nothing to do
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def extra_summaries(self, runner: Any, policy_id: int, writer: Any, env_steps: int) -> None:
+        # Sample Factory 2.1.1 calls it as (runner, policy_id, writer, env_steps), unlike its declared order
+        window = runner.policy_avg_stats.get(self.key, [None])[policy_id]
+        if window is None or len(window) < window.maxlen:
+            return
+        if self.crossed_at is None and float(np.mean(window)) >= self.level:
+            self.crossed_at = int(env_steps)
+        if self.crossed_at is not None and env_steps >= self.crossed_at + self.extra_steps:
+            runner.cfg.train_for_env_steps = min(runner.cfg.train_for_env_steps, int(env_steps))
+
+
 def sf_argv(args: argparse.Namespace) -> list[str]:
     return [
         "--algo=APPO",
@@ -163,21 +191,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", required=True)
     parser.add_argument("--eval-episodes", type=int, default=200)
     parser.add_argument("--greedy", action="store_true")
+    parser.add_argument("--stop-measure", choices=("success", "reward"), default="success")
+    parser.add_argument("--stop-level", type=float, help="with --stop-after: the level of the measure")
+    parser.add_argument("--stop-after", type=int, help="end this many env steps after the measure reached the level")
     args = parser.parse_args(argv)
     env_kwargs = json.loads(args.env_kwargs)
     if not isinstance(env_kwargs, dict):
         raise SystemExit(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
 
+    from sample_factory.algo.utils.misc import ExperimentStatus
     from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
     from sample_factory.envs.env_utils import register_env
-    from sample_factory.train import run_rl
+    from sample_factory.train import make_runner
 
     register_env("peer_env", EnvFactory(args.env_id, env_kwargs))
     sf_args = sf_argv(args)
     parser_sf, _ = parse_sf_args(argv=sf_args)
     cfg = parse_full_cfg(parser_sf, sf_args)
     t0 = time.time()
-    status = run_rl(cfg)
+    cfg, runner = make_runner(cfg)
+    if args.stop_after is not None and args.stop_level is not None:
+        runner.register_observer(StopAfterThreshold(args.stop_measure, args.stop_level, args.stop_after))
+    status = runner.init()
+    if status == ExperimentStatus.SUCCESS:
+        status = runner.run()
     wall = time.time() - t0
     result: dict[str, Any] = {"status": int(status), "train_wall_s": wall, "sf_argv": sf_args}
     if args.eval_episodes > 0:
