@@ -1,5 +1,5 @@
-"""CurveZMQ in the compose stack, keys mounted as the README says (docker/curve.yml): the keyed actor joins and
-trains; an actor without keys and one with a key pair the learner does not know, on the same network and ports,
+"""CurveZMQ in the compose stack, keys mounted as the README says (docker/curve.yml): the keyed actors join and
+train; an actor without keys and one with a key pair the learner does not know, on the same network and ports,
 never appear at the learner. Runs whenever a Docker engine answers (skips, saying why, when none does)."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def curve_stack(docker_images, tmp_path):
         run_name="docker-curve",
     )
     project.down()
-    intruders = [f"{project.name}-nokey", f"{project.name}-stranger"]
+    intruders = [f"{project.name}-nokey", f"{project.name}-stranger", f"{project.name}-keyed"]
     try:
         project.up("learner", "actor")
         yield project, keys, intruders
@@ -73,7 +73,7 @@ def curve_stack(docker_images, tmp_path):
 
 
 def test_only_the_keyed_actor_joins(curve_stack, docker_images):
-    stack, keys, (nokey, stranger) = curve_stack
+    stack, keys, (nokey, stranger, keyed) = curve_stack
     keyed_host = stack.inspect(stack.container("actor"), "{{.Config.Hostname}}")
 
     def keyed_feeds(s: dict) -> bool:
@@ -93,16 +93,22 @@ def test_only_the_keyed_actor_joins(curve_stack, docker_images):
         "run", "-d", "--name", stranger, "--hostname", "stranger", *common,
         "-v", f"{keys / 'stranger'}:/keys:ro", "-e", "AGALITE_CURVE_DIR=/keys", docker_images["actor"],
     )  # fmt: skip
+    # Control: the same `docker run` with the authorised key pair joins (so the two above are refused for their keys,
+    # not for a wrong network or port).
+    de.docker(
+        "run", "-d", "--name", keyed, "--hostname", "keyed", *common,
+        "-v", f"{keys / 'actor'}:/keys:ro", "-e", "AGALITE_CURVE_DIR=/keys", docker_images["actor"],
+    )  # fmt: skip
     start = stack.status()
     assert start is not None
     seen_from = {a["host"]: a["segments"] for a in start["actors"].values()}[keyed_host]
 
     def watched_long_enough(s: dict) -> bool:
         segments = {a["host"]: a["segments"] for a in s["actors"].values()}
-        return segments.get(keyed_host, 0) >= seen_from + SEGMENTS_WHILE_WATCHED
+        return segments.get(keyed_host, 0) >= seen_from + SEGMENTS_WHILE_WATCHED and segments.get("keyed", 0) > 0
 
-    end = stack.wait_status(watched_long_enough, "the keyed actor to go on training", de.START_TIMEOUT_S)
-    assert {a["host"] for a in end["actors"].values()} == {keyed_host}, end["actors"]
-    assert end["live_actors"] == 1
+    end = stack.wait_status(watched_long_enough, "both keyed actors training", de.START_TIMEOUT_S)
+    assert {a["host"] for a in end["actors"].values()} == {keyed_host, "keyed"}, end["actors"]
+    assert end["live_actors"] == 2
     for name in (nokey, stranger):  # they were there trying the whole time
         assert stack.inspect(name, "{{.State.Running}}") == "true", de.docker("logs", name, check=False).stderr
