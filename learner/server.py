@@ -4,10 +4,17 @@ The receiver thread owns the PULL (segments) and ROUTER (control) sockets; the t
 (policies) socket, so no socket is shared between threads. Decoded, validated segments wait in a bounded queue:
 when the learner falls behind, the queue fills, the thread stops reading trajectories, ZeroMQ's high-water marks
 fill, and the actors' sends block. That is the backpressure of docs/architecture.md#flow-control-and-policy-lag.
+
+What a peer can cost is bounded (README, "Reliability"): segments are trained on only from actors that said Hello and
+are still in the actor table, each (actor, run, seq) once; the table has a size limit; Welcomes (each carries the
+whole ONNX policy) are rate-limited; Bye is honoured only from the connection that said Hello; drop logs are kept
+per reason, never per sender; refused handshakes (CurveZMQ, wrong mechanism) and refused connections (no file
+descriptors left) are seen through socket monitors, counted and logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -19,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from protocol import (
     PROTOCOL_VERSION,
@@ -37,10 +45,37 @@ from protocol import (
     encode,
     validate_segment,
 )
+from protocol.codec import clip
 from protocol.curve import CurveServer, load_keypair, start_authenticator
 from protocol.sockets import bind_control, bind_policies, bind_trajectories
 
 log = logging.getLogger("learner.server")
+
+#: Actors that left stay in ``segments_per_actor`` (status, metrics) until this many are remembered.
+GONE_ACTORS_KEPT = 64
+#: Socket events that mean a peer was refused before it could send anything.
+_REFUSALS = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake_refused",  # CurveZMQ: a key not in authorized_clients
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake_refused",  # wrong mechanism (plaintext vs CURVE), bad ZMTP
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake_refused",  # e.g. a CURVE handshake that does not decrypt
+    zmq.EVENT_ACCEPT_FAILED: "accept_failed",  # no file descriptor left for a new connection
+}
+
+
+class _TokenBucket:
+    """At most ``rate`` per second on average, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.last = float(burst), time.monotonic()
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
 
 
 @dataclass(frozen=True)
@@ -63,6 +98,8 @@ class ActorInfo:
     host: str
     num_envs: int
     last_seen: float
+    identity: bytes = b""  # the control connection that said Hello: only it may say Bye
+    last_seq: int = -1  # the highest segment seq accepted from this run
     segments: int = 0
     policy_version: int = -1
 
@@ -76,6 +113,7 @@ class ServerStats:
     accepted_segments: int = 0
     segments_per_actor: Counter = field(default_factory=Counter)
     lost_actors: int = 0
+    refused_connections: Counter = field(default_factory=Counter)  # "handshake_refused"/"accept_failed" -> count
 
 
 class LearnerServer:
@@ -96,6 +134,9 @@ class LearnerServer:
         max_queue_segments: int,
         batch_envs: int,
         curve_dir: str | None = None,
+        max_actors: int = 1024,
+        welcome_rate: float = 10.0,
+        welcome_burst: int = 20,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -111,7 +152,9 @@ class LearnerServer:
         self.actors: dict[str, ActorInfo] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._logged: set[tuple[str, str]] = set()
+        self.max_actors = max_actors
+        self._welcomes = _TokenBucket(welcome_rate, welcome_burst)
+        self._logged: set[str] = set()  # drop reasons already logged (bounded: reasons are a fixed set)
         self.ctx = zmq.Context()
         curve = None
         self._auth = None
@@ -124,6 +167,13 @@ class LearnerServer:
         self.pull = bind_trajectories(self.ctx, trajectory_port, host, rcvhwm=2, curve=curve)
         self.router = bind_control(self.ctx, control_port, host, curve=curve)
         self.pub = bind_policies(self.ctx, policy_port, host, curve=curve)
+        events = 0
+        for event in _REFUSALS:
+            events |= event
+        self._monitors = {
+            name: sock.get_monitor_socket(events)
+            for name, sock in (("trajectories", self.pull), ("control", self.router), ("policies", self.pub))
+        }
         self._thread = threading.Thread(target=self._serve, name="learner-receiver", daemon=True)
 
     # ---- training-thread API ----------------------------------------------------------------------------------
@@ -197,6 +247,7 @@ class LearnerServer:
                 "received_segments": self.stats.received_segments,
                 "accepted_segments": self.stats.accepted_segments,
                 "lost_actors": self.stats.lost_actors,
+                "refused_connections": dict(self.stats.refused_connections),
                 "queued_segments": self.queue.qsize(),
             }
 
@@ -204,6 +255,11 @@ class LearnerServer:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        for sock in (self.pull, self.router, self.pub):
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
+        for mon in self._monitors.values():
+            mon.close(linger=0)
         for s in (self.pull, self.router, self.pub):
             s.close(linger=0)
         if self._auth is not None:
@@ -222,14 +278,45 @@ class LearnerServer:
     def _drop(self, reason: str, sender: str | None, detail: str) -> None:
         with self._lock:
             self.stats.dropped[reason] += 1
-        key = (sender or "?", reason)
-        if key not in self._logged:  # once per sender and reason
-            self._logged.add(key)
-            log.warning("dropped a message from %s: %s (%s)", sender or "an unknown sender", reason, detail)
+        if reason not in self._logged:  # once per reason: nothing a peer sends makes this log or set grow
+            self._logged.add(reason)
+            log.warning(
+                "dropped a message from %s: %s (%s); further drops are counted in status.json",
+                sender or "an unknown sender",
+                reason,
+                clip(detail),
+            )
+
+    def _watch_monitors(self, events: dict) -> None:
+        """Count and log refused handshakes and connections (log lines at the 1st, 10th, 100th, ... of each)."""
+        for channel, mon in self._monitors.items():
+            if mon not in events:
+                continue
+            for _ in range(256):
+                try:
+                    event = recv_monitor_message(mon, zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                kind = _REFUSALS.get(event["event"])
+                if kind is None:
+                    continue
+                with self._lock:
+                    self.stats.refused_connections[kind] += 1
+                    n = self.stats.refused_connections[kind]
+                if n in (1, 10, 100, 1000) or n % 10000 == 0:
+                    what = (
+                        "refused a connection's handshake (an unauthorised CurveZMQ key, or a peer without the "
+                        "right security mechanism)"
+                        if kind == "handshake_refused"
+                        else "could not accept a connection (no file descriptor left; training goes on)"
+                    )
+                    log.warning("%s socket %s: %d so far", channel, what, n)
 
     def _serve(self) -> None:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
+        for mon in self._monitors.values():
+            poller.register(mon, zmq.POLLIN)
         pull_registered = False
         while not self._stop.is_set():
             want_pull = not self.queue.full()
@@ -247,6 +334,7 @@ class LearnerServer:
                     self._drain_control()
                 if pull_registered and self.pull in events:
                     self._drain_segments()
+                self._watch_monitors(events)
                 self._expire_actors()
             except zmq.ContextTerminated:
                 return
@@ -271,6 +359,12 @@ class LearnerServer:
             except ProtocolError as err:
                 self._drop(err.reason.value, err.sender, err.detail)
                 continue
+            with self._lock:
+                info = self.actors.get(msg.actor_id)
+                joined = info is not None and info.run_id == msg.run_id
+            if not joined:
+                self._drop("not_joined", msg.actor_id, f"run {msg.run_id} of this actor did not say Hello")
+                continue
             reason = self._lag_reason(msg)
             if reason is not None:
                 self._drop(
@@ -278,11 +372,18 @@ class LearnerServer:
                 )
                 continue
             with self._lock:
-                self.stats.accepted_segments += 1
-                self.stats.segments_per_actor[msg.actor_id] += 1
-                info = self.actors.get(msg.actor_id)
-                if info is not None:
+                assert info is not None
+                if msg.seq <= info.last_seq:
+                    duplicate = True
+                else:
+                    duplicate = False
+                    info.last_seq = msg.seq
                     info.last_seen = time.monotonic()
+                    self.stats.accepted_segments += 1
+                    self.stats.segments_per_actor[msg.actor_id] += 1
+            if duplicate:
+                self._drop("duplicate", msg.actor_id, f"seq {msg.seq} of run {msg.run_id} was already accepted")
+                continue
             self.queue.put(msg)
 
     def _reply(self, identity: bytes, msg: Any) -> None:
@@ -316,14 +417,28 @@ class LearnerServer:
                 continue
             now = time.monotonic()
             if isinstance(msg, Hello):
+                # every Welcome carries the whole policy: a flood of Hellos must not become a flood of Welcomes
+                if not self._welcomes.take(now):
+                    self._drop("hello_rate_limited", msg.actor_id, "too many Hellos; the actor says Hello again")
+                    continue
                 with self._lock:
                     previous = self.actors.get(msg.actor_id)
-                    if previous is not None and previous.run_id != msg.run_id:
-                        # the same actor restarted without saying Bye: its previous run died (and with it any
-                        # partial segment), so it counts as lost like one that went silent
-                        self.stats.lost_actors += 1
-                    num_envs = msg.num_envs or self.settings.envs_per_actor
-                    self.actors[msg.actor_id] = ActorInfo(msg.actor_id, msg.run_id, msg.host, num_envs, now)
+                    if previous is None and len(self.actors) >= self.max_actors:
+                        self._forget_silent_actors(now)
+                    full = previous is None and len(self.actors) >= self.max_actors
+                    if not full:
+                        if previous is not None and previous.run_id != msg.run_id:
+                            # the same actor restarted without saying Bye: its previous run died (and with it any
+                            # partial segment), so it counts as lost like one that went silent
+                            self.stats.lost_actors += 1
+                        num_envs = msg.num_envs or self.settings.envs_per_actor
+                        info = ActorInfo(msg.actor_id, msg.run_id, msg.host, num_envs, now, identity=identity)
+                        if previous is not None and previous.run_id == msg.run_id:
+                            info.last_seq = previous.last_seq  # the same run reconnected: its seqs go on
+                        self.actors[msg.actor_id] = info
+                if full:
+                    self._drop("actor_table_full", msg.actor_id, f"{self.max_actors} actors already joined")
+                    continue
                 if previous is not None and previous.run_id != msg.run_id:
                     log.warning(
                         "actor %s restarted (run %s replaces %s, which left without Bye): counted as lost",
@@ -349,7 +464,7 @@ class LearnerServer:
             elif isinstance(msg, Heartbeat):
                 with self._lock:
                     info = self.actors.get(msg.actor_id)
-                    if info is not None:
+                    if info is not None and info.run_id == msg.run_id:
                         info.last_seen = now
                         info.policy_version = msg.policy_version
                         info.num_envs = msg.num_envs
@@ -365,8 +480,15 @@ class LearnerServer:
                 )
             elif isinstance(msg, Bye):
                 with self._lock:
-                    self.actors.pop(msg.actor_id, None)
-                log.info("actor %s left: %s", msg.actor_id, msg.reason)
+                    info = self.actors.get(msg.actor_id)
+                    honoured = info is not None and info.identity == identity and info.run_id == msg.run_id
+                    if honoured:
+                        del self.actors[msg.actor_id]
+                        self._trim_actor_counts()
+                if not honoured:
+                    self._drop("bye_not_from_its_connection", msg.actor_id, "Bye from a connection that did not join")
+                    continue
+                log.info("actor %s left: %s", msg.actor_id, clip(msg.reason, 200))
             else:
                 self._drop("unexpected_type", None, f"{type(msg).__name__} on the control socket")
 
@@ -377,5 +499,26 @@ class LearnerServer:
             for k in gone:
                 del self.actors[k]
                 self.stats.lost_actors += 1
+            if gone:
+                self._trim_actor_counts()
         for k in gone:
             log.warning("actor %s went silent and is counted as lost", k)
+
+    def _forget_silent_actors(self, now: float) -> None:
+        """Make room in a full table: actors silent for longer than the actor timeout are counted as lost now
+        instead of at 3x the timeout. Called with the lock held."""
+        gone = [k for k, a in self.actors.items() if now - a.last_seen > self.actor_timeout_s]
+        for k in gone:
+            del self.actors[k]
+            self.stats.lost_actors += 1
+        self._trim_actor_counts()
+
+    def _trim_actor_counts(self) -> None:
+        """Keep per-actor segment counts for the actors in the table and the last GONE_ACTORS_KEPT that left, so
+        status.json and the metrics cannot grow with the number of ids ever seen. Called with the lock held."""
+        counts = self.stats.segments_per_actor
+        excess = len(counts) - len(self.actors) - GONE_ACTORS_KEPT
+        if excess <= 0:
+            return
+        for actor_id in [k for k in counts if k not in self.actors][:excess]:
+            del counts[actor_id]

@@ -188,17 +188,25 @@ def connect_policies(
     return _connect(sock, address)
 
 
+#: The control channel carries small messages in (Hello, Heartbeat, Bye: well under a kilobyte) and at most a few
+#: replies out per peer at a time, one of which (Welcome) holds a whole policy. Small limits keep a peer that
+#: floods or never reads from holding more than a few policies' worth of memory.
+CONTROL_MAX_MESSAGE_BYTES: int = 256 * 1024
+CONTROL_SNDHWM: int = 4
+CONTROL_RCVHWM: int = 64
+
+
 def bind_control(
     ctx: zmq.Context,
     port: int = DEFAULT_CONTROL_PORT,
     host: str = "*",
     *,
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_message_bytes: int = CONTROL_MAX_MESSAGE_BYTES,
     curve: CurveServer | None = None,
 ) -> zmq.Socket:
     """Learner side: ROUTER for Hello/Welcome/Heartbeat/LearnerStatus/Bye/Error. Frames are ``[peer identity, message]``;
     replies to a peer that has gone are dropped silently (ROUTER default)."""
-    opts = SocketOptions(max_message_bytes=max_message_bytes)
+    opts = SocketOptions(max_message_bytes=max_message_bytes, sndhwm=CONTROL_SNDHWM, rcvhwm=CONTROL_RCVHWM)
     return _bind(create_socket(ctx, zmq.ROUTER, opts, curve), host, port)
 
 

@@ -163,6 +163,14 @@ def hello(sock: zmq.Socket, actor_id: str, num_envs: int) -> Welcome:
     return reply
 
 
+def join(ctx: zmq.Context, server: LearnerServer, actor_id: str = "a", run_id: str = "r1") -> zmq.Socket:
+    """Say Hello as ``actor_id`` (run ``run_id``, as ``segment`` sends): the server trains only on joined actors."""
+    sock = control_to(ctx, server)
+    reply = request(sock, Hello(actor_id=actor_id, run_id=run_id, num_envs=2, host="h", pid=1))
+    assert isinstance(reply, Welcome)
+    return sock
+
+
 def beat(actor_id: str, num_envs: int = 2) -> Heartbeat:
     return Heartbeat(
         actor_id=actor_id,
@@ -183,6 +191,7 @@ def test_an_actor_that_leaves_num_envs_to_the_learner_gets_envs_per_actor(ctx, s
 
 def test_valid_segments_are_queued_and_counted_per_actor(ctx, started):
     server = started(make_server(Version()))
+    join(ctx, server, "x")
     push = push_to(ctx, server)
     for i in range(3):
         push.send(encode(segment("x", seq=i)))
@@ -198,6 +207,7 @@ def test_lag_is_checked_at_intake_and_again_when_taken(ctx, started):
     version = Version()
     version.value = 5
     server = started(make_server(version, max_policy_lag=2))
+    join(ctx, server)
     push = push_to(ctx, server)
     push.send(encode(segment(version=2, seq=0)))  # lag 3 > 2: stale
     push.send(encode(segment(version=6, seq=1)))  # from the future
@@ -213,6 +223,7 @@ def test_lag_is_checked_at_intake_and_again_when_taken(ctx, started):
 
 def test_bad_messages_are_dropped_by_reason_and_intake_goes_on(ctx, started):
     server = started(make_server(Version()))
+    join(ctx, server)
     push = push_to(ctx, server)
     push.send(b"\x00\x01 random garbage \xff")
     push.send(encode(segment(seq=0))[:-10])  # truncated
@@ -231,14 +242,14 @@ def test_bounded_queue_gives_backpressure_to_the_sender(ctx, started):
     memory stays bounded instead of growing with the sender."""
     big = 20_000  # ~1.6 MB per segment, so loopback socket buffers fill after a few
     server = started(make_server(Version(), obs_dim=big, max_queue=2))
+    join(ctx, server)
     push = push_to(ctx, server, sndhwm=1)
     sent = 0
     blocked = False
-    data = encode(segment(obs_dim=big, b=4))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if push.poll(2000, zmq.POLLOUT):
-            push.send(data, zmq.NOBLOCK)
+            push.send(encode(segment(obs_dim=big, b=4, seq=sent)), zmq.NOBLOCK)  # each (actor, run, seq) once
             sent += 1
             assert sent < 200, "sends never blocked: nothing bounds the data in flight"
         else:
@@ -288,7 +299,7 @@ def test_starving_is_reported_while_the_learner_waits_on_an_empty_queue(ctx, sta
     reply = request(a, beat("a"))
     assert isinstance(reply, LearnerStatus) and reply.starving is True
     push = push_to(ctx, server)
-    push.send(encode(segment("a")))
+    push.send(encode(segment("a", run_id="run-a")))
     assert server.next_segment(timeout=30) is not None
     assert not server.starving()
 
