@@ -103,18 +103,25 @@ def _initial_value(t: torch.Tensor) -> Any:
 def _used_parameters(ac: nn.Module, obs: torch.Tensor, reset: torch.Tensor, state: dict[str, torch.Tensor]) -> set[str]:
     """Parameters that influence one acting step (a backward pass finds them; unused heads etc. are left out)."""
     params = dict(ac.named_parameters())
+    # Statistics the optimiser never trains (requires_grad=False, e.g. observation normalisation) are weights of
+    # the step all the same: they must be initializers and travel with weights-only updates.
+    trainable = {n: p.requires_grad for n, p in params.items()}
     for p in params.values():
         p.grad = None
-    with torch.enable_grad():
-        logits, value, new_state = ac(obs.unsqueeze(0), reset.unsqueeze(0), state)
-        total = logits.float().sum() + value.float().sum()
-        for t in new_state.values():
-            if t.is_floating_point():
-                total = total + t.float().sum()
-        total.backward()
-    used = {n for n, p in params.items() if p.grad is not None}
-    for p in params.values():
-        p.grad = None
+        p.requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            logits, value, new_state = ac(obs.unsqueeze(0), reset.unsqueeze(0), state)
+            total = logits.float().sum() + value.float().sum()
+            for t in new_state.values():
+                if t.is_floating_point():
+                    total = total + t.float().sum()
+            total.backward()
+        used = {n for n, p in params.items() if p.grad is not None}
+    finally:
+        for n, p in params.items():
+            p.grad = None
+            p.requires_grad_(trainable[n])
     return used
 
 

@@ -163,6 +163,9 @@ class PPO:
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg
         num_t = batch.actions.shape[0]
+        obs_norm, value_norm = getattr(self.model, "obs_norm", None), getattr(self.model, "value_norm", None)
+        if obs_norm is not None:  # obs[T] is the next segment's obs[0]: count each observation once
+            obs_norm.update(batch.obs[:num_t])
         with torch.no_grad():
             _, values, _ = self.model(batch.obs, batch.reset, batch.initial_state)
             advantages, returns = compute_gae(
@@ -175,6 +178,13 @@ class PPO:
                 cfg.gae_lambda,
             )
         old_values = values[:-1]
+        if value_norm is not None:
+            value_norm.update(returns)
+
+        def loss_space(v: torch.Tensor) -> torch.Tensor:
+            """Values and returns as the value head sees them: standardised when the model normalises values."""
+            return v if value_norm is None else (v - value_norm.mean) / value_norm.std()
+
         n = batch.num_envs
         mb_count = max(1, min(cfg.minibatches, n))
         sums: dict[str, float] = {}
@@ -188,12 +198,12 @@ class PPO:
                 logits, new_values, _ = self.model(batch.obs[:num_t, idx], batch.reset[:num_t, idx], state)
                 out = ppo_loss(
                     logits,
-                    new_values,
+                    loss_space(new_values),
                     batch.actions[:, idx],
                     batch.logp[:, idx],
                     advantages[:, idx],
-                    returns[:, idx],
-                    old_values[:, idx],
+                    loss_space(returns[:, idx]),
+                    loss_space(old_values[:, idx]),
                     cfg,
                     getattr(self.model, "action_kind", "discrete"),
                 )

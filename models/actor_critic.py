@@ -17,7 +17,8 @@ from torch.distributions import Distribution
 from models.base import SequenceModel, State, StateSpec
 from models.config import ModelConfig
 from models.distributions import ACTION_KINDS, action_distribution
-from models.encoders import build_encoder
+from models.encoders import NatureCNN, build_encoder
+from models.normalization import RunningNorm
 from models.sequence_models import build_sequence_model
 
 
@@ -61,6 +62,9 @@ class ActorCritic(nn.Module):
         self.obs_dtype = str(np.dtype(obs_dtype))
         self.num_actions = int(num_actions)
         self.encoder = build_encoder(cfg.encoder, self.obs_shape, cfg.encoder_hidden, self.obs_dtype)
+        self.obs_norm = (
+            RunningNorm(self.obs_shape) if cfg.normalize_obs and not isinstance(self.encoder, NatureCNN) else None
+        )
         if sequence_model is None:
             sequence_model = build_sequence_model(cfg, self.encoder.output_dim)
         if sequence_model.input_dim != self.encoder.output_dim:
@@ -70,6 +74,7 @@ class ActorCritic(nn.Module):
         self.core = sequence_model
         self.policy = _head(self.core.output_dim, cfg.head_hidden, self.num_actions, 0.01)
         self.value = _head(self.core.output_dim, cfg.head_hidden, 1, 1.0)
+        self.value_norm = RunningNorm(()) if cfg.normalize_value else None
         # Continuous actions: a learned, state-independent log std per action dimension (CleanRL's choice).
         self.log_std = (
             nn.Parameter(torch.full((self.num_actions,), float(init_log_std))) if action_kind == "continuous" else None
@@ -94,10 +99,15 @@ class ActorCritic(nn.Module):
         if obs.dim() != 2 + len(self.obs_shape) or tuple(obs.shape[2:]) != self.obs_shape:
             raise ValueError(f"expected obs[T, B, {', '.join(map(str, self.obs_shape))}], got {tuple(obs.shape)}")
         t, b = obs.shape[0], obs.shape[1]
-        feats = self.encoder(obs.reshape(t * b, *self.obs_shape))
+        x = obs.reshape(t * b, *self.obs_shape)
+        if self.obs_norm is not None:
+            x = self.obs_norm(x.to(torch.float32))
+        feats = self.encoder(x)
         y, new_state = self.core(feats.reshape(t, b, -1), reset, state)
         params = self.policy(y)
         if self.log_std is not None:
             params = torch.cat([params, self.log_std.expand_as(params)], dim=-1)
         value = self.value(y).squeeze(-1)
+        if self.value_norm is not None:
+            value = self.value_norm.denormalize(value)
         return params, value, new_state

@@ -48,6 +48,12 @@ class ModelConfig:
     """auto: flatten vector observations, Nature-CNN for images (H, W, C)."""
     encoder_hidden: int = 256
     head_hidden: int = 128
+    normalize_obs: bool = True
+    """Standardise vector observations with running statistics kept inside the model (and so inside the exported
+    graph); image observations are scaled by the CNN instead."""
+    normalize_value: bool = True
+    """The value head predicts standardised returns; running return statistics inside the model map it back, so
+    the value output is in reward units while the value loss stays O(1) whatever the reward scale."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

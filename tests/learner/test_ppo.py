@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import math
 
@@ -181,9 +182,11 @@ assert isinstance(_obs_space, spaces.Box) and isinstance(_act_space, spaces.Disc
 OBS_SPACE, ACT_SPACE = _obs_space, _act_space
 
 
-def _model(seed: int = 0, kind: str = "agalite"):
+def _model(seed: int = 0, kind: str = "agalite", normalize: bool = False):
+    """Normalisation off by default: the hand-computed updates below check PPO's arithmetic alone."""
     torch.manual_seed(seed)
-    return build_actor_critic(small_config(kind), OBS_SPACE, ACT_SPACE)
+    cfg = dataclasses.replace(small_config(kind), normalize_obs=normalize, normalize_value=normalize)
+    return build_actor_critic(cfg, OBS_SPACE, ACT_SPACE)
 
 
 def _segment(model, t: int, b: int, seed: int, policy_version: int = 0) -> Segment:
@@ -396,3 +399,31 @@ def test_ppo_loss_for_gaussian_actions_matches_hand_computation():
     assert float(out.entropy) == pytest.approx(entropy, rel=1e-9)
     assert float(out.policy_loss) == pytest.approx((-adv * 1.1).mean(), rel=1e-9)
     assert float(out.approx_kl) == pytest.approx(((ratios - 1) - np.log(ratios)).mean(), rel=1e-9)
+
+
+def test_update_refreshes_the_statistics_and_fits_values_in_standardised_units():
+    """Observation statistics come from the batch's T steps (obs[T] is the next segment's obs[0]); the value head is
+    fitted to (R - mu_R) / sigma_R with the return statistics of this batch merged in."""
+    cfg = PPOConfig(epochs=1, minibatches=1, lr=1e-3)
+    model = _model(normalize=True)
+    batch = _batch(model)
+    t = batch.actions.shape[0]
+    obs = batch.obs[:t].reshape(-1, batch.obs.shape[-1]).double()
+    reference = copy.deepcopy(model)
+    reference.obs_norm.update(batch.obs[:t])
+    with torch.no_grad():
+        _, values, _ = reference(batch.obs, batch.reset, batch.initial_state)
+        _, returns = compute_gae(
+            batch.rewards, values, batch.terminated, batch.truncated, batch.bootstrap_values, cfg.gamma, cfg.gae_lambda
+        )
+    stats = PPO(model, cfg, seed=0).update(batch)
+    # the prior count of 1e-4 pulls the merged statistics by ~1e-5 relative at this batch size
+    torch.testing.assert_close(model.obs_norm.mean.double(), obs.mean(0), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(model.obs_norm.var.double(), obs.var(0, unbiased=False), rtol=1e-3, atol=1e-4)
+    sigma = float(returns.double().std(unbiased=False))
+    assert float(model.value_norm.std()) == pytest.approx(sigma, rel=1e-3)
+    # the head's output is the standardised value; before this first update the statistics were (0, 1), so the
+    # head's output equals values[:-1]
+    target = (returns - model.value_norm.mean) / model.value_norm.std()
+    expected = 0.5 * float(((values[:-1] - target) ** 2).mean())
+    assert stats["losses/value_loss"] == pytest.approx(expected, rel=1e-3)

@@ -1,0 +1,56 @@
+"""Running mean/variance statistics that live inside the model: observation and value normalisation.
+
+Why inside the model: the statistics must be the same wherever the policy runs. Kept as parameters that the
+optimiser never touches (``requires_grad=False``), they are exported as named initializers of the ONNX step
+function, travel with every weights-only update and every checkpoint, and a deployed ``policy.onnx`` needs
+nothing extra. The learner alone updates them (``update``), from the data of each PPO batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RunningNorm(nn.Module):
+    """Running mean and variance over the leading axes (Chan et al.'s parallel merge of batch statistics).
+
+    ``forward`` standardises ``x`` with the current statistics and clips to +-``clip`` (an outlier cannot blow up
+    the network's input); ``denormalize`` maps standardised values back. ``count`` starts at a small epsilon so the
+    first update takes the batch's statistics almost entirely.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 5.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+        self.clip, self.eps = float(clip), float(eps)
+        self.mean = nn.Parameter(torch.zeros(self.shape), requires_grad=False)
+        self.var = nn.Parameter(torch.ones(self.shape), requires_grad=False)
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    def std(self) -> torch.Tensor:
+        return torch.sqrt(self.var + self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((x - self.mean) / self.std(), -self.clip, self.clip)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std() + self.mean
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge the statistics of ``x`` [..., *shape] (every leading index is one sample)."""
+        x = x.detach().reshape(-1, *self.shape).to(torch.float64)
+        n = x.shape[0]
+        if n == 0:
+            return
+        batch_mean = x.mean(0)
+        batch_var = x.var(0, unbiased=False)
+        mean, var, count = self.mean.double(), self.var.double(), self.count
+        total = count + n
+        delta = batch_mean - mean
+        new_mean = mean + delta * (n / total)
+        m2 = var * count + batch_var * n + delta.pow(2) * (count * n / total)
+        self.mean.copy_(new_mean.to(self.mean.dtype))
+        self.var.copy_((m2 / total).to(self.var.dtype))
+        self.count.copy_(total)

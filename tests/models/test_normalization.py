@@ -1,0 +1,53 @@
+"""Running statistics inside the model (models/normalization.py): the merge is exact, and they reach the graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.config import ModelConfig
+from models.normalization import RunningNorm
+from models.actor_critic import ActorCritic
+
+
+def test_merged_batches_equal_the_statistics_of_all_data() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(3.0, 2.0, size=(1000, 4)) * np.array([1.0, 10.0, 0.1, 1.0])
+    norm = RunningNorm((4,))
+    for chunk in np.array_split(data, 7):
+        norm.update(torch.from_numpy(chunk))
+    # count starts at 1e-4 (a prior of mean 0, variance 1 with that weight): its pull is ~1e-7 relative
+    np.testing.assert_allclose(norm.mean.numpy(), data.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(norm.var.numpy(), data.var(0), rtol=1e-5)
+    assert float(norm.count) == pytest.approx(1000, abs=1e-3)
+
+
+def test_standardises_clips_and_round_trips() -> None:
+    norm = RunningNorm(())
+    norm.update(torch.tensor([1.0, 3.0, 5.0, 7.0]))  # mean 4, var 5
+    x = torch.tensor([4.0, 4.0 + 5**0.5, 1000.0])
+    # the 1e-4 prior count pulls mean and variance by ~1e-4 relative
+    np.testing.assert_allclose(norm(x).numpy(), [0.0, 1.0, 5.0], atol=1e-3)
+    np.testing.assert_allclose(norm.denormalize(torch.tensor([0.0, 1.0])).numpy(), [4.0, 4.0 + 5**0.5], rtol=1e-3)
+
+
+def test_statistics_are_untrained_parameters_of_the_actor_critic() -> None:
+    cfg = ModelConfig(kind="gru", rnn_hidden=16)
+    ac = ActorCritic(cfg, (5,), "float32", 3)
+    names = {n for n, p in ac.named_parameters() if not p.requires_grad}
+    assert names == {"obs_norm.mean", "obs_norm.var", "value_norm.mean", "value_norm.var"}
+    assert "obs_norm.count" in ac.state_dict()
+    images = ActorCritic(cfg, (36, 36, 3), "uint8", 3)
+    assert images.obs_norm is None  # the CNN scales pixels itself
+
+
+def test_value_output_is_in_return_units() -> None:
+    torch.manual_seed(0)
+    ac = ActorCritic(ModelConfig(kind="gru", rnn_hidden=16), (5,), "float32", 3)
+    obs = torch.randn(4, 2, 5)
+    reset = torch.ones(4, 2, dtype=torch.bool)
+    _, before, _ = ac(obs, reset, ac.initial_state(2))
+    ac.value_norm.update(torch.tensor([100.0, 300.0]))  # mean 200, std 100
+    _, after, _ = ac(obs, reset, ac.initial_state(2))
+    np.testing.assert_allclose(after.detach().numpy(), 200.0 + 100.0 * before.detach().numpy(), rtol=1e-4)
