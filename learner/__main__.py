@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from learner.cli import parse_config, setup_logging
 from learner.checkpoint import CheckpointError
+from learner.cli import parse_config, setup_logging
 from learner.resume_check import ResumeConfigError
 from learner.train import Learner
 
@@ -17,9 +17,11 @@ def main(argv: list[str] | None = None) -> int:
         "and publishes ONNX policies. Actors join with `python -m actor --learner-host HOST`.",
     )
     setup_logging()
+    learner = Learner(cfg)
     try:
-        learner = Learner(cfg)
+        learner.setup()  # resumes from the run directory and binds the sockets
     except (CheckpointError, ResumeConfigError) as err:
+        learner.close()
         raise SystemExit(f"error: {err}") from None
     try:
         summary = learner.run()

@@ -99,6 +99,8 @@ class RunConfig:
     weights_only_updates: bool = True
     """Publish new weights for the exported graph instead of a full ONNX file after each update."""
     log_interval_s: float = 5.0
+    max_envs_per_segment: int = 1024
+    """Largest env count B a segment may carry (bounds what one received message may allocate)."""
     max_queue_segments: int = 0
     """Bound on decoded segments waiting for the learner; beyond it actors block (backpressure). 0: one batch
     worth (ceil(batch_envs / envs_per_actor)); deeper queues only make the data older (policy lag)."""

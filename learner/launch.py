@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from learner.checkpoint import CheckpointError
 from learner.cli import parse_config, setup_logging
 from learner.config import RunConfig
-from learner.checkpoint import CheckpointError
 from learner.resume_check import ResumeConfigError
 from learner.train import Learner
 
@@ -69,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         "(the default: AGaLiTe on a short T-Maze). An existing --run-dir is resumed.",
     )
     setup_logging()
+    learner = Learner(cfg)
     try:
-        learner = Learner(cfg)
+        learner.setup()  # resumes from the run directory and binds the sockets
     except (CheckpointError, ResumeConfigError) as err:
+        learner.close()
         raise SystemExit(f"error: {err}") from None
     print(
         f"run directory {cfg.run_dir}: {'resuming' if learner.resumed else 'new run'}; "

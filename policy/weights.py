@@ -44,6 +44,9 @@ def _model_class() -> type:
         label=_F.LABEL_REPEATED,
         type_name=".agalite_rl_onnx_subset.TensorProto",
     )
+    entry = fdp.message_type.add(name="StringStringEntryProto")
+    entry.field.add(name="key", number=1, type=_F.TYPE_STRING, label=_F.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=_F.TYPE_STRING, label=_F.LABEL_OPTIONAL)
     model = fdp.message_type.add(name="ModelProto")
     model.field.add(
         name="graph",
@@ -52,13 +55,23 @@ def _model_class() -> type:
         label=_F.LABEL_OPTIONAL,
         type_name=".agalite_rl_onnx_subset.GraphProto",
     )
+    model.field.add(
+        name="metadata_props",
+        number=14,
+        type=_F.TYPE_MESSAGE,
+        label=_F.LABEL_REPEATED,
+        type_name=".agalite_rl_onnx_subset.StringStringEntryProto",
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("agalite_rl_onnx_subset.ModelProto"))
 
 
-def replace_initializers(onnx_bytes: bytes, weights: Mapping[str, np.ndarray]) -> bytes:
-    """``onnx_bytes`` with the raw data of the named float32 initializers replaced by ``weights``.
+def replace_initializers(
+    onnx_bytes: bytes, weights: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
+) -> bytes:
+    """``onnx_bytes`` with the raw data of the named float32 initializers replaced by ``weights`` (and the model's
+    ``metadata_props`` entries named in ``metadata`` set, e.g. the policy metadata of a newer version).
 
     Each target must be a float32 initializer stored as ``raw_data`` (the exporter guarantees it) of the new value's
     shape. Raises :class:`PolicyError` for unknown names, other dtypes or shape mismatches.
@@ -87,4 +100,10 @@ def replace_initializers(onnx_bytes: bytes, weights: Mapping[str, np.ndarray]) -
         init.raw_data = new.tobytes()
     if remaining:
         raise PolicyError(f"no initializers named {sorted(remaining)[:5]} in the graph")
+    for key, value in (metadata or {}).items():
+        entries = [e for e in model.metadata_props if e.key == key]
+        if entries:
+            entries[0].value = value
+        else:
+            model.metadata_props.add(key=key, value=value)
     return model.SerializeToString()
