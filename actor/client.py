@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from actor.rollout import SegmentCollector
 from envs import make_env
@@ -74,6 +75,16 @@ class ActorConfig:
     """How long to wait for a Welcome before saying Hello again."""
 
 
+_HANDSHAKE_FAILURES = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH,
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+)
+_HANDSHAKE_FAILURES_MASK = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+
+
 class LearnerGone(Exception):
     """The learner stopped answering, or a new learner run answered: say Hello again."""
 
@@ -115,6 +126,24 @@ class Actor:
         return CurveClient(load_keypair(d / "client.key_secret"), load_public_key(d / "server.key"))
 
     # ---- connection -------------------------------------------------------------------------------------------
+    def _handshake_refusal(self, monitor: zmq.Socket) -> str | None:
+        """Why the learner refused the control connection's handshake, if a monitor event says it did."""
+        why = None
+        while monitor.poll(0):
+            event = recv_monitor_message(monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                why = None
+            elif event in _HANDSHAKE_FAILURES:
+                if self.cfg.curve_dir:
+                    why = (
+                        "the learner refused this actor's CurveZMQ key: client.key_secret in --curve-dir must be the "
+                        "key pair whose client.key is in the learner's authorized_clients/, and server.key must be "
+                        "the learner's public key"
+                    )
+                else:
+                    why = "the learner refused the connection: it probably requires CurveZMQ keys (pass --curve-dir)"
+        return why
+
     def _close_sockets(self) -> None:
         for s in (self.control, self.push, self.sub):
             if s is not None:
@@ -127,6 +156,7 @@ class Actor:
         while not self.stop.is_set():
             self._close_sockets()
             self.control = connect_control(self.ctx, self._addr(self.cfg.control_port), curve=curve)
+            monitor = self.control.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | _HANDSHAKE_FAILURES_MASK)
             hello = Hello(
                 actor_id=self.actor_id,
                 run_id=self.run_id,
@@ -134,26 +164,35 @@ class Actor:
                 host=socket.gethostname(),
                 pid=os.getpid(),
             )
-            self.control.send(encode(hello))
-            deadline = time.monotonic() + self.cfg.hello_timeout_s
-            while not self.stop.is_set() and time.monotonic() < deadline:
-                if not self.control.poll(100):
-                    continue
-                try:
-                    msg = decode(self.control.recv())
-                except ProtocolError as err:
-                    log.warning("bad reply to Hello: %s", err)
-                    continue
-                if isinstance(msg, Error):
-                    raise SystemExit(f"learner refused this actor: {msg.code}: {msg.message}")
-                if isinstance(msg, Welcome):
-                    self.push = connect_trajectories(
-                        self.ctx, self._addr(self.cfg.trajectory_port), sndhwm=1, curve=curve
-                    )
-                    self.sub = connect_policies(self.ctx, self._addr(self.cfg.policy_port), curve=curve)
-                    self.last_heard = time.monotonic()
-                    return msg
-            log.info("no Welcome from %s yet; saying Hello again", self._addr(self.cfg.control_port))
+            try:
+                self.control.send(encode(hello))
+                deadline = time.monotonic() + self.cfg.hello_timeout_s
+                while not self.stop.is_set() and time.monotonic() < deadline:
+                    if not self.control.poll(100):
+                        continue
+                    try:
+                        msg = decode(self.control.recv())
+                    except ProtocolError as err:
+                        log.warning("bad reply to Hello: %s", err)
+                        continue
+                    if isinstance(msg, Error):
+                        raise SystemExit(f"learner refused this actor: {msg.code}: {msg.message}")
+                    if isinstance(msg, Welcome):
+                        self.push = connect_trajectories(
+                            self.ctx, self._addr(self.cfg.trajectory_port), sndhwm=1, curve=curve
+                        )
+                        self.sub = connect_policies(self.ctx, self._addr(self.cfg.policy_port), curve=curve)
+                        self.last_heard = time.monotonic()
+                        return msg
+                refused = self._handshake_refusal(monitor)
+            finally:
+                with contextlib.suppress(zmq.ZMQError):
+                    self.control.disable_monitor()
+                monitor.close(linger=0)
+            if refused:
+                log.warning("no Welcome from %s: %s; saying Hello again", self._addr(self.cfg.control_port), refused)
+            else:
+                log.info("no Welcome from %s yet; saying Hello again", self._addr(self.cfg.control_port))
         raise LearnerGone("stopped while connecting")
 
     def _apply_welcome(self, welcome: Welcome) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 from learner.fs_faults import WriteGuard
 
 log = logging.getLogger("learner")
+_hook_installed = False
 
 
 class EpisodeWindow:
@@ -51,6 +53,19 @@ class EpisodeWindow:
         return self._mean(self.successes)
 
 
+def _quiet_writer_thread_errors(previous: Callable[[threading.ExceptHookArgs], Any]) -> None:
+    """TensorBoard's background writer thread re-raises a failed write (a full disk, no file descriptors) after
+    storing it, and the default hook prints a raw traceback for it. The stored error resurfaces at the next
+    ``add_scalar``, where ``Metrics`` logs it in one line, so for that thread the traceback is only noise."""
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
+            return
+        previous(args)
+
+    threading.excepthook = hook
+
+
 class Metrics:
     """TensorBoard scalars that never stop training: a failed write (full disk, no file descriptors) is logged
     once per outage by the ``WriteGuard``, the broken writer is dropped, and a new one (a new events file) is
@@ -60,6 +75,10 @@ class Metrics:
         self.log_dir = run_dir / "tb"
         self.guard = guard if guard is not None else WriteGuard()
         self.writer: SummaryWriter | None = None
+        global _hook_installed
+        if not _hook_installed:
+            _quiet_writer_thread_errors(threading.excepthook)
+            _hook_installed = True
         self._open()
 
     def _open(self) -> None:
@@ -89,7 +108,11 @@ class Metrics:
 
     def close(self) -> None:
         writer = self.writer
-        if writer is not None and self.guard.attempt("metrics", self.log_dir, lambda: writer.flush() or True) is None:
-            self._drop_writer()
-            return
+        if writer is not None:
+
+            def flush() -> bool:
+                writer.flush()
+                return True
+
+            self.guard.attempt("metrics", self.log_dir, flush)
         self._drop_writer()

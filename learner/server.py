@@ -53,8 +53,9 @@ log = logging.getLogger("learner.server")
 
 #: Actors that left stay in ``segments_per_actor`` (status, metrics) until this many are remembered.
 GONE_ACTORS_KEPT = 64
+_LOGGED_COUNTS = frozenset(10**k for k in range(19))
 #: Socket events that mean a peer was refused before it could send anything.
-_REFUSALS = {
+_REFUSALS: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake_refused",  # CurveZMQ: a key not in authorized_clients
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake_refused",  # wrong mechanism (plaintext vs CURVE), bad ZMTP
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake_refused",  # e.g. a CURVE handshake that does not decrypt
@@ -297,13 +298,13 @@ class LearnerServer:
                     event = recv_monitor_message(mon, zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                kind = _REFUSALS.get(event["event"])
+                kind = _REFUSALS.get(int(event["event"]))
                 if kind is None:
                     continue
                 with self._lock:
                     self.stats.refused_connections[kind] += 1
                     n = self.stats.refused_connections[kind]
-                if n in (1, 10, 100, 1000) or n % 10000 == 0:
+                if n in _LOGGED_COUNTS:  # the 1st, 10th, 100th, ...: log lines grow as log10(n), not with n
                     what = (
                         "refused a connection's handshake (an unauthorised CurveZMQ key, or a peer without the "
                         "right security mechanism)"
@@ -432,10 +433,10 @@ class LearnerServer:
                             # partial segment), so it counts as lost like one that went silent
                             self.stats.lost_actors += 1
                         num_envs = msg.num_envs or self.settings.envs_per_actor
-                        info = ActorInfo(msg.actor_id, msg.run_id, msg.host, num_envs, now, identity=identity)
+                        entry = ActorInfo(msg.actor_id, msg.run_id, msg.host, num_envs, now, identity=identity)
                         if previous is not None and previous.run_id == msg.run_id:
-                            info.last_seq = previous.last_seq  # the same run reconnected: its seqs go on
-                        self.actors[msg.actor_id] = info
+                            entry.last_seq = previous.last_seq  # the same run reconnected: its seqs go on
+                        self.actors[msg.actor_id] = entry
                 if full:
                     self._drop("actor_table_full", msg.actor_id, f"{self.max_actors} actors already joined")
                     continue
