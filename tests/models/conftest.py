@@ -14,7 +14,13 @@ from models.base import SequenceModel
 
 def _check_step_onnx(model: SequenceModel, input_dim: int, steps: int = 12, seed: int = 7) -> None:
     """Export the model's single step (x, reset, *state) -> (y, *new_state) to ONNX and run it in ONNX Runtime
-    next to torch for ``steps`` steps with resets in both envs (batch 2): outputs and states agree to 1e-5."""
+    next to torch for ``steps`` steps with resets in both envs (batch 2): outputs and states agree within
+    ``1e-4 * (1 + max |torch value|)``.
+
+    The bound: the two runtimes evaluate the same float32 graph with their own kernels (own summation orders and
+    SIMD widths, which also differ between CPUs). Each output of a step accumulates <= ~2 * L * (d_model + d_ffc)
+    = 256 products at the small sizes, so rounding is <= 256 * eps32 (3e-5) of the magnitudes involved; a wrong
+    export (a reset missed, a state dropped) is off by more than 1e-2."""
     ort = pytest.importorskip("onnxruntime")
     model = model.eval()
     names = list(model.state_spec())
@@ -51,8 +57,10 @@ def _check_step_onnx(model: SequenceModel, input_dim: int, steps: int = 12, seed
             y, state = model(x, reset, state)
         out = sess.run(None, {"x": x.numpy(), "reset": reset.numpy(), **ort_state})
         ort_state = dict(zip(names, out[1:], strict=True))
-        assert np.abs(out[0] - y.numpy()).max() < 1e-5
-        assert all(np.abs(ort_state[k] - state[k].numpy()).max() < 1e-5 for k in names)
+        assert np.abs(out[0] - y.numpy()).max() < 1e-4 * (1 + np.abs(y.numpy()).max())
+        for k in names:
+            ref = state[k].numpy()
+            assert np.abs(ort_state[k] - ref).max() < 1e-4 * (1 + np.abs(ref).max()), k
 
 
 @pytest.fixture

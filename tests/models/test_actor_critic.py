@@ -60,10 +60,21 @@ def test_sequence_equals_step_by_step_through_the_wrapper(cfg) -> None:
             ls.append(lg)
             vs.append(v)
     assert logits.shape == (t_len, batch, 4) and value.shape == (t_len, batch)
-    assert (torch.cat(ls) - logits).abs().max().item() < 1e-5
-    assert (torch.cat(vs) - value).abs().max().item() < 1e-5
+    # float32 (the encoders cast observations to float32, so the wrapper cannot run in float64; the sequence models'
+    # own algebra is checked in float64 in test_contract.py). The two forms add the same terms in other orders:
+    # over T = 64 steps each output accumulates <= ~T * d_model = 2e3 products, so rounding is below
+    # 2e3 * eps32 (1.2e-4) of the magnitudes involved on any CPU; 1e-3 of each tensor's largest entry leaves room,
+    # while a wrapper mistake (state not carried, a reset ignored) changes the outputs by far more than that.
+    assert gap(torch.cat(ls), logits) < 1e-3
+    assert gap(torch.cat(vs), value) < 1e-3
     for k in s_seq:
-        assert (s_seq[k].double() - state[k].double()).abs().max().item() < 1e-5
+        assert gap(state[k], s_seq[k]) < 1e-3, k
+
+
+def gap(got: torch.Tensor, ref: torch.Tensor) -> float:
+    """Largest difference relative to the largest magnitude of ``ref`` (at least 1e-2, so a tensor of zeros works)."""
+    diff = (got.double() - ref.double()).abs().max().item()
+    return diff / max(ref.double().abs().max().item(), 1e-2)
 
 
 def test_attributes_and_head_init() -> None:

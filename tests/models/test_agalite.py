@@ -373,7 +373,9 @@ def test_integer_counter_gives_reference_cosines(r: int, grid: str) -> None:
     ref_ok = np.abs(ref32 - exact).max(axis=1) < 1e-5
     prefix = int(np.argmin(ref_ok)) if not ref_ok.all() else steps  # where the float reference is still exact
     assert prefix >= 50
-    assert np.abs(ours[:prefix] - ref32[:prefix]).max() < 1e-5
+    # within the prefix both are near the truth (ours < 1e-6, the reference < 1e-5 by the choice of prefix; numpy's
+    # float32 cos differs between CPUs by a few ulp), so they are within 1.1e-5 of each other
+    assert np.abs(ours[:prefix] - ref32[:prefix]).max() < 1.1e-5
     if grid == "reference":
         assert np.allclose(omega, np.linspace(-math.pi, math.pi, r) if r > 1 else [-math.pi])
     assert cosine_table(r, grid).shape == (counter_period(r), r)
