@@ -124,7 +124,7 @@ def test_episode_returns_sum_the_rewards_of_their_episode(step_fn: StepFunction)
         start = 0
         for t in np.flatnonzero(done[:, b]):
             assert (b, round(float(rewards[start : t + 1, b].sum()), 5)) in found
-            start = t + 1
+            start = int(t) + 1
     assert found, "no episode finished in 64 steps of a 2-long corridor"
 
 
@@ -134,6 +134,7 @@ def test_continuous_actions_are_stored_unclipped_and_stepped_clipped() -> None:
     obs_space, act_space = envs.env_spaces(envs.CUE_RECALL_ID, delay=3)
     torch.manual_seed(0)
     ac = build_actor_critic(small_config("lstm"), obs_space, act_space)
+    assert ac.log_std is not None
     with torch.no_grad():
         ac.log_std.fill_(1.0)  # std e: many samples fall outside [-1, 1]
     exported = export_step_function(ac, observation_space=obs_space, action_space=act_space)
@@ -151,6 +152,7 @@ def test_continuous_actions_are_stored_unclipped_and_stepped_clipped() -> None:
     wrapped = [Recorder(envs.make_env(envs.CUE_RECALL_ID, delay=3)) for _ in range(B)]
     collector = SegmentCollector(wrapped, T, seed=5)
     seg = collect(collector, Policy(fn, B), 0)
+    assert obs_space.shape is not None
     spec = SegmentSpec(
         obs_shape=obs_space.shape,
         obs_dtype="float32",

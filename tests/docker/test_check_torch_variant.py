@@ -17,6 +17,7 @@ SCRIPT = dt.DOCKER_DIR / "check_torch_variant.py"
 
 def _module():
     spec = importlib.util.spec_from_file_location("check_torch_variant", SCRIPT)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -202,5 +202,7 @@ def test_actor_play_plays_the_exported_policy_in_the_actor_image(stack, docker_i
     )  # fmt: skip
     episodes = re.findall(r"^episode \d+: .* success (\S+)$", result.stdout, re.MULTILINE)
     assert len(episodes) == 20, result.stdout
-    mean = float(re.search(r"mean over 20 episodes: .* success (\S+)", result.stdout).group(1))
+    found = re.search(r"mean over 20 episodes: .* success (\S+)", result.stdout)
+    assert found is not None, result.stdout
+    mean = float(found.group(1))
     assert mean > 0.5, result.stdout  # a trained policy: far better than the memoryless 0.5

@@ -15,6 +15,7 @@ from learner.config import load_preset
 from protocol import (
     Heartbeat,
     Hello,
+    LearnerStatus,
     Segment,
     Welcome,
     connect_control,
@@ -91,7 +92,9 @@ def test_malformed_and_stale_segments_are_dropped_and_counted(stack):
             )
         )
         assert control.poll(60_000)
-        now = decode(control.recv()).policy_version
+        status = decode(control.recv())
+        assert isinstance(status, LearnerStatus), status
+        now = status.policy_version
         assert now >= before["policy_version"]
         push = connect_trajectories(ctx, tcp_address("127.0.0.1", stack.ports.trajectory), sndhwm=100)
         rng = np.random.default_rng(0)

@@ -153,9 +153,9 @@ def test_disk_full_at_a_checkpoint_keeps_the_previous_one_and_leaves_no_temporar
         f"no space left on device at {checkpoint_path(tmp_path)}"
     )
     assert not tmp.exists() and not tmp.is_symlink()
-    assert load_checkpoint(tmp_path)["policy_version"] == 1  # the previous checkpoint is intact
+    assert (load_checkpoint(tmp_path) or {}).get("policy_version") == 1  # the previous checkpoint is intact
     save_checkpoint(tmp_path, _learner_like_payload(2))  # the retry, once there is room again
-    assert load_checkpoint(tmp_path)["policy_version"] == 2
+    assert (load_checkpoint(tmp_path) or {}).get("policy_version") == 2
 
 
 @needs_dev_full

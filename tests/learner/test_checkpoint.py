@@ -37,7 +37,8 @@ WRITER = textwrap.dedent("""
 KEYS = ("counter", "data", "counter_again")
 
 
-def _check(payload: dict) -> int:
+def _check(payload: dict | None) -> int:
+    assert payload is not None, "no checkpoint"
     i = payload["counter"]
     assert payload["counter_again"] == i
     data = payload["data"]
@@ -69,6 +70,7 @@ def test_killed_writer_leaves_the_previous_checkpoint_loadable(tmp_path):
             text=True,
             start_new_session=True,
         )
+        assert proc.stdout is not None
         try:
             # wait for the writer to have finished at least one checkpoint, then kill it at a random moment
             first = proc.stdout.readline()

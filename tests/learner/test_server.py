@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -101,7 +102,7 @@ def segment(
     actor_id: str = "a", b: int = 2, version: int = 0, seq: int = 0, obs_dim: int = OBS_DIM, **overrides
 ) -> Segment:
     rng = np.random.default_rng(seq)
-    fields = dict(
+    fields: dict[str, Any] = dict(
         actor_id=actor_id,
         run_id="r1",
         seq=seq,
