@@ -66,8 +66,9 @@ def main() -> None:
         done, episode_return, length = False, 0.0, 0
         while not done:
             feeds = {"obs": obs[None].astype(metadata["obs_dtype"]), "reset": reset, **state}
-            logits, value, *new_state = session.run(outputs, feeds)
-            state = {entry["name"]: s for entry, s in zip(metadata["state"], new_state)}  # carry the memory
+            logits, _value, *new_state = session.run(outputs, feeds)
+            # carry the memory
+            state = {entry["name"]: s for entry, s in zip(metadata["state"], new_state, strict=True)}
             probs = np.exp(logits[0] - logits[0].max())
             action = rng.choice(len(probs), p=probs / probs.sum())  # sample outside the graph, seeded
             obs, reward, terminated, truncated, info = env.step(int(action))

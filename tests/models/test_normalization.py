@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from models.actor_critic import ActorCritic
 from models.config import ModelConfig
 from models.normalization import RunningNorm
-from models.actor_critic import ActorCritic
 
 
 def test_merged_batches_equal_the_statistics_of_all_data() -> None:
