@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from policy.metadata import METADATA_KEY, PolicyError, PolicyMetadata
+from policy.metadata import METADATA_KEY, POLICY_OUTPUTS, PolicyError, PolicyMetadata
 from policy.sampling import sample_actions, sample_gaussian
 from policy.weights import replace_initializers
 
@@ -49,6 +49,20 @@ def _session_options(intra_op_threads: int, graph_optimization_level: ort.GraphO
     so.graph_optimization_level = graph_optimization_level
     so.log_severity_level = 3
     return so
+
+
+def _shape_fits(graph_shape: Any, per_env: tuple[int, ...]) -> bool:
+    """Whether a graph tensor's declared shape is ``[batch, *per_env]``; symbolic or unknown dims fit anything."""
+    if graph_shape is None:
+        return True
+    dims = list(graph_shape)
+    if len(dims) != 1 + len(per_env):
+        return False
+    return all(not isinstance(d, int) or d == want for d, want in zip(dims[1:], per_env, strict=True))
+
+
+def _shape_text(graph_shape: Any) -> str:
+    return "unknown" if graph_shape is None else "[" + ", ".join(str(d) for d in graph_shape) + "]"
 
 
 class StepFunction:
@@ -140,6 +154,29 @@ class StepFunction:
         for name, dtype in want.items():
             if types.get(name) != dtype:
                 raise PolicyError(f"graph input {name!r} has type {types.get(name)}, metadata says {dtype}")
+        # Shapes too: a file whose metadata names the right tensors with the wrong sizes would load, then fail
+        # inside ONNX Runtime at the first step (or act with the wrong number of actions).
+        meta = self._meta
+        width = meta.num_actions * (2 if meta.action_kind == "continuous" else 1)
+        per_env: dict[str, tuple[int, ...]] = {"obs": tuple(meta.obs_shape), "reset": ()}
+        per_env.update({s.name: tuple(s.shape) for s in meta.state})
+        out_per_env: dict[str, tuple[int, ...]] = {POLICY_OUTPUTS[meta.action_kind]: (width,), "value": ()}
+        out_per_env.update({s.output: tuple(s.shape) for s in meta.state})
+        for kind, nodes, expected in (
+            ("input", self._session.get_inputs(), per_env),
+            ("output", self._session.get_outputs(), out_per_env),
+        ):
+            for node in nodes:
+                if node.name in expected and not _shape_fits(node.shape, expected[node.name]):
+                    raise PolicyError(
+                        f"graph {kind} {node.name!r} has shape {_shape_text(node.shape)}, metadata says "
+                        f"[batch{''.join(f', {d}' for d in expected[node.name])}]"
+                        + (
+                            f" ({meta.num_actions} {meta.action_kind} actions)"
+                            if node.name in POLICY_OUTPUTS.values()
+                            else ""
+                        )
+                    )
 
     def with_weights(self, weights: Mapping[str, np.ndarray], *, policy_version: int | None = None) -> StepFunction:
         """A new session of the same graph with some or all parameters replaced (the weights-only update).
