@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -49,7 +50,7 @@ def gradient_flow(cfg: ModelConfig, delay: int, seeds: int = 3, batch: int = 32,
 
 
 def main() -> None:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, kw in MODELS.items():
         inits = ("default", "chrono") if kw["kind"] != "gtrxl" else ("default",)
         for init in inits:

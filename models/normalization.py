@@ -20,6 +20,8 @@ class RunningNorm(nn.Module):
     first update takes the batch's statistics almost entirely.
     """
 
+    count: torch.Tensor  # buffer, registered in __init__ (declared for type checkers)
+
     def __init__(self, shape: tuple[int, ...], clip: float = 5.0, eps: float = 1e-8) -> None:
         super().__init__()
         self.shape = tuple(int(s) for s in shape)

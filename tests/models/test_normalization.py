@@ -48,6 +48,7 @@ def test_value_output_is_in_return_units() -> None:
     obs = torch.randn(4, 2, 5)
     reset = torch.ones(4, 2, dtype=torch.bool)
     _, before, _ = ac(obs, reset, ac.initial_state(2))
+    assert ac.value_norm is not None
     ac.value_norm.update(torch.tensor([100.0, 300.0]))  # mean 200, std 100
     _, after, _ = ac(obs, reset, ac.initial_state(2))
     np.testing.assert_allclose(after.detach().numpy(), 200.0 + 100.0 * before.detach().numpy(), rtol=1e-4)
