@@ -14,7 +14,7 @@ import zmq.auth
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("docker-engine")]
 
 IMAGE_UID = 10001  # the images' unprivileged user, who must be able to read the mounted keys
-SEGMENTS_WHILE_WATCHED = 20  # the keyed actor's progress that bounds the window in which the others try to join
+SEGMENTS_WHILE_WATCHED = 10  # the keyed actor's progress that bounds the window in which the others try to join
 
 
 def _keys(root: Path) -> Path:
