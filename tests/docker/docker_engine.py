@@ -8,6 +8,7 @@ free a moment ago (a learner on 5555-5557 is normal on a developer's machine), i
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -37,6 +38,7 @@ START_TIMEOUT_S = 300
 T = TypeVar("T")
 
 
+@functools.cache
 def engine_problem() -> str | None:
     """None when a Docker engine and the compose v2 plugin answer, else why the engine tests skip."""
     if shutil.which("docker") is None:
@@ -49,7 +51,8 @@ def engine_problem() -> str | None:
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"the docker CLI does not answer: {err}"
     if server.returncode != 0:
-        return f"no Docker engine answers: {(server.stderr or server.stdout).strip().splitlines()[-1:]}"
+        lines = (server.stderr or server.stdout).strip().splitlines()
+        return f"no Docker engine answers ({lines[-1] if lines else f'docker version exited {server.returncode}'})"
     if compose.returncode != 0:
         return "the docker compose v2 plugin is not installed"
     return None
