@@ -59,7 +59,6 @@ class SegmentCollector:
         obs_buf = np.empty((T + 1, *self.obs.shape), dtype=self.obs.dtype)
         actions: np.ndarray | None = None  # [T, B] int64 or [T, B, A] float32: allocated from the first action
         logp = np.empty((T, B), dtype=np.float32)
-        values = np.empty((T + 1, B), dtype=np.float32)
         rewards = np.empty((T, B), dtype=np.float32)
         terminated = np.zeros((T, B), dtype=bool)
         truncated = np.zeros((T, B), dtype=bool)
@@ -71,10 +70,10 @@ class SegmentCollector:
         for t in range(T):
             obs_buf[t] = self.obs
             reset[t] = self.reset
-            action, lp, value = policy.act(self.obs, self.reset, self.rng)
+            action, lp, _ = policy.act(self.obs, self.reset, self.rng)  # values: the learner recomputes them
             if actions is None:
                 actions = np.empty((T, *np.shape(action)), dtype=np.asarray(action).dtype)
-            actions[t], logp[t], values[t] = action, lp, value
+            actions[t], logp[t] = action, lp
             next_obs = np.empty_like(self.obs)
             next_reset = np.zeros(B, dtype=bool)
             final_obs: dict[int, np.ndarray] = {}
@@ -115,7 +114,6 @@ class SegmentCollector:
 
         obs_buf[T] = self.obs
         reset[T] = self.reset
-        values[T] = policy.value_of(self.obs, self.reset)
         assert actions is not None  # T >= 1
         return Segment(
             actor_id=actor_id,
@@ -125,7 +123,6 @@ class SegmentCollector:
             obs=obs_buf,
             actions=actions,
             logp=logp,
-            values=values,
             rewards=rewards,
             terminated=terminated,
             truncated=truncated,

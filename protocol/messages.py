@@ -115,7 +115,7 @@ class Segment:
     """One actor's vector of B envs over T steps, all produced by policy ``policy_version``.
 
     Shapes (checked by the validator): ``obs [T+1, B, *obs_shape]`` (obs[T] starts the next segment),
-    ``actions [T, B, *action_shape]``, ``logp/rewards [T, B]`` float32, ``values [T+1, B]`` float32,
+    ``actions [T, B, *action_shape]``, ``logp/rewards [T, B]`` float32,
     ``terminated/truncated [T, B]`` bool, ``reset [T+1, B]`` bool (obs[t] is the first of an episode),
     ``bootstrap_values [T, B]`` float32 (value of the final observation where truncated, else 0),
     ``initial_state`` name -> [B, ...] (state before consuming obs[0]).
@@ -134,7 +134,6 @@ class Segment:
     obs: np.ndarray
     actions: np.ndarray
     logp: np.ndarray
-    values: np.ndarray
     rewards: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray

@@ -283,7 +283,6 @@ def _segment(m: Segment) -> None:
         _fail(Reason.BAD_DTYPE, "Segment.actions", f"expected integer or float actions, got {m.actions.dtype}")
     expected = {
         "logp": ((t, b), "float32"),
-        "values": ((t + 1, b), "float32"),
         "rewards": ((t, b), "float32"),
         "terminated": ((t, b), "bool"),
         "truncated": ((t, b), "bool"),
@@ -421,10 +420,9 @@ def _check_values(seg: Segment, spec: SegmentSpec) -> None:
     if bad:
         _fail(Reason.OUT_OF_RANGE, "Segment.rewards", f"{bad} reward(s) beyond +-{r:g}")
     v = spec.max_abs_value
-    for name in ("values", "bootstrap_values"):
-        bad = _outside(getattr(seg, name), -v, v)
-        if bad:
-            _fail(Reason.OUT_OF_RANGE, f"Segment.{name}", f"{bad} value(s) beyond +-{v:g}")
+    bad = _outside(seg.bootstrap_values, -v, v)
+    if bad:
+        _fail(Reason.OUT_OF_RANGE, "Segment.bootstrap_values", f"{bad} value(s) beyond +-{v:g}")
     if spec.num_actions is not None:
         low_logp, high_logp = MIN_DISCRETE_LOGP, 0.0
     else:

@@ -12,6 +12,7 @@ from actor.rollout import SegmentCollector
 from export import export_step_function
 from models.registry import build_actor_critic, small_config
 from policy.runtime import Policy, StepFunction
+from policy.sampling import log_softmax
 from protocol import SegmentSpec, validate_segment
 
 T, B = 16, 3
@@ -72,7 +73,7 @@ def test_segments_are_valid_and_overlap_by_one_observation(step_fn: StepFunction
     assert (first.seq, second.seq) == (0, 1)
 
 
-def test_replaying_a_segment_from_its_initial_state_reproduces_its_values(step_fn: StepFunction) -> None:
+def test_replaying_a_segment_from_its_initial_state_reproduces_its_log_probabilities(step_fn: StepFunction) -> None:
     collector = SegmentCollector([envs.make_env(envs.TMAZE_ID, corridor_length=4) for _ in range(B)], T, seed=5)
     policy = Policy(step_fn, B)
     collect(collector, policy, 0)
@@ -80,9 +81,9 @@ def test_replaying_a_segment_from_its_initial_state_reproduces_its_values(step_f
     replay = Policy(step_fn, B)
     replay.set_state(seg.initial_state)
     for t in range(T):
-        _, value = replay.step(seg.obs[t], seg.reset[t])
-        np.testing.assert_allclose(value, seg.values[t], atol=1e-6)
-    np.testing.assert_allclose(replay.value_of(seg.obs[T], seg.reset[T]), seg.values[T], atol=1e-6)
+        logits, _ = replay.step(seg.obs[t], seg.reset[t])
+        logp = np.take_along_axis(log_softmax(logits), seg.actions[t][:, None], axis=1)[:, 0]
+        np.testing.assert_allclose(logp, seg.logp[t], atol=1e-5)
 
 
 def test_truncation_bootstraps_from_the_final_observation(step_fn: StepFunction) -> None:

@@ -39,7 +39,6 @@ def _segment(meta: dict, t: int, version: int, *, b: int = 2, seq: int = 0, obs_
         obs=np.zeros((t + 1, b, *obs_shape), np.float32),
         actions=np.zeros((t, b), np.int64),
         logp=np.full((t, b), np.log(0.25), np.float32),
-        values=np.zeros((t + 1, b), np.float32),
         rewards=np.full((t, b), -0.1, np.float32),
         terminated=np.zeros((t, b), bool),
         truncated=np.zeros((t, b), bool),

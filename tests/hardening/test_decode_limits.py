@@ -74,7 +74,6 @@ def test_the_budget_still_admits_a_segment_with_thousands_of_episodes():
         obs=np.zeros((t + 1, b, 3), np.float32),
         actions=np.zeros((t, b), np.int64),
         logp=np.zeros((t, b), np.float32),
-        values=np.zeros((t + 1, b), np.float32),
         rewards=np.zeros((t, b), np.float32),
         terminated=done,
         truncated=~done,

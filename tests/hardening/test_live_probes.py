@@ -78,7 +78,6 @@ class Probe:
             obs=np.zeros((t + 1, b, *self.meta["obs_shape"]), np.float32),
             actions=np.zeros((t, b), np.int64),
             logp=np.full((t, b), np.log(0.25), np.float32),
-            values=np.zeros((t + 1, b), np.float32),
             rewards=np.full((t, b), -0.1, np.float32),
             terminated=np.zeros((t, b), bool),
             truncated=np.zeros((t, b), bool),

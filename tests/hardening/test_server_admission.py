@@ -85,7 +85,6 @@ def segment(actor_id: str, run_id: str = "r", seq: int = 0, **overrides: Any) ->
         obs=np.zeros((T + 1, b, OBS_DIM), np.float32),
         actions=np.zeros((T, b), np.int64),
         logp=np.full((T, b), -1.0, np.float32),
-        values=np.zeros((T + 1, b), np.float32),
         rewards=np.zeros((T, b), np.float32),
         terminated=np.zeros((T, b), bool),
         truncated=np.zeros((T, b), bool),

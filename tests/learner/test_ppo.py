@@ -210,7 +210,6 @@ def _segment(model, t: int, b: int, seed: int, policy_version: int = 0) -> Segme
         obs=rng.integers(0, 2, size=(t + 1, b, obs_dim)).astype(np.float32),
         actions=rng.integers(0, ACT_SPACE.n, size=(t, b)).astype(np.int64),
         logp=np.full((t, b), math.log(1.0 / ACT_SPACE.n), dtype=np.float32),
-        values=rng.normal(size=(t + 1, b)).astype(np.float32),
         rewards=rng.normal(size=(t, b)).astype(np.float32),
         terminated=terminated,
         truncated=truncated,

@@ -110,7 +110,6 @@ def segment(
         obs=rng.normal(size=(T + 1, b, obs_dim)).astype(np.float32),
         actions=rng.integers(0, 3, size=(T, b)).astype(np.int64),
         logp=np.full((T, b), -1.0, np.float32),
-        values=np.zeros((T + 1, b), np.float32),
         rewards=np.zeros((T, b), np.float32),
         terminated=np.zeros((T, b), bool),
         truncated=np.zeros((T, b), bool),

@@ -47,7 +47,6 @@ def make_segment(t: int = 6, b: int = 3, seed: int = 0, **overrides: object) -> 
         obs=rng.normal(size=(t + 1, b, *OBS_SHAPE)).astype(np.float32),
         actions=rng.integers(0, NUM_ACTIONS, size=(t, b)).astype(np.int64),
         logp=-rng.random((t, b)).astype(np.float32),
-        values=rng.normal(size=(t + 1, b)).astype(np.float32),
         rewards=rng.normal(size=(t, b)).astype(np.float32),
         terminated=terminated,
         truncated=truncated,

@@ -225,9 +225,9 @@ def test_typed_control_fields_are_checked():
 
 def test_non_finite_floats_in_segments_are_refused():
     seg = make_segment()
-    for name in ("obs", "logp", "values", "rewards", "bootstrap_values"):
+    for name in ("obs", "logp", "rewards", "bootstrap_values"):
         arr = getattr(seg, name).copy()
-        arr.flat[arr.size // 2] = np.nan if name != "values" else -np.inf
+        arr.flat[arr.size // 2] = np.nan if name != "rewards" else -np.inf
         if name == "bootstrap_values":
             arr = np.where(seg.truncated, np.inf, 0).astype(np.float32)
             if not seg.truncated.any():
@@ -243,7 +243,6 @@ def test_non_finite_floats_in_segments_are_refused():
         ("obs", (6, 3, 3, 2)),
         ("obs", (7, 2, 3, 2)),
         ("logp", (6, 2)),
-        ("values", (6, 3)),
         ("rewards", (5, 3)),
         ("terminated", (6, 4)),
         ("truncated", (7, 3)),
