@@ -266,6 +266,16 @@ def curve_stats(points: list[dict[str, float]], threshold: float) -> dict[str, A
     }
 
 
+def code_state() -> dict[str, Any]:
+    """The commit our stack ran from, and the tracked files of the stack that differed from it (uncommitted work)."""
+    parts = ["learner", "models", "configs", "actor", "export", "envs", "policy", "protocol"]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", *parts], cwd=ROOT, capture_output=True, text=True
+    )
+    return {"commit": commit.stdout.strip() or None, "modified": [line[3:] for line in status.stdout.splitlines()]}
+
+
 def run_one(
     task: Task, runner: str, seed: int, extra: list[str], timeout_s: float, stop_after: int | None = None
 ) -> dict[str, Any]:
@@ -289,6 +299,7 @@ def run_one(
             def stop_when() -> bool:
                 return past_threshold(run_dir / "tb", tag, task.threshold, stop_after)
 
+    code = code_state()
     log_path = RUNS / task.name / f"{runner}-s{seed}.log"
     print(f"[peer] {task.name} {runner} seed {seed}: {' '.join(cmd[1:4])} ... (log {log_path})", flush=True)
     proc = run_process(cmd, log_path, timeout_s, env, stop_when)
@@ -305,7 +316,16 @@ def run_one(
     tag = TAGS[family(runner)][task.measure]
     scalars = read_scalars(summary_dir, (tag,)) if summary_dir.exists() else {}
     stats = curve_stats(scalars.get(tag, []), task.threshold)
-    result = {"runner": runner, "seed": seed, "tag": tag, **proc, **stats, "eval": evaluation, "config": config}
+    result = {
+        "runner": runner,
+        "seed": seed,
+        "tag": tag,
+        **proc,
+        **stats,
+        "eval": evaluation,
+        "config": config,
+        "code": code,
+    }
     print(
         f"[peer]   -> rc {proc['returncode']}  to threshold {stats['steps_to_threshold']}  final {stats['final']}  "
         f"{(stats['env_steps_per_s'] or 0):.0f} steps/s  {proc['wall_s']:.0f} s  load {proc['load1_mean']:.2f}  "
@@ -416,6 +436,20 @@ def write_report(task: Task, data: dict[str, Any]) -> None:
         f"![curves](peer_{task.name}.png)",
         "",
     ]
+    code_lines = []
+    for key, r in sorted(data["runs"].items()):
+        if family(r["runner"]) == "ours":
+            code = r.get("code") or {}
+            modified = ", ".join(f"`{m}`" for m in code.get("modified", [])) or "none"
+            code_lines.append(f"- `{key}`: commit `{code.get('commit')}`; uncommitted changes in the stack: {modified}")
+    if code_lines:
+        lines += [
+            "Our runs were made from (the runs themselves are not reproducible from a commit where files were "
+            "modified; their resolved configs are in the .json):",
+            "",
+            *code_lines,
+            "",
+        ]
     base.with_suffix(".md").write_text("\n".join(lines))
 
 
