@@ -29,6 +29,9 @@ from actor.rollout import SegmentCollector
 from envs import make_env
 from policy.runtime import Policy, StepFunction
 from protocol import (
+    DEFAULT_CONTROL_PORT,
+    DEFAULT_POLICY_PORT,
+    DEFAULT_TRAJECTORY_PORT,
     Bye,
     Error,
     Heartbeat,
@@ -53,11 +56,11 @@ class ActorConfig:
 
     learner_host: str = "127.0.0.1"
     """Address (host name or IP) of the learner; the only thing an actor must be told."""
-    trajectory_port: int = 5555
+    trajectory_port: int = DEFAULT_TRAJECTORY_PORT
     """The learner's trajectory port (segments, actor PUSH -> learner PULL)."""
-    policy_port: int = 5556
+    policy_port: int = DEFAULT_POLICY_PORT
     """The learner's policy port (new weights, learner PUB -> actor SUB)."""
-    control_port: int = 5557
+    control_port: int = DEFAULT_CONTROL_PORT
     """The learner's control port (Hello, Heartbeat, ...; actor DEALER <-> learner ROUTER)."""
     actor_id: str | None = None
     """Stable identity; default: the host name plus the process id."""

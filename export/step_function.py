@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from policy.files import write_atomically
+from policy.files import write_atomically
 from policy.metadata import (
     METADATA_KEY,
     POLICY_OUTPUTS,
@@ -189,8 +190,8 @@ def export_step_function(
     """Export ``ac`` (an actor-critic of ``models``) as a one-step ONNX function with its metadata embedded.
 
     ``observation_space``/``action_space`` (recorded in the metadata) default to an unbounded Box of the model's
-    observation shape/dtype and ``Discrete(ac.num_actions)``. Raises :class:`PolicyError` if a parameter that influences the step does not end up as its own
-    initializer (the weights-only path would silently miss it).
+    observation shape/dtype and ``Discrete(ac.num_actions)``. Raises :class:`PolicyError` if a parameter that
+    influences the step does not end up as its own initializer (the weights-only path would silently miss it).
     """
     spec = ac.state_spec()
     state_names = list(spec)
@@ -324,19 +325,6 @@ def weights_for(ac: nn.Module, exported: ExportedPolicy) -> dict[str, np.ndarray
     return out
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_policy(exported: ExportedPolicy, path: str | os.PathLike[str]) -> Path:
     """Write ``policy.onnx`` and ``policy.json`` (write then rename each); returns the ``.onnx`` path.
 
@@ -344,12 +332,9 @@ def save_policy(exported: ExportedPolicy, path: str | os.PathLike[str]) -> Path:
     ``.onnx`` (the JSON goes beside it with the suffix ``.json``). A reader never sees a half-written file.
     """
     p = Path(path)
-    if p.suffix == ".onnx":
-        onnx_path = p
-    else:
-        onnx_path = p / "policy.onnx"
+    onnx_path = p if p.suffix == ".onnx" else p / "policy.onnx"
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     sidecar = {**exported.metadata, "onnx_sha256": exported.sha256}
-    _atomic_write(onnx_path, exported.onnx_bytes)
-    _atomic_write(onnx_path.with_suffix(".json"), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    write_atomically(onnx_path, exported.onnx_bytes)
+    write_atomically(onnx_path.with_suffix(".json"), json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
     return onnx_path

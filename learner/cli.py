@@ -11,7 +11,7 @@ from typing import NoReturn
 import tyro
 
 from envs import EnvSetupError, check_env
-from learner.config import DEFAULT_PRESET, RunConfig, available_presets, load_preset
+from learner.config import DEFAULT_PRESET, RunConfig, available_presets, check_config, load_preset
 
 
 def parse_config(argv: list[str] | None, description: str) -> RunConfig:
@@ -36,6 +36,10 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
         # from its own defaults unless --env.kwargs says otherwise.
         cfg.env.kwargs = "{}"
     check_env_config(cfg)
+    try:
+        check_config(cfg)
+    except ValueError as err:
+        usage_error(str(err))
     return cfg
 
 

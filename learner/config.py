@@ -15,6 +15,8 @@ from typing import Any
 
 from envs.kwargs import parse_env_kwargs
 from models.config import ModelConfig
+from policy.files import write_atomically
+from protocol import DEFAULT_CONTROL_PORT, DEFAULT_POLICY_PORT, DEFAULT_TRAJECTORY_PORT
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_PRESET = "tmaze-agalite"
@@ -62,9 +64,12 @@ class PPOConfig:
 class NetConfig:
     host: str = "127.0.0.1"
     """Learner: the address to bind (0.0.0.0 for every interface). Actor: the learner's address."""
-    trajectory_port: int = 5555
-    policy_port: int = 5556
-    control_port: int = 5557
+    trajectory_port: int = DEFAULT_TRAJECTORY_PORT
+    """Segments from the actors (PULL)."""
+    policy_port: int = DEFAULT_POLICY_PORT
+    """New weights to the actors (PUB)."""
+    control_port: int = DEFAULT_CONTROL_PORT
+    """Hello, Heartbeat, ... (ROUTER)."""
     curve_dir: str | None = None
     """Directory with CurveZMQ keys (server.key_secret, authorized_clients/); None: no authentication."""
 
@@ -119,6 +124,71 @@ class RunConfig:
         return max(1, -(-self.batch_envs // max(1, self.envs_per_actor)))
 
 
+def config_problems(cfg: RunConfig) -> list[str]:
+    """What makes ``cfg`` unusable or self-contradictory, one sentence each (empty: fine). Checked before anything
+    starts, so that a mistake is a message naming the flags instead of a silent clamp or a failure minutes later."""
+    p = cfg.ppo
+    problems = [
+        f"{name} must be >= {low}, got {value}"
+        for name, value, low in (
+            ("total_steps", cfg.total_steps, 1),
+            ("segment_length", cfg.segment_length, 1),
+            ("envs_per_actor", cfg.envs_per_actor, 1),
+            ("batch_envs", cfg.batch_envs, 1),
+            ("max_policy_lag", cfg.max_policy_lag, 0),
+            ("max_queue_segments", cfg.max_queue_segments, 0),
+            ("ppo.epochs", p.epochs, 1),
+            ("ppo.minibatches", p.minibatches, 1),
+            ("torch_threads", cfg.torch_threads, 1),
+        )
+        if value < low
+    ]
+    problems += [
+        f"{name} must be > 0, got {value}"
+        for name, value in (
+            ("ppo.lr", p.lr),
+            ("ppo.clip_coef", p.clip_coef),
+            ("ppo.max_grad_norm", p.max_grad_norm),
+            ("heartbeat_interval_s", cfg.heartbeat_interval_s),
+            ("checkpoint_interval_s", cfg.checkpoint_interval_s),
+            ("log_interval_s", cfg.log_interval_s),
+        )
+        if not value > 0
+    ]
+    if not 0 < p.gamma <= 1:
+        problems.append(f"ppo.gamma must be in (0, 1], got {p.gamma}")
+    if not 0 <= p.gae_lambda <= 1:
+        problems.append(f"ppo.gae_lambda must be in [0, 1], got {p.gae_lambda}")
+    if p.minibatches > cfg.batch_envs:
+        problems.append(
+            f"ppo.minibatches ({p.minibatches}) exceeds batch_envs ({cfg.batch_envs}): minibatches split a batch's "
+            "env sequences, so some would be empty; lower --ppo.minibatches or raise --batch-envs"
+        )
+    if cfg.envs_per_actor > cfg.max_envs_per_segment:
+        problems.append(
+            f"envs_per_actor ({cfg.envs_per_actor}) exceeds max_envs_per_segment ({cfg.max_envs_per_segment}): "
+            "the learner would refuse every segment"
+        )
+    for name, timeout in (("actor_timeout_s", cfg.actor_timeout_s), ("learner_timeout_s", cfg.learner_timeout_s)):
+        if timeout <= cfg.heartbeat_interval_s:
+            problems.append(
+                f"{name} ({timeout}) must exceed heartbeat_interval_s ({cfg.heartbeat_interval_s}): a peer would be "
+                "given up between two heartbeats"
+            )
+    ports = {"trajectory": cfg.net.trajectory_port, "policy": cfg.net.policy_port, "control": cfg.net.control_port}
+    bound = [v for v in ports.values() if v != 0]  # 0: any free port
+    if len(set(bound)) != len(bound):
+        problems.append(f"net ports must differ, got {ports}")
+    return problems
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Raise ``ValueError`` listing every problem of :func:`config_problems`."""
+    problems = config_problems(cfg)
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 _SECTIONS: dict[str, type] = {"env": EnvConfig, "model": ModelConfig, "ppo": PPOConfig, "net": NetConfig}
 
 
@@ -159,9 +229,7 @@ def load_preset(name: str) -> RunConfig:
 
 
 def save_config(cfg: RunConfig, path: Path) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_atomically(path, json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
 
 
 def load_config(path: Path) -> RunConfig:

@@ -106,6 +106,8 @@ class LossOutput:
     entropy: torch.Tensor
     approx_kl: torch.Tensor
     clip_fraction: torch.Tensor
+    old_approx_kl: torch.Tensor
+    """CleanRL's first KL estimator, mean(-log ratio), logged beside the unbiased ``approx_kl``."""
 
 
 def ppo_loss(
@@ -129,6 +131,7 @@ def ppo_loss(
     with torch.no_grad():
         approx_kl = ((ratio - 1.0) - log_ratio).mean()
         clip_fraction = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
+        old_approx_kl = (-log_ratio).mean()
     if cfg.norm_adv and advantages.numel() > 1:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     pg1 = -advantages * ratio
@@ -141,7 +144,7 @@ def ppo_loss(
         value_loss = 0.5 * ((values - returns) ** 2).mean()
     entropy = dist.entropy().mean()
     loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
-    return LossOutput(loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction)
+    return LossOutput(loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction, old_approx_kl)
 
 
 class PPO:
@@ -222,7 +225,8 @@ class PPO:
                     ("losses/value_loss", out.value_loss),
                     ("losses/entropy", out.entropy),
                     ("losses/approx_kl", out.approx_kl),
-                    ("losses/clip_fraction", out.clip_fraction),
+                    ("losses/old_approx_kl", out.old_approx_kl),
+                    ("losses/clipfrac", out.clip_fraction),
                     ("losses/grad_norm", grad_norm),
                 ):
                     sums[key] = sums.get(key, 0.0) + float(value.detach())

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from learner.config import RunConfig
+from policy.files import write_atomically
 
 log = logging.getLogger("learner")
 
@@ -119,7 +120,5 @@ def write_run_config(cfg: RunConfig, run_dir: Path) -> Path | None:
             k for k in set(_flatten(old)) | set(_flatten(data)) if _flatten(old).get(k) != _flatten(data).get(k)
         )
         log.info("config.json changed (%s); the previous one is kept as %s", ", ".join(changed), kept.name)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=True))
     return kept

@@ -30,30 +30,19 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from envs import env_spaces
 from learner.checkpoint import checkpoint_path, load_checkpoint, remove_orphaned_tmp, save_checkpoint
-from learner.config import RunConfig
+from learner.config import RunConfig, check_config
 from learner.fs_faults import WriteGuard
 from learner.metrics import EpisodeWindow, Metrics
 from learner.publisher import PolicyPublisher
 from learner.resume_check import check_resume, write_run_config
 from learner.server import LearnerServer, RunSettings
 from learner.trainer import Trainer, resolve_device
+from policy.files import write_atomically
 from policy.metadata import space_to_dict
 from protocol import Segment, SegmentSpec
 from protocol.spec import space_bounds
 
 log = logging.getLogger("learner")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write then rename, so readers never see half a file; a failed write leaves no temporary behind."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -100,6 +89,7 @@ class Learner:
     """A learner bound to a run directory. ``Learner(cfg)`` only builds the model; ``setup()`` touches the world."""
 
     def __init__(self, cfg: RunConfig) -> None:
+        check_config(cfg)
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         self.device = resolve_device(cfg.device)
@@ -236,7 +226,7 @@ class Learner:
     def write_status(self) -> None:
         path = self.run_dir / "status.json"
         self.fs.attempt(
-            "status", path, lambda: _write_atomically(path, json.dumps(self.status(), indent=2, sort_keys=True))
+            "status", path, lambda: write_atomically(path, json.dumps(self.status(), indent=2, sort_keys=True))
         )
 
     def export_final(self) -> Path:
@@ -407,7 +397,7 @@ class Learner:
         self.fs.attempt(
             "summary",
             self.run_dir / "summary.json",
-            lambda: _write_atomically(self.run_dir / "summary.json", summary_text),
+            lambda: write_atomically(self.run_dir / "summary.json", summary_text),
         )
         return summary
 

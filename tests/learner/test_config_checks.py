@@ -1,0 +1,56 @@
+"""Config cross-checks: contradictions are refused before anything starts, with a message naming the settings."""
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from learner.config import RunConfig, check_config, config_problems, load_preset
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_presets_pass() -> None:
+    for name in ("tmaze-agalite", "test-tmaze-agalite", "test-tmaze-gtrxl", "test-tmaze-lstm"):
+        assert config_problems(load_preset(name)) == [], name
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda c: dataclasses.replace(c, ppo=dataclasses.replace(c.ppo, minibatches=32)), "ppo.minibatches (32)"),
+        (lambda c: dataclasses.replace(c, segment_length=0), "segment_length must be >= 1"),
+        (lambda c: dataclasses.replace(c, learner_timeout_s=0.5), "learner_timeout_s (0.5) must exceed"),
+        (lambda c: dataclasses.replace(c, envs_per_actor=2000), "max_envs_per_segment"),
+        (lambda c: dataclasses.replace(c, ppo=dataclasses.replace(c.ppo, gamma=1.5)), "ppo.gamma"),
+        (lambda c: dataclasses.replace(c, net=dataclasses.replace(c.net, policy_port=c.net.control_port)), "ports"),
+    ],
+)
+def test_contradictions_are_named(change, needle: str) -> None:
+    cfg: RunConfig = change(load_preset("test-tmaze-agalite"))
+    with pytest.raises(ValueError) as info:
+        check_config(cfg)
+    assert needle in str(info.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    base = load_preset("test-tmaze-agalite")
+    cfg = dataclasses.replace(base, total_steps=0, batch_envs=0, heartbeat_interval_s=-1.0)
+    problems = config_problems(cfg)
+    assert any(p.startswith("total_steps") for p in problems)
+    assert any(p.startswith("batch_envs") for p in problems)
+    assert any(p.startswith("heartbeat_interval_s") for p in problems)
+
+
+def test_the_command_line_refuses_them_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "learner", "--preset", "test-tmaze-agalite", "--ppo.minibatches", "64"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "ppo.minibatches (64) exceeds batch_envs (16)" in result.stderr and "Traceback" not in result.stderr
