@@ -27,7 +27,6 @@ from onnx import numpy_helper
 from torch import nn
 
 from policy.files import write_atomically
-from policy.files import write_atomically
 from policy.metadata import (
     METADATA_KEY,
     POLICY_OUTPUTS,
