@@ -439,9 +439,15 @@ def write_report(task: Task, data: dict[str, Any]) -> None:
     code_lines = []
     for key, r in sorted(data["runs"].items()):
         if family(r["runner"]) == "ours":
-            code = r.get("code") or {}
-            modified = ", ".join(f"`{m}`" for m in code.get("modified", [])) or "none"
-            code_lines.append(f"- `{key}`: commit `{code.get('commit')}`; uncommitted changes in the stack: {modified}")
+            code = r.get("code")
+            if not code:
+                code_lines.append(f"- `{key}`: not recorded (run before the runner recorded it)")
+                continue
+            modified = ", ".join(f"`{m}`" for m in code.get("modified") or []) or "none"
+            note = f" ({code['note']})" if code.get("note") else ""
+            code_lines.append(
+                f"- `{key}`: commit `{code.get('commit')}`{note}; uncommitted changes in the stack: {modified}"
+            )
     if code_lines:
         lines += [
             "Our runs were made from (the runs themselves are not reproducible from a commit where files were "
