@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import tyro
@@ -31,10 +33,14 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
         "are the preset's."
     )
     cfg = tyro.cli(RunConfig, default=base, args=rest, description=text)
-    if cfg.env.id != base.env.id and not _given(rest, "--env.kwargs"):
-        # The preset's kwargs belong to the preset's env (corridor_length to the T-Maze): another env starts
-        # from its own defaults unless --env.kwargs says otherwise.
-        cfg.env.kwargs = "{}"
+    if cfg.env.id != base.env.id:
+        if not _given(rest, "--env.kwargs"):
+            # The preset's kwargs belong to the preset's env (corridor_length to the T-Maze): another env starts
+            # from its own defaults unless --env.kwargs says otherwise.
+            cfg.env.kwargs = "{}"
+        if not _given(rest, "--run-dir") and cfg.run_dir == base.run_dir:
+            # Nor does the preset's run directory: resuming the preset's run with another env cannot work.
+            cfg.run_dir = str(Path(base.run_dir).parent / re.sub(r"[^A-Za-z0-9._-]+", "-", cfg.env.id))
     check_env_config(cfg)
     try:
         check_config(cfg)

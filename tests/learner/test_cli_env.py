@@ -17,6 +17,16 @@ def test_another_env_id_drops_the_presets_kwargs() -> None:
     assert cfg.env.id == "CartPole-v1" and cfg.env.kwargs_dict() == {}
 
 
+def test_another_env_id_gets_its_own_run_directory() -> None:
+    """Resuming the preset's run (runs/tmaze-agalite) with another env cannot work: the default follows the env."""
+    base = load_preset("tmaze-agalite")
+    assert parse_config(["--env.id", "CartPole-v1"], "test").run_dir == str(Path(base.run_dir).parent / "CartPole-v1")
+    cfg = parse_config(["--env.id", "gymnasium.envs.classic_control:Pendulum-v1"], "test")
+    assert Path(cfg.run_dir).name == "gymnasium.envs.classic_control-Pendulum-v1"
+    assert parse_config(["--env.id", "CartPole-v1", "--run-dir", "x/y"], "test").run_dir == "x/y"
+    assert parse_config(["--env.id", "agalite/TMaze-v0"], "test").run_dir == base.run_dir
+
+
 def test_the_presets_own_env_id_keeps_its_kwargs() -> None:
     cfg = parse_config(["--env.id", "agalite/TMaze-v0"], "test")
     assert cfg.env.kwargs_dict() == {"corridor_length": 10}
