@@ -1,17 +1,10 @@
-"""Make ``docker_testlib`` and ``docker_engine`` importable under any pytest import mode, and build the images
-once per test session for the tests that run them on a real Docker engine."""
+"""Build the images once per test session for the tests that run them on a real Docker engine."""
 
 import os
-import pathlib
-import sys
 
 import pytest
 
-_HERE = str(pathlib.Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-import docker_engine as de  # noqa: E402
+from tests.helpers import docker_engine as de
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import docker_testlib as dt
 import pytest
+
+from tests.helpers import compose as dt
 
 SCRIPT = dt.DOCKER_DIR / "check_torch_variant.py"
 

@@ -9,8 +9,9 @@ import re
 import shutil
 import subprocess
 
-import docker_testlib as dt
 import pytest
+
+from tests.helpers import compose as dt
 
 SERVICES = ("learner", "actor", "tensorboard")
 

@@ -19,8 +19,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import docker_testlib as dt
 import pytest
+
+from tests.helpers import compose as dt
 
 TOTAL_STEPS = 70_000
 TRAIN_ARGS = f"--env.kwargs '{{\"corridor_length\": 5}}' --total-steps {TOTAL_STEPS} --checkpoint-interval-s 20"

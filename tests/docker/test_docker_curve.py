@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import docker_engine as de
 import pytest
 import zmq.auth
+
+from tests.helpers import docker_engine as de
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("docker-engine")]
 

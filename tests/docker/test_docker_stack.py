@@ -16,8 +16,9 @@ import signal
 import urllib.error
 import urllib.request
 
-import docker_engine as de
 import pytest
+
+from tests.helpers import docker_engine as de
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("docker-engine")]
 

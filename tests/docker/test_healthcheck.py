@@ -7,8 +7,9 @@ import socket
 import subprocess
 import sys
 
-import docker_testlib as dt
 import pytest
+
+from tests.helpers import compose as dt
 
 SCRIPT = str(dt.IMAGE_FILES["/opt/agalite/healthcheck.py"])
 

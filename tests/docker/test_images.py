@@ -12,10 +12,11 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
-import docker_testlib as dt
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tests.helpers import compose as dt
 
 ACTOR_DOCKERFILE = dt.DOCKER_DIR / "actor.Dockerfile"
 LEARNER_DOCKERFILE = dt.DOCKER_DIR / "learner.Dockerfile"

@@ -12,7 +12,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from export_helpers import ACT_SPACE, OBS_SPACE, build
 from gymnasium import spaces
 
 from export import (
@@ -24,6 +23,7 @@ from export import (
 )
 from policy.metadata import METADATA_KEY, PolicyError, PolicyMetadata, space_from_dict, space_to_dict
 from policy.runtime import StepFunction
+from tests.helpers.export_models import ACT_SPACE, OBS_SPACE, build
 
 REPO = Path(__file__).resolve().parents[2]
 

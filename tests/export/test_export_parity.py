@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from export_helpers import KIND_PARAMS, build
 from gymnasium import spaces
 
 from export import check_parity, export_step_function
+from tests.helpers.export_models import KIND_PARAMS, build
 
 TOL = 1e-4
 

@@ -6,12 +6,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from export_helpers import KIND_PARAMS, build, perturb
 
 from export import export_step_function, weights_for
 from policy.metadata import PolicyError
 from policy.runtime import StepFunction
 from policy.weights import replace_initializers
+from tests.helpers.export_models import KIND_PARAMS, build, perturb
 
 
 def _outputs(fn: StepFunction, steps: int = 40, batch: int = 3, seed: int = 0) -> list[np.ndarray]:

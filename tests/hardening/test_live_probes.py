@@ -19,7 +19,6 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from live_stack import Live, rss_bytes
 
 from learner.checkpoint import load_checkpoint
 from protocol import (
@@ -36,6 +35,7 @@ from protocol import (
     encode,
     tcp_address,
 )
+from tests.helpers.live_stack import Live, rss_bytes
 
 pytestmark = pytest.mark.e2e
 MiB = 2**20

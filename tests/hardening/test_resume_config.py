@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,15 @@ REPO = Path(__file__).resolve().parents[2]
 PRESET = "test-tmaze-agalite"
 
 
-def _learner(run_dir: Path, ports: list[int], *flags: str) -> subprocess.CompletedProcess:
+@dataclass
+class Result:
+    returncode: int
+    stderr: str
+
+
+def _learner(run_dir: Path, ports: list[int], *flags: str) -> Result:
+    """Run a learner until it is up (a fresh status.json), then stop it with SIGTERM (it checkpoints and exits 0);
+    a learner that refuses to start exits by itself first."""
     net = [
         "--net.host",
         "127.0.0.1",
@@ -28,14 +39,31 @@ def _learner(run_dir: Path, ports: list[int], *flags: str) -> subprocess.Complet
         "--net.control-port",
         str(ports[2]),
     ]
-    return subprocess.run(
-        [sys.executable, "-m", "learner", "--preset", PRESET, "--run-dir", str(run_dir), *net, *flags],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    status = run_dir / "status.json"
+    started = time.time()
+    err = run_dir.parent / f"stderr-{started}.log"
+    with err.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "learner", "--preset", PRESET, "--run-dir", str(run_dir), *net, *flags],
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and time.monotonic() < deadline:
+            if status.is_file() and status.stat().st_mtime > started:
+                proc.send_signal(signal.SIGTERM)
+                break
+            time.sleep(0.2)
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return Result(rc, err.read_text())
 
 
 def test_config_changes_compare_only_what_is_trained():
@@ -50,14 +78,14 @@ def test_config_changes_compare_only_what_is_trained():
 def test_resume_refuses_a_changed_config_unless_allowed(tmp_path, free_ports):
     ports = free_ports(3)
     run_dir = tmp_path / "run"
-    first = _learner(run_dir, ports, "--total-steps", "0")
+    first = _learner(run_dir, ports)
     assert first.returncode == 0, first.stderr[-3000:]
     config = run_dir / "config.json"
     original = config.read_text()
 
     # the probe's three changes at once (one start instead of three): each is named in the one-line refusal
     flags = ["--env.kwargs", '{"corridor_length": 100}', "--ppo.lr", "0.5", "--segment-length", "8"]
-    refused = _learner(run_dir, ports, "--total-steps", "0", *flags)
+    refused = _learner(run_dir, ports, *flags)
     assert refused.returncode != 0
     assert "Traceback" not in refused.stderr, refused.stderr[-3000:]
     last = refused.stderr.strip().splitlines()[-1]
@@ -68,10 +96,10 @@ def test_resume_refuses_a_changed_config_unless_allowed(tmp_path, free_ports):
 
     # operational settings may change freely (here the ports and the checkpoint interval)
     ports2 = free_ports(3)
-    same = _learner(run_dir, ports2, "--total-steps", "0", "--checkpoint-interval-s", "30")
+    same = _learner(run_dir, ports2, "--checkpoint-interval-s", "30")
     assert same.returncode == 0, same.stderr[-3000:]
 
-    allowed = _learner(run_dir, ports, "--total-steps", "0", "--ppo.lr", "0.5", "--allow-config-change")
+    allowed = _learner(run_dir, ports, "--ppo.lr", "0.5", "--allow-config-change")
     assert allowed.returncode == 0, allowed.stderr[-3000:]
     assert "resuming with a changed configuration (allowed): ppo.lr" in allowed.stderr
     assert json.loads(config.read_text())["ppo"]["lr"] == 0.5

@@ -7,7 +7,6 @@ from typing import Any
 import msgpack
 import numpy as np
 import pytest
-from protocol_testlib import all_messages, assert_same, make_segment
 
 from protocol import (
     ARRAY_EXT,
@@ -21,6 +20,7 @@ from protocol import (
     encode,
     encode_array,
 )
+from tests.helpers.messages import all_messages, assert_same, make_segment
 
 
 @pytest.mark.parametrize("msg", all_messages(), ids=lambda m: type(m).__name__ + getattr(m, "kind", ""))
@@ -109,9 +109,8 @@ def test_decoded_arrays_are_read_only_views_unless_writable_requested():
 
 
 def test_numpy_scalars_in_typed_fields_and_free_form_dicts_encode_as_plain_values():
-    from protocol_testlib import make_welcome
-
     from protocol import LearnerStatus, Welcome
+    from tests.helpers.messages import make_welcome
 
     # numpy scalars where the message declares plain float/int/bool (what a sender may well pass)
     numpy_scalars: dict[str, Any] = dict(

@@ -110,7 +110,7 @@ def test_only_authorised_clients_receive_policies(keys, contexts):
     wait_for_auth_failure(monitor)
     client = connect_policies(client_ctx, address, curve=CurveClient(keys["client"], keys["server_public"]))
 
-    from protocol_testlib import make_full_update
+    from tests.helpers.messages import make_full_update
 
     update = encode(make_full_update(version=9))
     for _ in range(WAIT_MS // 20):  # publish until the authorised subscriber has joined

@@ -8,9 +8,9 @@ import msgpack
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from protocol_testlib import all_messages, make_spec
 
 from protocol import SUPPORTED_DTYPES, ProtocolError, Segment, decode, encode, encode_array, validate_segment
+from tests.helpers.messages import all_messages, make_spec
 
 SPEC = make_spec()
 VALID = [encode(m) for m in all_messages()]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import zmq
-from protocol_testlib import all_messages, assert_same, make_full_update, make_segment
 
 from protocol import (
     PROTOCOL_VERSION,
@@ -34,6 +33,7 @@ from protocol import (
     error_from,
     tcp_address,
 )
+from tests.helpers.messages import all_messages, assert_same, make_full_update, make_segment
 
 WAIT_MS = 10_000  # upper bound before a test gives up; normally a few milliseconds
 HOST = "127.0.0.1"

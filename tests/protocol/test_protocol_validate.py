@@ -7,15 +7,6 @@ import dataclasses
 import msgpack
 import numpy as np
 import pytest
-from protocol_testlib import (
-    NUM_ACTIONS,
-    all_messages,
-    make_full_update,
-    make_segment,
-    make_spec,
-    make_weights_update,
-    make_welcome,
-)
 
 from protocol import (
     PROTOCOL_VERSION,
@@ -31,6 +22,15 @@ from protocol import (
     encode_array,
     error_from,
     validate_segment,
+)
+from tests.helpers.messages import (
+    NUM_ACTIONS,
+    all_messages,
+    make_full_update,
+    make_segment,
+    make_spec,
+    make_weights_update,
+    make_welcome,
 )
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from runtime_fixtures import export_tmaze_policy
 
 from policy.metadata import METADATA_KEY, PolicyError, PolicyMetadata
 from policy.runtime import Policy, StepFunction
 from policy.sampling import log_softmax, sample_actions
+from tests.helpers.policy_files import export_tmaze_policy
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from runtime_fixtures import TMAZE_KWARGS, export_tmaze_policy
+
+from tests.helpers.policy_files import TMAZE_KWARGS, export_tmaze_policy
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import docker_testlib as dt
 import pytest
+
+from tests.helpers import compose as dt
 
 LEARNER_IMAGE = "agalite-rl/learner:test"
 ACTOR_IMAGE = "agalite-rl/actor:test"

@@ -28,7 +28,7 @@ STACK_FILE = REPO_ROOT / "docker" / "stack.yml"
 CURVE_FILE = REPO_ROOT / "docker" / "curve.yml"
 # The Compose Specification's JSON schema (github.com/compose-spec/compose-spec, schema/compose-spec.json,
 # Apache-2.0), kept beside these tests so the schema checks run on every checkout, offline.
-COMPOSE_SCHEMA = Path(__file__).resolve().parent / "compose-spec.json"
+COMPOSE_SCHEMA = REPO_ROOT / "tests" / "docker" / "compose-spec.json"
 DOCKER_DIR = REPO_ROOT / "docker"
 # Files the Dockerfiles COPY to fixed paths in the images, and their sources here.
 IMAGE_FILES = {"/opt/agalite/healthcheck.py": DOCKER_DIR / "healthcheck.py"}

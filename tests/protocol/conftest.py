@@ -1,8 +1,0 @@
-"""Make ``protocol_testlib`` (shared builders of valid messages) importable under any pytest import mode."""
-
-import pathlib
-import sys
-
-_HERE = str(pathlib.Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
