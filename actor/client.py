@@ -32,6 +32,7 @@ from protocol import (
     DEFAULT_CONTROL_PORT,
     DEFAULT_POLICY_PORT,
     DEFAULT_TRAJECTORY_PORT,
+    NOT_JOINED,
     Bye,
     Error,
     Heartbeat,
@@ -260,6 +261,9 @@ class Actor:
                 self.last_heard = now
                 self.quota = msg.segments_per_version
                 self.learner_starving = msg.starving
+            elif isinstance(msg, Error) and msg.code == NOT_JOINED:
+                # the learner does not count this run as joined (it expired us, or restarted): join again
+                raise LearnerGone(f"the learner says: {msg.message}")
             elif isinstance(msg, Error):
                 log.error("learner says: %s: %s", msg.code, msg.message)
         if now - self.last_heard > self.welcome.learner_timeout_s:

@@ -167,6 +167,10 @@ class PPO:
         cfg = self.cfg
         num_t = batch.actions.shape[0]
         obs_norm, value_norm = getattr(self.model, "obs_norm", None), getattr(self.model, "value_norm", None)
+        # the running statistics are updated before any gradient step: keep them to put back if this batch's
+        # numbers are not finite (one inf in the value statistics would make every later value NaN)
+        statistics = [p for p in self.model.parameters() if not p.requires_grad] + list(self.model.buffers())
+        saved = [p.detach().clone() for p in statistics]
         if obs_norm is not None:  # obs[T] is the next segment's obs[0]: count each observation once
             obs_norm.update(batch.obs[:num_t])
         with torch.no_grad():
@@ -190,11 +194,16 @@ class PPO:
 
         n = batch.num_envs
         mb_count = max(1, min(cfg.minibatches, n))
+        poisoned = not bool(torch.isfinite(returns).all()) or not all(bool(torch.isfinite(p).all()) for p in statistics)
+        if poisoned:  # nothing of this batch reaches the model: statistics restored, every step skipped
+            with torch.no_grad():
+                for p, value in zip(statistics, saved, strict=True):
+                    p.copy_(value)
         sums: dict[str, float] = {}
         steps = 0
-        skipped = 0
+        skipped = cfg.epochs * mb_count if poisoned else 0
         stop = False
-        for _ in range(cfg.epochs):
+        for _ in range(0 if poisoned else cfg.epochs):
             perm = torch.randperm(n, generator=self.generator).to(batch.actions.device)
             for idx in torch.tensor_split(perm, mb_count):
                 state = {k: v[idx] for k, v in batch.initial_state.items()}
@@ -239,7 +248,7 @@ class PPO:
         if skipped:
             if not self.skipped_steps:
                 log.warning(
-                    "skipped %d gradient step(s) with a non-finite loss or gradient (weights left unchanged); "
+                    "skipped %d gradient step(s) with a non-finite return, loss or gradient (weights left unchanged); "
                     "further skips are counted in losses/skipped_steps",
                     skipped,
                 )

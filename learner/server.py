@@ -29,6 +29,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from protocol import (
+    NOT_JOINED,
     PROTOCOL_VERSION,
     Bye,
     Error,
@@ -465,10 +466,18 @@ class LearnerServer:
             elif isinstance(msg, Heartbeat):
                 with self._lock:
                     info = self.actors.get(msg.actor_id)
-                    if info is not None and info.run_id == msg.run_id:
+                    joined = info is not None and info.run_id == msg.run_id
+                    if info is not None and joined:
                         info.last_seen = now
                         info.policy_version = msg.policy_version
                         info.num_envs = msg.num_envs
+                        info.identity = identity  # the run's connection now (a reconnect changes it)
+                if not joined:
+                    # its segments would be dropped as not_joined: tell it to say Hello again (an actor that was
+                    # expired while paused, or that still talks to the learner before a restart)
+                    self._drop("heartbeat_not_joined", msg.actor_id, f"run {msg.run_id} has not said Hello")
+                    self._reply(identity, Error(code=NOT_JOINED, message=f"run {msg.run_id} has not said Hello"))
+                    continue
                 self._reply(
                     identity,
                     LearnerStatus(

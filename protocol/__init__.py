@@ -18,6 +18,7 @@ from protocol.constants import (
     DEFAULT_PORTS,
     DEFAULT_TRAJECTORY_PORT,
     MAX_ID_LENGTH,
+    NOT_JOINED,
     PROTOCOL_VERSION,
     Channel,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "DEFAULT_TRAJECTORY_PORT",
     "MAX_ID_LENGTH",
     "MESSAGE_TYPES",
+    "NOT_JOINED",
     "PROTOCOL_VERSION",
     "SUPPORTED_DTYPES",
     "Bye",

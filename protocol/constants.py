@@ -36,3 +36,7 @@ DEFAULT_MAX_MESSAGE_BYTES: int = 64 * 1024 * 1024
 
 #: Longest identifier (actor_id, run_id, sender_id) accepted; ids end up in metric names and logs.
 MAX_ID_LENGTH: int = 256
+
+#: ``Error.code`` of the learner's answer to a Heartbeat from an actor run it does not count as joined (it went
+#: silent and expired, or the learner restarted): the actor says Hello again.
+NOT_JOINED: str = "NOT_JOINED"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import signal
 import socket
 import struct
 import time
@@ -230,25 +231,24 @@ def test_hundreds_of_never_hello_ids_do_not_grow_status_or_metrics(shared_live, 
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-def test_disk_full_at_checkpoint_and_status_is_survived(shared_live):
+def test_disk_full_at_a_checkpoint_is_survived(shared_live):
     live = shared_live
     pid = live.procs["learner"].pid
     ckpt_dir = live.run_dir / "checkpoints"
     live.wait(lambda: (ckpt_dir / "checkpoint.pt").is_file(), "a first checkpoint")
     version_before = load_checkpoint(live.run_dir)["policy_version"]  # type: ignore[index]
     log = live.log("learner")
-    # the next checkpoint and status writes open these names: make them land on a full device
+    # the next checkpoint write opens this name: make it land on a full device (status and metrics writes go
+    # through the same guard; test_open_file_exhaustion_is_survived sees them fail live)
     (ckpt_dir / f".checkpoint.pt.{pid}.tmp").symlink_to("/dev/full")
-    (live.run_dir / "status.json.tmp").symlink_to("/dev/full")
     live.wait(lambda: "checkpoint not written: no space left on device at" in log.read_text(), "the one-line error")
-    live.wait(lambda: "status not written: no space left on device at" in log.read_text(), "status error line")
     live.wait(lambda: "checkpoint written again" in log.read_text(), "the checkpoint retried", timeout=180)
     assert live.alive()
     text = log.read_text()
     assert "Traceback" not in text and text.count("checkpoint not written") == 1
     assert load_checkpoint(live.run_dir)["policy_version"] > version_before  # type: ignore[index]
     assert not list(ckpt_dir.glob(".checkpoint.pt.*.tmp"))
-    live.wait_status(lambda s: s["write_failures"] >= 2, "write failures counted")
+    live.wait_status(lambda s: s["write_failures"] >= 1, "the write failure counted")
 
 
 def test_open_file_exhaustion_is_survived(live):
@@ -275,6 +275,23 @@ def test_open_file_exhaustion_is_survived(live):
     )
     assert "a0" in after["actors"]
     assert "Traceback" not in live.log("learner").read_text()
+
+
+def test_an_actor_paused_past_its_timeout_joins_again_and_trains(live):
+    """Only joined actors are trained on; one that the learner expired while it was stopped must not be shut out."""
+    live.learner("--actor-timeout-s", "1")
+    actor = live.actor("a0")
+    start = live.wait_status(lambda s: s["policy_version"] >= 2 and "a0" in s["actors"], "training with a0")
+    os.killpg(actor.pid, signal.SIGSTOP)
+    try:
+        live.wait_status(lambda s: s["lost_actors"] >= 1 and "a0" not in s["actors"], "a0 expired while stopped")
+    finally:
+        os.killpg(actor.pid, signal.SIGCONT)
+    a0 = start["segments_per_actor"].get("a0", 0)
+    after = live.wait_status(
+        lambda s: "a0" in s["actors"] and s["segments_per_actor"].get("a0", 0) >= a0 + 3, "a0 back and training"
+    )
+    assert after["policy_version"] > start["policy_version"]
 
 
 @pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")

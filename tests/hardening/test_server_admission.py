@@ -16,7 +16,9 @@ import zmq
 
 from learner.server import GONE_ACTORS_KEPT, LearnerServer, RunSettings
 from protocol import (
+    NOT_JOINED,
     Bye,
+    Error,
     Heartbeat,
     Hello,
     ModelUpdate,
@@ -197,6 +199,20 @@ def test_bye_is_honoured_only_from_the_connection_that_said_hello(ctx, started):
                                segments_sent=0)))  # fmt: skip
     real.send(encode(Bye(actor_id="local-0", run_id="r", reason="done")))
     wait_for(lambda: "local-0" not in server.snapshot()["actors"], "the real Bye honoured")
+
+
+def test_an_actor_that_was_expired_is_told_to_say_hello_again(ctx, started):
+    server = started(make_server(actor_timeout_s=0.1))
+    sock = control(ctx, server)
+    hello(sock, "paused")
+    wait_for(lambda: server.snapshot()["lost_actors"] == 1, "the silent actor expired")
+    beat = Heartbeat(actor_id="paused", run_id="r", time=0.0, policy_version=0, num_envs=2, segments_sent=0)
+    sock.send(encode(beat))
+    assert sock.poll(30_000)
+    reply = decode(sock.recv())
+    assert isinstance(reply, Error) and reply.code == NOT_JOINED
+    assert server.snapshot()["dropped"] == {"heartbeat_not_joined": 1}
+    hello(sock, "paused")  # what the actor does on NOT_JOINED: it is welcome again
 
 
 def _hellos(sock: zmq.Socket, n: int, prefix: str) -> None:
