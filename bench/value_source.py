@@ -47,7 +47,7 @@ class _RecordingPolicy(Policy):
         super().__init__(step_function, batch)
         self.acted_values: list[np.ndarray] = []
 
-    def act(self, obs, reset, rng, *, greedy=False):  # type: ignore[no-untyped-def]
+    def act(self, obs, reset, rng, *, greedy=False):
         action, logp, value = super().act(obs, reset, rng, greedy=greedy)
         self.acted_values.append(value)
         return action, logp, value

@@ -53,8 +53,7 @@ class ModelUpdate:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Welcome:
-    """Learner -> actor in answer to Hello: what to run, how fast to send, and the current policy (always ``full``).
-    """
+    """Learner -> actor in answer to Hello: what to run, how fast to send, and the current policy (always ``full``)."""
 
     learner_run_id: str  # random per learner process start; a different one in a LearnerStatus means a restart
     env_id: str

@@ -204,8 +204,8 @@ def bind_control(
     max_message_bytes: int = CONTROL_MAX_MESSAGE_BYTES,
     curve: CurveServer | None = None,
 ) -> zmq.Socket:
-    """Learner side: ROUTER for Hello/Welcome/Heartbeat/LearnerStatus/Bye/Error. Frames are ``[peer identity, message]``;
-    replies to a peer that has gone are dropped silently (ROUTER default)."""
+    """Learner side: ROUTER for Hello/Welcome/Heartbeat/LearnerStatus/Bye/Error. Frames are
+    ``[peer identity, message]``; replies to a peer that has gone are dropped silently (ROUTER default)."""
     opts = SocketOptions(max_message_bytes=max_message_bytes, sndhwm=CONTROL_SNDHWM, rcvhwm=CONTROL_RCVHWM)
     return _bind(create_socket(ctx, zmq.ROUTER, opts, curve), host, port)
 
