@@ -43,19 +43,31 @@ class PPOConfig:
     """Recurrent PPO; ``epochs=1, minibatches=1`` is A2C (the paper's T-Maze runs)."""
 
     lr: float = 2.5e-4
+    """Adam learning rate (the start value when annealed)."""
     anneal_lr: bool = False
+    """Decay the learning rate linearly to 0 over total_steps."""
     adam_eps: float = 1e-5
+    """Adam's epsilon (CleanRL's 1e-5 rather than torch's 1e-8)."""
     gamma: float = 0.99
+    """Discount factor."""
     gae_lambda: float = 0.95
+    """GAE's lambda (1: Monte-Carlo returns, 0: one-step TD)."""
     epochs: int = 3
+    """Passes over each batch per update."""
     minibatches: int = 4
     """Minibatches of whole env sequences per epoch."""
     clip_coef: float = 0.2
+    """PPO's ratio clipping range (and the value clipping range with clip_vloss)."""
     clip_vloss: bool = False
+    """Clip the value loss around the values computed before the update."""
     norm_adv: bool = True
+    """Normalise advantages per minibatch."""
     ent_coef: float = 0.001
+    """Weight of the entropy bonus."""
     vf_coef: float = 0.5
+    """Weight of the value loss."""
     max_grad_norm: float = 0.5
+    """Gradients are clipped to this global norm."""
     target_kl: float | None = None
     """Stop the epochs of an update early when the approximate KL exceeds this."""
 
@@ -77,9 +89,13 @@ class NetConfig:
 @dataclass
 class RunConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
+    """The environment every actor runs."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The sequence model and its sizes."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    """PPO settings."""
     net: NetConfig = field(default_factory=NetConfig)
+    """The learner's sockets."""
     run_dir: str = "runs/tmaze-agalite"
     """Where config, checkpoints, metrics and the exported policy go; an existing run is resumed."""
     total_steps: int = 300_000
@@ -87,16 +103,21 @@ class RunConfig:
     segment_length: int = 64
     """T: steps per trajectory segment, also the truncated-BPTT length."""
     envs_per_actor: int = 8
+    """Envs an actor steps in lockstep when it does not choose its own --num-envs."""
     batch_envs: int = 16
     """Env sequences (segment rows) per PPO update; segments are gathered until at least this many arrived."""
     max_policy_lag: int = 4
     """Segments produced by a policy older than this many versions are dropped."""
     seed: int = 1
+    """Seed of the model initialisation and PPO; actors derive theirs from it and their actor id."""
     device: str = "auto"
     """auto: CUDA when available, else CPU; or an explicit torch device such as cpu, cuda, cuda:1."""
     torch_threads: int = 1
+    """The learner's torch intra-op threads."""
     checkpoint_interval_s: float = 60.0
+    """Seconds between checkpoints (one is also written at the end)."""
     heartbeat_interval_s: float = 1.0
+    """How often actors send a Heartbeat (told to them in Welcome)."""
     actor_timeout_s: float = 10.0
     """An actor silent this long is counted as gone."""
     learner_timeout_s: float = 10.0
@@ -104,6 +125,7 @@ class RunConfig:
     weights_only_updates: bool = True
     """Publish new weights for the exported graph instead of a full ONNX file after each update."""
     log_interval_s: float = 5.0
+    """Seconds between progress lines (without a terminal) and steps/s measurements."""
     max_envs_per_segment: int = 1024
     """Largest env count B a segment may carry (bounds what one received message may allocate)."""
     max_queue_segments: int = 0
