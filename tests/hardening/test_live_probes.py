@@ -279,7 +279,7 @@ def test_open_file_exhaustion_is_survived(live):
 
 def test_an_actor_paused_past_its_timeout_joins_again_and_trains(live):
     """Only joined actors are trained on; one that the learner expired while it was stopped must not be shut out."""
-    live.learner("--actor-timeout-s", "1")
+    live.learner("--actor-timeout-s", "2", "--heartbeat-interval-s", "0.5")
     actor = live.actor("a0")
     start = live.wait_status(lambda s: s["policy_version"] >= 2 and "a0" in s["actors"], "training with a0")
     os.killpg(actor.pid, signal.SIGSTOP)
