@@ -32,6 +32,7 @@ from torch import nn
 
 from bench.machine import machine_info
 from export import export_step_function, weights_for
+from models.actor_critic import ActorCritic
 from models.registry import build_actor_critic, paper_config
 from policy.runtime import StepFunction
 from policy.weights import replace_initializers
@@ -158,7 +159,7 @@ def _optimized_node_count(onnx_bytes: bytes) -> int:
         return len(onnx.load(so.optimized_model_filepath, load_external_data=False).graph.node)
 
 
-def export_costs(ac: nn.Module, repeats: int) -> dict[str, float]:
+def export_costs(ac: ActorCritic, repeats: int) -> dict[str, float]:
     """Milliseconds (median of ``repeats``) for each way new weights reach an actor."""
     out: dict[str, list[float]] = {
         k: [] for k in ("full_export", "session_from_bytes", "weights_for", "with_weights", "learner_patch_bytes")
