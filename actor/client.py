@@ -209,6 +209,7 @@ class Actor:
         )
         self.welcome = welcome
         self.learner_run_id = welcome.learner_run_id
+        assert welcome.policy.onnx is not None  # the validator holds a Welcome's policy to 'full'
         step_fn = StepFunction.from_bytes(welcome.policy.onnx, intra_op_threads=self.cfg.threads)
         self.graph_id = str(welcome.policy.metadata.get("graph_sha256", welcome.policy.graph_sha256))
         self.version = welcome.policy.version
@@ -284,11 +285,13 @@ class Actor:
         if update is None or update.version <= self.version:
             return
         if update.kind == "full":
+            assert update.onnx is not None  # validated: a full update carries ONNX bytes
             step_fn = StepFunction.from_bytes(update.onnx, intra_op_threads=self.cfg.threads)
             self.graph_id = str(update.metadata.get("graph_sha256", update.graph_sha256))
         else:
             if update.graph_sha256 != self.graph_id:
                 raise LearnerGone("weights for a graph this actor does not have")
+            assert update.weights is not None  # validated: a weights update carries weights
             step_fn = self.policy.step_function.with_weights(update.weights)
         self.policy.swap(step_fn)
         self.version = update.version

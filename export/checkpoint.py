@@ -14,8 +14,8 @@ from typing import Any
 
 import gymnasium
 import torch
-from torch import nn
 
+from models.actor_critic import ActorCritic
 from models.config import ModelConfig
 from models.registry import build_actor_critic
 from policy.metadata import PolicyError, space_from_dict, space_to_dict
@@ -27,14 +27,14 @@ CHECKPOINT_KEYS = ("model_config", "observation_space", "action_space", "model_s
 class LoadedCheckpoint:
     """An actor-critic restored from a checkpoint, with what the export metadata needs."""
 
-    ac: nn.Module
+    ac: ActorCritic
     observation_space: gymnasium.Space
     action_space: gymnasium.Space
     policy_version: int
 
 
 def checkpoint_dict(
-    ac: nn.Module, observation_space: gymnasium.Space, action_space: gymnasium.Space, policy_version: int = 0
+    ac: ActorCritic, observation_space: gymnasium.Space, action_space: gymnasium.Space, policy_version: int = 0
 ) -> dict[str, Any]:
     """The keys this module reads, in the checkpoint layout (the learner adds its own keys beside them)."""
     return {

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from models.actor_critic import ActorCritic
 from policy.runtime import StepFunction
 
 
@@ -25,7 +25,7 @@ def random_observations(rng: np.random.Generator, shape: tuple[int, ...], dtype:
 
 
 def check_parity(
-    ac: nn.Module,
+    ac: ActorCritic,
     onnx_bytes: bytes,
     steps: int = 300,
     batch: int = 1,

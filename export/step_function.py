@@ -26,6 +26,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from models.actor_critic import ActorCritic
 from policy.files import write_atomically
 from policy.metadata import (
     METADATA_KEY,
@@ -47,7 +48,7 @@ _TRACE_BATCH = 2  # batch used while tracing; 2 (not 1) so no size-1 broadcast g
 class _StepWrapper(nn.Module):
     """Adapts ``ac.forward`` (T-major, dict state) to the flat, T-less signature of the ONNX step function."""
 
-    def __init__(self, ac: nn.Module, state_names: list[str]) -> None:
+    def __init__(self, ac: ActorCritic, state_names: list[str]) -> None:
         super().__init__()
         self.ac = ac
         self.state_names = state_names
@@ -100,7 +101,9 @@ def _initial_value(t: torch.Tensor) -> Any:
     return flat.tolist()
 
 
-def _used_parameters(ac: nn.Module, obs: torch.Tensor, reset: torch.Tensor, state: dict[str, torch.Tensor]) -> set[str]:
+def _used_parameters(
+    ac: ActorCritic, obs: torch.Tensor, reset: torch.Tensor, state: dict[str, torch.Tensor]
+) -> set[str]:
     """Parameters that influence one acting step (a backward pass finds them; unused heads etc. are left out)."""
     params = dict(ac.named_parameters())
     # Statistics the optimiser never trains (requires_grad=False, e.g. observation normalisation) are weights of
@@ -149,7 +152,7 @@ def _rename_initializers(model: onnx.ModelProto) -> dict[str, str]:
     return renames
 
 
-def _spaces_for(ac: nn.Module, observation_space: Any, action_space: Any) -> tuple[Any, Any]:
+def _spaces_for(ac: ActorCritic, observation_space: Any, action_space: Any) -> tuple[Any, Any]:
     """The given spaces, else the loosest ones consistent with the model (unbounded Box, Discrete(num_actions))."""
     from gymnasium import spaces
 
@@ -178,7 +181,7 @@ def _spaces_for(ac: nn.Module, observation_space: Any, action_space: Any) -> tup
 
 
 def export_step_function(
-    ac: nn.Module,
+    ac: ActorCritic,
     *,
     policy_version: int = 0,
     opset: int = DEFAULT_OPSET,
@@ -223,7 +226,7 @@ def export_step_function(
             torch.onnx.export(
                 wrapper,
                 (obs, reset, *(state[n] for n in state_names)),
-                buf,
+                buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to any binary file object
                 dynamo=False,
                 input_names=input_names,
                 output_names=output_names,
@@ -306,7 +309,7 @@ def export_step_function(
     )
 
 
-def weights_for(ac: nn.Module, exported: ExportedPolicy) -> dict[str, np.ndarray]:
+def weights_for(ac: ActorCritic, exported: ExportedPolicy) -> dict[str, np.ndarray]:
     """Current values of the exported parameters, keyed by initializer name (= parameter name), as fresh arrays.
 
     Copies on purpose: the runtime may hand these arrays to ONNX Runtime without copying, and the optimiser

@@ -18,9 +18,9 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-from torch import nn
 
 from export import ExportedPolicy, export_step_function, save_policy, weights_for
+from models.actor_critic import ActorCritic
 from policy.metadata import METADATA_KEY, PolicyMetadata
 from policy.weights import replace_initializers
 from protocol import ModelUpdate
@@ -40,7 +40,7 @@ class PolicyPublisher:
     @classmethod
     def export(
         cls,
-        model: nn.Module,
+        model: ActorCritic,
         *,
         version: int,
         observation_space: gymnasium.Space,
@@ -63,7 +63,7 @@ class PolicyPublisher:
         with self._lock:
             return self._version
 
-    def set_weights(self, model: nn.Module, version: int) -> ModelUpdate:
+    def set_weights(self, model: ActorCritic, version: int) -> ModelUpdate:
         """Take ``model``'s current weights as policy ``version``; returns the update to publish for it."""
         weights = weights_for(model, self.exported)
         with self._lock:

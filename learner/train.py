@@ -101,6 +101,8 @@ class Learner:
         self.episodes = EpisodeWindow(100)
         self.fs = WriteGuard()  # checkpoint, status, summary and policy writes: a full disk is logged, not fatal
         self.resumed = False
+        self._last_status = 0.0
+        self._last_ckpt = 0.0
         self.publisher: PolicyPublisher | None = None
         self.server: LearnerServer | None = None
 
@@ -140,10 +142,12 @@ class Learner:
     def _segment_spec(self, metadata: dict[str, Any]) -> SegmentSpec:
         continuous = self.trainer.model.action_kind == "continuous"
         low, high = space_bounds(self.observation_space)
+        obs_shape = self.observation_space.shape
+        assert obs_shape is not None  # a Box: build_actor_critic accepts nothing else
         return SegmentSpec(
-            obs_shape=tuple(self.observation_space.shape),
+            obs_shape=tuple(obs_shape),
             obs_dtype=str(np.dtype(self.observation_space.dtype)),
-            num_actions=None if continuous else int(self.action_space.n),
+            num_actions=None if continuous else int(getattr(self.action_space, "n")),  # noqa: B009 - a Discrete
             action_shape=(self.trainer.model.num_actions,) if continuous else (),
             action_dtype="float32" if continuous else "int64",
             segment_length=self.cfg.segment_length,

@@ -27,7 +27,7 @@ def sample_actions(
         actions = logp_all.argmax(axis=-1)
     else:
         cdf = np.cumsum(np.exp(logp_all), axis=-1)
-        u = rng.random(logp_all.shape[0])[:, None] * cdf[:, -1:]
+        u = np.asarray(rng.random(logp_all.shape[0]))[:, None] * cdf[:, -1:]
         actions = np.minimum((cdf < u).sum(axis=-1), logp_all.shape[-1] - 1)
     actions = actions.astype(np.int64)
     logp = np.take_along_axis(logp_all, actions[:, None], axis=-1)[:, 0]
