@@ -13,7 +13,14 @@ from typing import NoReturn
 import tyro
 
 from envs import EnvSetupError, check_env
-from learner.config import DEFAULT_PRESET, RunConfig, available_presets, check_config, load_preset
+from learner.config import (
+    DEFAULT_LR,
+    DEFAULT_PRESET,
+    RunConfig,
+    available_presets,
+    check_config,
+    load_preset,
+)
 
 
 def parse_config(argv: list[str] | None, description: str) -> RunConfig:
@@ -41,6 +48,9 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
         if not _given(rest, "--run-dir") and cfg.run_dir == base.run_dir:
             # Nor does the preset's run directory: resuming the preset's run with another env cannot work.
             cfg.run_dir = str(Path(base.run_dir).parent / re.sub(r"[^A-Za-z0-9._-]+", "-", cfg.env.id))
+    if cfg.model.kind != base.model.kind and not _given(rest, "--ppo.lr"):
+        # Likewise the preset's learning rate belongs to its model: another kind starts from its own default.
+        cfg.ppo.lr = DEFAULT_LR[cfg.model.kind]
     check_env_config(cfg)
     try:
         check_config(cfg)

@@ -38,6 +38,12 @@ class EnvConfig:
         return parse_env_kwargs(self.kwargs, "env.kwargs")
 
 
+# Adam step sizes that learn the memory suite with the other defaults (docs/learning.md): the recurrent networks take
+# 1e-3; the attention models move their policy too far per update at 1e-3 (KL and clip fraction 5x the GRU's, the
+# answer freezes before the memory forms) and learn at 3e-4.
+DEFAULT_LR: dict[str, float] = {"lstm": 1e-3, "gru": 1e-3, "agalite": 3e-4, "galite": 3e-4, "gtrxl": 3e-4}
+
+
 @dataclass
 class PPOConfig:
     """Recurrent PPO; ``epochs=1, minibatches=1`` is A2C (the paper's T-Maze runs)."""

@@ -14,6 +14,7 @@ import pytest
 from learner.cli import parse_config
 from learner.config import (
     CONFIG_DIR,
+    DEFAULT_LR,
     DEFAULT_PRESET,
     RunConfig,
     available_presets,
@@ -132,6 +133,14 @@ def test_cli_overrides_the_preset():
     assert cfg.segment_length == base.segment_length == 32
     assert cfg.model.d_model == base.model.d_model == 64
     assert cfg.ppo.ent_coef == base.ppo.ent_coef
+
+
+@pytest.mark.parametrize(("kind", "lr"), [("gru", 1e-3), ("lstm", 1e-3), ("gtrxl", 3e-4)])
+def test_another_model_kind_brings_its_own_learning_rate(kind: str, lr: float):
+    """The preset's lr belongs to the preset's model; an explicit --ppo.lr always wins."""
+    assert parse_config(["--model.kind", kind], "test").ppo.lr == DEFAULT_LR[kind] == lr
+    assert parse_config(["--model.kind", kind, "--ppo.lr", "0.02"], "test").ppo.lr == 0.02
+    assert parse_config([], "test").ppo.lr == load_preset("tmaze-agalite").ppo.lr
 
 
 def test_cli_picks_a_test_preset():
