@@ -48,8 +48,9 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
         if not _given(rest, "--run-dir") and cfg.run_dir == base.run_dir:
             # Nor does the preset's run directory: resuming the preset's run with another env cannot work.
             cfg.run_dir = str(Path(base.run_dir).parent / re.sub(r"[^A-Za-z0-9._-]+", "-", cfg.env.id))
-    if cfg.model.kind != base.model.kind and not _given(rest, "--ppo.lr"):
-        # Likewise the preset's learning rate belongs to its model: another kind starts from its own default.
+    if (cfg.model.kind != base.model.kind or cfg.env.id != base.env.id) and not _given(rest, "--ppo.lr"):
+        # Likewise the preset's learning rate was tuned for its own model and task: another model kind or another
+        # env starts from the model kind's default.
         cfg.ppo.lr = DEFAULT_LR[cfg.model.kind]
     check_env_config(cfg)
     try:

@@ -137,10 +137,12 @@ def test_cli_overrides_the_preset():
 
 @pytest.mark.parametrize(("kind", "lr"), [("gru", 1e-3), ("lstm", 1e-3), ("gtrxl", 3e-4)])
 def test_another_model_kind_brings_its_own_learning_rate(kind: str, lr: float):
-    """The preset's lr belongs to the preset's model; an explicit --ppo.lr always wins."""
+    """The preset's lr belongs to the preset's model and env; an explicit --ppo.lr always wins."""
     assert parse_config(["--model.kind", kind], "test").ppo.lr == DEFAULT_LR[kind] == lr
     assert parse_config(["--model.kind", kind, "--ppo.lr", "0.02"], "test").ppo.lr == 0.02
     assert parse_config([], "test").ppo.lr == load_preset("tmaze-agalite").ppo.lr
+    # another env: the preset's lr was tuned for the T-Maze, so the kind's default applies
+    assert parse_config(["--env.id", "CartPole-v1"], "test").ppo.lr == DEFAULT_LR["agalite"]
 
 
 def test_cli_picks_a_test_preset():
