@@ -325,6 +325,7 @@ def run_one(
         "eval": evaluation,
         "config": config,
         "code": code,
+        "stop_after_threshold": stop_after,
     }
     print(
         f"[peer]   -> rc {proc['returncode']}  to threshold {stats['steps_to_threshold']}  final {stats['final']}  "
@@ -430,12 +431,30 @@ def write_report(task: Task, data: dict[str, Any]) -> None:
         "worse than any number). Runner settings: `sf-default` is Sample Factory's defaults (lr 1e-4, rollout 32, "
         "batch 1024, 1 epoch, clip 0.1, entropy 0.003, its MLP-512x2 ELU encoder, input and return normalisation "
         "on); `sf-tuned` is lr 1e-3 with rollout 64; "
-        "`ours-*` are `python -m learner.launch` at the defaults of the commit in the machine line, with the model "
+        "`ours-*` are `python -m learner.launch` at the defaults of the code listed below, with the model "
         "flags of `bench/peer/run.py`; every run's resolved config is in the .json.",
         "",
         f"![curves](peer_{task.name}.png)",
         "",
     ]
+    stops = sorted({r.get("stop_after_threshold") for r in data["runs"].values()} - {None})
+    if stops:
+        lines += [
+            f"Runs that reached the threshold were ended {' / '.join(f'{x:,}' for x in stops)} env steps after it "
+            "(`--stop-after-threshold`): their curves stop there, and their final values and evaluations are at that "
+            "point; runs that did not reach it had the whole budget.",
+            "",
+        ]
+    cut = [
+        f"`{key}` (at {r['last_step']:,} env steps{': ' + r['note'] if r.get('note') else ''})"
+        for key, r in sorted(data["runs"].items())
+        if r.get("last_step") is not None
+        and r["last_step"] < task.budget
+        and r.get("steps_to_threshold") is None
+        and (r.get("timed_out") or r.get("returncode"))
+    ]
+    if cut:
+        lines += [f"Stopped before the budget without reaching the threshold: {', '.join(cut)}.", ""]
     code_lines = []
     for key, r in sorted(data["runs"].items()):
         if family(r["runner"]) == "ours":
