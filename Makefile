@@ -8,7 +8,7 @@ ARGS ?=
 # Parallel test workers: the suite is sized for 2 cores.
 TEST_WORKERS ?= 2
 
-.PHONY: install test train bench extras clean help
+.PHONY: install test check train bench extras clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -35,6 +35,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install the pinned learner + dev dependency set
 
+check: $(STAMP)  ## static checks (settings in pyproject.toml): ruff lint and format, mypy, the layout's import contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
 test: $(STAMP)  ## run the whole test suite
 	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
@@ -52,4 +58,4 @@ extras: $(STAMP)  ## (re)install the optional environment packages into an exist
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt minigrid
 
 clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -7,6 +7,7 @@ observation in reach without relying on a VectorEnv's autoreset mode.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -36,7 +37,7 @@ class SegmentCollector:
     next segment starts from is the policy's state after consuming obs[T-1].
     """
 
-    def __init__(self, envs: list[gym.Env], segment_length: int, seed: int) -> None:
+    def __init__(self, envs: Sequence[gym.Env], segment_length: int, seed: int) -> None:
         if not envs:
             raise ValueError("need at least one environment")
         self.envs = envs

@@ -54,7 +54,7 @@ def sample_gaussian(
     return actions.astype(np.float32), logp.astype(np.float32)
 
 
-def clip_action(action: np.ndarray, space: object) -> np.ndarray | int:
+def clip_action(action: np.ndarray | np.integer | np.floating, space: object) -> np.ndarray | int:
     """What an env is stepped with: an int for Discrete spaces; a Box action clipped to finite bounds."""
     low, high = getattr(space, "low", None), getattr(space, "high", None)
     if low is None or high is None:
