@@ -1,6 +1,7 @@
 """Build the images once per test session for the tests that run them on a real Docker engine."""
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -8,7 +9,7 @@ from tests.helpers import docker_engine as de
 
 
 @pytest.fixture(scope="session")
-def docker_images() -> dict[str, str]:
+def docker_images() -> Iterator[dict[str, str]]:
     """Both images built from the working tree by `docker compose build` (layers cached by the engine, so a
     rebuild after a change redoes only what changed). Skips, saying why, when no engine answers."""
     problem = de.engine_problem()
@@ -18,4 +19,6 @@ def docker_images() -> dict[str, str]:
     env = {"AGALITE_LEARNER_IMAGE": de.LEARNER_IMAGE, "AGALITE_ACTOR_IMAGE": de.ACTOR_IMAGE}
     builder = de.ComposeProject(name=f"agalite-test-build-{os.getpid()}", env=env)
     builder.compose("build", "learner", "actor", timeout=de.BUILD_TIMEOUT_S)
-    return {"learner": de.LEARNER_IMAGE, "actor": de.ACTOR_IMAGE}
+    yield {"learner": de.LEARNER_IMAGE, "actor": de.ACTOR_IMAGE}
+    # Only the tags go: the engine's build cache keeps the layers for the next session.
+    de.docker("image", "rm", de.LEARNER_IMAGE, de.ACTOR_IMAGE, check=False)

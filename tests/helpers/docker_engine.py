@@ -25,8 +25,11 @@ import pytest
 
 from tests.helpers import compose as dt
 
-LEARNER_IMAGE = "agalite-rl/learner:test"
-ACTOR_IMAGE = "agalite-rl/actor:test"
+# Image tags of this test process: another test session building from a different working tree at the same time
+# must not retag the images under a running stack (a `compose up` would then recreate its containers from them).
+SESSION_TAG = f"test-{os.getpid()}"
+LEARNER_IMAGE = f"agalite-rl/learner:{SESSION_TAG}"
+ACTOR_IMAGE = f"agalite-rl/actor:{SESSION_TAG}"
 WHEELS_DIR = dt.DOCKER_DIR / "wheels"
 # A folder holding a CPU torch wheel (e.g. printed by a machine's engine set-up script): linked into docker/wheels/
 # so the learner image builds without reaching the CPU torch index, as a user without that index would do.
@@ -152,10 +155,15 @@ class ComposeProject:
         return self.compose("logs", "--no-color", "--no-log-prefix", *services, check=False).stdout
 
     def report(self) -> str:
-        """The last log lines of every service, for failure messages."""
-        ps = self.compose("ps", "-a", check=False).stdout
-        tail = self.compose("logs", "--no-color", "--tail", "40", check=False)
-        return f"{ps}\n{tail.stdout[-6000:]}{tail.stderr[-1000:]}"
+        """For failure messages: the containers' states and the last log lines of each service (the learner's most)."""
+        parts = [self.compose("ps", "-a", check=False).stdout]
+        template = "{{.Name}} exit={{.State.ExitCode}} oom={{.State.OOMKilled}} restarts={{.RestartCount}}"
+        for service, lines in (("learner", 60), ("actor", 6), ("tensorboard", 4)):
+            for container in self.containers(service):
+                parts.append(docker("inspect", "--format", template, container, check=False).stdout.strip())
+            tail = self.compose("logs", "--no-color", "--tail", str(lines), service, check=False)
+            parts.append(tail.stdout[-5000:] + tail.stderr[-500:])
+        return "\n".join(parts)
 
     def down(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", timeout=300, check=False)
