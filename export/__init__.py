@@ -3,6 +3,8 @@
 CLI: ``python -m export --help``.
 """
 
+from typing import Any
+
 from export.checkpoint import LoadedCheckpoint, checkpoint_dict, load_actor_critic_from_checkpoint
 from export.parity import check_parity
 from export.step_function import (
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 
-def export_from_checkpoint(path: str, **kwargs: object) -> ExportedPolicy:
+def export_from_checkpoint(path: str, **kwargs: Any) -> ExportedPolicy:
     """Export the actor-critic stored in checkpoint ``path`` with its spaces and policy version."""
     ck = load_actor_critic_from_checkpoint(path)
     kwargs.setdefault("policy_version", ck.policy_version)
@@ -42,5 +44,5 @@ def export_from_checkpoint(path: str, **kwargs: object) -> ExportedPolicy:
         ck.ac,
         observation_space=ck.observation_space,
         action_space=ck.action_space,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )

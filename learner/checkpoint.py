@@ -47,7 +47,7 @@ RESUME_KEYS: tuple[str, ...] = (
 #: The only globals a checkpoint may name beyond torch's own tensors and containers: the numpy RNG state is a
 #: tuple holding a uint32 ndarray.
 SAFE_GLOBALS: list[Any] = [
-    np._core.multiarray._reconstruct,  # type: ignore[attr-defined]
+    np._core.multiarray._reconstruct,  # type: ignore[attr-defined]  # private to numpy, so not in its stubs
     np.ndarray,
     np.dtype,
     np.dtypes.UInt32DType,

@@ -125,6 +125,6 @@ class Trainer:
         self.updates = int(state["updates"])
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])  # noqa: NPY002
+        np.random.set_state(state["numpy_rng"])  # noqa: NPY002 - the global generator saved above
         random.setstate(state["python_rng"])
         self.extra = dict(state.get("extra", {}))

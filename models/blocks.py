@@ -38,8 +38,7 @@ def fused_linear(in_features: int, blocks: Sequence[int], bias: bool = True) -> 
     if not blocks or any(b <= 0 for b in blocks):
         raise ValueError(f"fused_linear needs positive block sizes, got {list(blocks)}")
     lin = nn.Linear(in_features, int(sum(blocks)), bias=bias)
-    # nn.Module's stubs type undeclared attributes as Tensor | Module; a plain tuple works at runtime.
-    lin.fused_blocks = tuple(int(b) for b in blocks)  # type: ignore[assignment]
+    lin.fused_blocks = tuple(int(b) for b in blocks)  # type: ignore[assignment]  # stubs: Tensor | Module only
     return lin
 
 

@@ -236,7 +236,9 @@ def test_disk_full_at_a_checkpoint_is_survived(shared_live):
     pid = live.procs["learner"].pid
     ckpt_dir = live.run_dir / "checkpoints"
     live.wait(lambda: (ckpt_dir / "checkpoint.pt").is_file(), "a first checkpoint")
-    version_before = load_checkpoint(live.run_dir)["policy_version"]  # type: ignore[index]
+    before = load_checkpoint(live.run_dir)
+    assert before is not None
+    version_before = before["policy_version"]
     log = live.log("learner")
     # the next checkpoint write opens this name: make it land on a full device (status and metrics writes go
     # through the same guard; test_open_file_exhaustion_is_survived sees them fail live)
@@ -246,7 +248,8 @@ def test_disk_full_at_a_checkpoint_is_survived(shared_live):
     assert live.alive()
     text = log.read_text()
     assert "Traceback" not in text and text.count("checkpoint not written") == 1
-    assert load_checkpoint(live.run_dir)["policy_version"] > version_before  # type: ignore[index]
+    after = load_checkpoint(live.run_dir)
+    assert after is not None and after["policy_version"] > version_before
     assert not list(ckpt_dir.glob(".checkpoint.pt.*.tmp"))
     live.wait_status(lambda s: s["write_failures"] >= 1, "the write failure counted")
 

@@ -260,9 +260,9 @@ def test_per_actor_counts_are_bounded_by_the_table_not_by_ids_ever_seen(ctx, sta
         sock = control(ctx, server)
         hello(sock, f"churn-{i}")
         p.send(encode(segment(f"churn-{i}")))
-        wait_for(lambda: server.snapshot()["accepted_segments"] == i + 1, "the segment accepted")  # noqa: B023
+        wait_for(lambda: server.snapshot()["accepted_segments"] == i + 1, "the segment accepted")  # noqa: B023 - waited on here
         sock.send(encode(Bye(actor_id=f"churn-{i}", run_id="r", reason="done")))
-        wait_for(lambda: f"churn-{i}" not in server.snapshot()["actors"], "the Bye honoured")  # noqa: B023
+        wait_for(lambda: f"churn-{i}" not in server.snapshot()["actors"], "the Bye honoured")  # noqa: B023 - waited on here
         sock.close(linger=0)
         server.next_segment(1.0)
     snap = server.snapshot()

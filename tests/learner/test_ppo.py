@@ -25,7 +25,10 @@ VALUES = [0.5, 1.0, -1.0, 2.0]  # T+1 values: VALUES[3] bootstraps the segment's
 
 def _gae(rewards, values, terminated=None, truncated=None, bootstrap=None):
     t = len(rewards)
-    col = lambda x, dtype=torch.float32: torch.tensor(x, dtype=dtype).reshape(len(x), -1)  # noqa: E731
+
+    def col(x, dtype=torch.float32):
+        return torch.tensor(x, dtype=dtype).reshape(len(x), -1)
+
     term = col(terminated or [False] * t, torch.bool)
     trunc = col(truncated or [False] * t, torch.bool)
     boot = col(bootstrap or [0.0] * t)
@@ -104,7 +107,10 @@ def _loss_case():
 
 def _torch_loss(cfg: PPOConfig):
     logits, actions, old_logp, adv, values, returns, old_values, _ = _loss_case()
-    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+
+    def t(a):
+        return torch.tensor(a, dtype=torch.float64)
+
     return ppo_loss(t(logits), t(values), torch.tensor(actions), t(old_logp), t(adv), t(returns), t(old_values), cfg)
 
 
@@ -382,7 +388,10 @@ def test_ppo_loss_for_gaussian_actions_matches_hand_computation():
     ratios = np.full((2, 3), 1.1)
     adv, values, returns = g.normal(size=(2, 3)), g.normal(size=(2, 3)), g.normal(size=(2, 3))
     cfg = PPOConfig(clip_coef=0.2, norm_adv=False, clip_vloss=False, ent_coef=0.01, vf_coef=0.5)
-    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+
+    def t(a):
+        return torch.tensor(a, dtype=torch.float64)
+
     out = ppo_loss(
         t(np.concatenate([mean, log_std], -1)),
         t(values),
