@@ -48,10 +48,7 @@ path lowers the ratio (the step loop calls it T times)."""
 def _model(name: str) -> AGaLiTe | GaLiTe:
     torch.manual_seed(0)
     if name.startswith("AGaLiTe"):
-        agalite = AGaLiTe(IN, ModelConfig(kind="agalite"))
-        for attention in agalite.attentions:
-            attention.scan_method = "doubling" if "doubling" in name else "chunked"
-        return agalite
+        return AGaLiTe(IN, ModelConfig(kind="agalite", agalite_scan="doubling" if "doubling" in name else "chunked"))
     chunk = 32 if "chunk 32" in name else 16
     galite = GaLiTe(IN, ModelConfig(kind="galite"), chunk_size=chunk)
     galite.set_form("scan" if "scan" in name else "pairwise")

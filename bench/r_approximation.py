@@ -47,8 +47,8 @@ def readouts(r: int, grid: Grid, seed: int, t_len: int, batch: int, sizes: dict,
     with torch.no_grad():
         st = ag.initial_state(batch)
         n = ag.counter_steps(reset, torch.full((batch, 1), start_tick % ag.period, dtype=torch.int64))
-        c_col, c_row = ag.cos_table[n].unsqueeze(2), ag.cos_table_row[n].unsqueeze(2)
-        o_a, _ = a_attn.attend(x, m, c_row, c_col, st["l0_tilde_k"], st["l0_tilde_v"], st["l0_s"])
+        c_col = ag.cos_table[n].unsqueeze(2)
+        o_a, _ = a_attn.attend(x, m, c_col, st["l0_tilde_k"], st["l0_tilde_v"], st["l0_s"])
         gs = ga.initial_state(batch)
         o_g, _ = g_attn.attend(x, m, gs["l0_c"], gs["l0_s"])
     return o_a.double(), o_g.double()

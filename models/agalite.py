@@ -101,11 +101,10 @@ def component_groups(r: int, grid: str = "reference") -> list[list[int]]:
 
 
 class AGaLiTeAttention(nn.Module):
-    """One AGaLiTe attention layer: ``forward(x, m, c_row, c_col, tilde_k, tilde_v, s) -> (out, state)``.
+    """One AGaLiTe attention layer: ``forward(x, m, c_col, tilde_k, tilde_v, s) -> (out, state)``.
 
     x is [B, d_model] (single step) or [T, B, d_model]; m is the keep-mask (0 at an episode start) shaped
-    [B, 1, 1, 1] or [T, B, 1, 1, 1]; the cosines come as a column c_col [(T,) B, 1, r, 1] (c_row, the same values
-    as a row [(T,) B, 1, 1, r], is accepted for older callers and not used). State: tilde_k [B, H, r, F],
+    [B, 1, 1, 1] or [T, B, 1, 1, 1]; the cosines come as a column c_col [(T,) B, 1, r, 1]. State: tilde_k [B, H, r, F],
     tilde_v [B, H, r, d], s [B, H, 1, F]: every state tensor and every elementwise op on it has the long feature
     axis last (a trailing axis of size r or 1 makes ONNX Runtime's broadcasting loop per element: 5-10x slower).
     """
@@ -129,7 +128,7 @@ class AGaLiTeAttention(nn.Module):
             cfg.memory_horizon if cfg.memory_init == "chrono" else None,
         )
         self.f = self.features.f
-        self.scan_method = "chunked"  # see models/scan.py; "doubling" is the log-depth Hillis-Steele scan
+        self.scan_method = cfg.agalite_scan  # see models/scan.py
         self.out = nn.Linear(cfg.num_heads * cfg.d_head, cfg.d_model)
         orthogonal_init_(self.out)
         groups = component_groups(cfg.r, cfg.frequencies)
@@ -147,17 +146,16 @@ class AGaLiTeAttention(nn.Module):
         self,
         x: torch.Tensor,
         m: torch.Tensor,
-        c_row: torch.Tensor | None,
         c_col: torch.Tensor,
         tilde_k: torch.Tensor,
         tilde_v: torch.Tensor,
         s: torch.Tensor,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        o, state = self.attend(x, m, c_row, c_col, tilde_k, tilde_v, s)
+        o, state = self.attend(x, m, c_col, tilde_k, tilde_v, s)
         lead = (-1,) if x.dim() == 2 else (x.shape[0], x.shape[1])
         return self.out(o.reshape(*lead, self.h * self.d)), state
 
-    def attend(self, x, m, c_row, c_col, tilde_k, tilde_v, s):
+    def attend(self, x, m, c_col, tilde_k, tilde_v, s):
         """Per-head read-out o [(T,) B, H, 1, d] before the output projection, and the new state."""
         if x.dim() == 2:
             return self._step(x, m, c_col, tilde_k, tilde_v, s)
@@ -236,7 +234,6 @@ class AGaLiTe(SequenceModel):
 
     # buffers, registered in __init__ (declared for type checkers)
     cos_table: torch.Tensor
-    cos_table_row: torch.Tensor
 
     def __init__(self, input_dim: int, cfg: ModelConfig) -> None:
         super().__init__()
@@ -256,7 +253,6 @@ class AGaLiTe(SequenceModel):
         self.f = feature_dim(cfg.feature_map, cfg.d_head, cfg.eta)
         table = cosine_table(cfg.r, cfg.frequencies).to(torch.float32)
         self.register_buffer("cos_table", table.unsqueeze(-1), persistent=False)  # [P, r, 1]
-        self.register_buffer("cos_table_row", table.unsqueeze(-2), persistent=False)  # [P, 1, r]
 
     def state_spec(self) -> dict[str, StateSpec]:
         h, d, r, f = self.cfg.num_heads, self.cfg.d_head, self.r, self.f
@@ -308,7 +304,7 @@ class AGaLiTe(SequenceModel):
         u = self.stack.embedding(x.reshape(-1, self.input_dim))
         new: State = {}
         for i, block in enumerate(self.stack.blocks):
-            u, (kt, vt, s) = block(u, m, None, c_col, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
+            u, (kt, vt, s) = block(u, m, c_col, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
             new[f"l{i}_tilde_k"], new[f"l{i}_tilde_v"], new[f"l{i}_s"] = kt, vt, s
         new["tick"] = tick
         return u.reshape(1, -1, self.output_dim), new
@@ -320,7 +316,7 @@ class AGaLiTe(SequenceModel):
         u = self.stack.embedding(x)
         new: State = {}
         for i, block in enumerate(self.stack.blocks):
-            u, (kt, vt, s) = block(u, m, None, c_col, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
+            u, (kt, vt, s) = block(u, m, c_col, state[f"l{i}_tilde_k"], state[f"l{i}_tilde_v"], state[f"l{i}_s"])
             new[f"l{i}_tilde_k"], new[f"l{i}_tilde_v"], new[f"l{i}_s"] = kt, vt, s
         new["tick"] = n[-1].unsqueeze(-1)
         return u, new

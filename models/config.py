@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 ModelKind = Literal["agalite", "galite", "gtrxl", "lstm", "gru"]
+GaLiTeForm = Literal["auto", "pairwise", "scan"]
 
 
 @dataclass
@@ -37,6 +38,12 @@ class ModelConfig:
     "Memory initialisation"); default: zero biases (PyTorch's uniform for GRU/LSTM), as in the paper."""
     memory_horizon: int = 64
     """Longest initial time constant of the chrono initialisation, in steps."""
+    agalite_scan: Literal["chunked", "doubling"] = "chunked"
+    """AGaLiTe's training form: the two-level chunked scan, or the log-depth Hillis-Steele doubling scan
+    (docs/models.md, "Training forms"); both equal the step loop."""
+    galite_form: GaLiTeForm = "auto"
+    """GaLiTe's training form per chunk: pairwise decay-weighted attention, a materialised scan, or auto (pairwise
+    where it applies and autograd runs, else the scan)."""
     # GTrXL
     memory_len: int = 128
     memory_form: Literal["inputs", "kv"] = "inputs"

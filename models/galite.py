@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -34,7 +35,7 @@ from torch.utils.checkpoint import checkpoint
 
 from models.base import SequenceModel, State, StateSpec
 from models.blocks import GatedStack, orthogonal_init_
-from models.config import ModelConfig
+from models.config import GaLiTeForm, ModelConfig
 from models.feature_maps import Features, GatedFeatures, feature_dim
 from models.scan import linear_scan
 
@@ -92,7 +93,7 @@ class GaLiTeAttention(nn.Module):
         )
         self.f = self.features.f
         self.chunk_size = chunk_size
-        self.form = "auto"
+        self.form = cfg.galite_form
         self.out = nn.Linear(cfg.num_heads * cfg.d_head, cfg.d_model)
         orthogonal_init_(self.out)
 
@@ -242,11 +243,12 @@ class GaLiTe(SequenceModel):
             attention.chunk_size = value
 
     def set_form(self, form: str) -> None:
-        """Force the multi-step computation of every layer (``auto``, ``pairwise`` or ``scan``)."""
+        """Switch every layer's multi-step computation on this model (``ModelConfig.galite_form`` chooses it at
+        construction): tests and benchmarks compare the forms on the same weights."""
         if form not in ("auto", "pairwise", "scan"):
             raise ValueError(f"unknown form {form!r}; expected auto, pairwise or scan")
         for attention in self.attentions:
-            attention.form = form
+            attention.form = cast(GaLiTeForm, form)  # checked just above
 
     def state_spec(self) -> dict[str, StateSpec]:
         h, d, f = self.cfg.num_heads, self.cfg.d_head, self.f

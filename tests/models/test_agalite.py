@@ -342,9 +342,9 @@ def _read_out_bound_run(r: int, steps: int, chunk: int) -> None:
             reset = torch.rand(chunk, 1, generator=g) < 1e-4
             n = model.counter_steps(reset, tick)
             tick = n[-1:].T
-            c_col, c_row = model.cos_table[n].unsqueeze(2), model.cos_table_row[n].unsqueeze(2)
+            c_col = model.cos_table[n].unsqueeze(2)
             m = (~reset).float().reshape(chunk, 1, 1, 1, 1)
-            o, (tk, tv, s) = attn.attend(x, m, c_row, c_col, tk, tv, s)
+            o, (tk, tv, s) = attn.attend(x, m, c_col, tk, tv, s)
             v = attn.features.proj(x).view(chunk, 1, 1, -1)[..., :4]
             assert torch.isfinite(o).all() and torch.isfinite(tk).all() and torch.isfinite(s).all()
             assert int(tick.min()) >= 0 and int(tick.max()) < model.period

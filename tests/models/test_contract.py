@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 import pytest
@@ -25,10 +24,7 @@ def _cases() -> list:
         ("galite", {}),
     ]:
         name = kind + ("-" + extra["memory_form"] if extra else "")
-        marks = []
-        if kind in ("agalite", "galite") and importlib.util.find_spec(f"models.{kind}") is None:
-            marks.append(pytest.mark.skip(reason=f"models/{kind}.py is not in the tree yet"))
-        cases.append(pytest.param(small_config(kind, **extra), id=name, marks=marks))
+        cases.append(pytest.param(small_config(kind, **extra), id=name))
     return cases
 
 
