@@ -455,6 +455,11 @@ def write_report(task: Task, data: dict[str, Any]) -> None:
     ]
     if cut:
         lines += [f"Stopped before the budget without reaching the threshold: {', '.join(cut)}.", ""]
+    notes = [
+        f"`{key}`: {r['note']}" for key, r in sorted(data["runs"].items()) if r.get("note") and key not in str(cut)
+    ]
+    if notes:
+        lines += ["Notes: " + "; ".join(notes) + ".", ""]
     code_lines = []
     for key, r in sorted(data["runs"].items()):
         if family(r["runner"]) == "ours":
