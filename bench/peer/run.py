@@ -467,7 +467,8 @@ def write_report(task: Task, data: dict[str, Any]) -> None:
             if not code:
                 code_lines.append(f"- `{key}`: not recorded (run before the runner recorded it)")
                 continue
-            modified = ", ".join(f"`{m}`" for m in code.get("modified") or []) or "none"
+            changed = code.get("modified")
+            modified = "not recorded" if changed is None else ", ".join(f"`{m}`" for m in changed) or "none"
             note = f" ({code['note']})" if code.get("note") else ""
             code_lines.append(
                 f"- `{key}`: commit `{code.get('commit')}`{note}; uncommitted changes in the stack: {modified}"
