@@ -301,9 +301,19 @@ class Learner:
         redirect = contextlib.nullcontext() if bar.disable else logging_redirect_tqdm()
         redirect.__enter__()
         stop = threading.Event()
-        previous_term = signal.getsignal(signal.SIGTERM)
+
+        def on_stop_signal(signum: int, frame: object) -> None:
+            """SIGTERM or Ctrl-C: finish the update in hand, then checkpoint and export; a second Ctrl-C aborts."""
+            if signum == signal.SIGINT and stop.is_set():
+                raise KeyboardInterrupt
+            stop.set()
+
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            # Installed explicitly: a process started in the background inherits SIGINT ignored, and Python then
+            # never raises KeyboardInterrupt, so Ctrl-C sent to the process group would be lost.
+            for sig in previous:
+                signal.signal(sig, on_stop_signal)
         try:
             while self.env_steps < cfg.total_steps and not stop.is_set():
                 t_wait = time.monotonic()
@@ -374,7 +384,8 @@ class Learner:
             bar.close()
             redirect.__exit__(None, None, None)
             if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, previous_term)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         interrupted = interrupted or stop.is_set()
         elapsed = self.trainer.elapsed_s + time.monotonic() - start
         self.checkpoint(elapsed)

@@ -19,6 +19,7 @@ def write_atomically(path: str | os.PathLike[str], data: bytes | str) -> Path:
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide policies and status files from other users and containers
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
