@@ -90,7 +90,7 @@ def launch(
         "--preset",
         preset,
         "--run-dir",
-        str(run_dir),
+        str(run_dir.relative_to(ROOT)),  # relative (cwd is ROOT): results hold no machine's paths
         "--total-steps",
         str(10**12),
         "--checkpoint-interval-s",

@@ -118,7 +118,7 @@ def ours_command(task: Task, runner: str, seed: int, run_dir: Path, extra: list[
         "--total-steps",
         str(task.budget),
         "--run-dir",
-        str(run_dir),
+        str(run_dir.relative_to(ROOT)),  # relative (the learner runs in ROOT): results hold no machine's paths
         "--checkpoint-interval-s",
         "100000",
         "--net.trajectory-port",
