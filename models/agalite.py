@@ -118,15 +118,7 @@ class AGaLiTeAttention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.h, self.d, self.r = cfg.num_heads, cfg.d_head, cfg.r
-        self.features = GatedFeatures(
-            cfg.d_model,
-            cfg.num_heads,
-            cfg.d_head,
-            cfg.eta,
-            cfg.feature_map,
-            cfg.gating,
-            cfg.memory_horizon if cfg.memory_init == "chrono" else None,
-        )
+        self.features = GatedFeatures.from_config(cfg)
         self.f = self.features.f
         self.scan_method = cfg.agalite_scan  # see models/scan.py
         self.out = nn.Linear(cfg.num_heads * cfg.d_head, cfg.d_model)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.blocks import chrono_bias
+from models.config import ModelConfig
 from models.scan import rows_dot
 
 FEATURE_MAPS = ("pp_relu", "elu1", "relu", "dpfp")
@@ -158,6 +159,12 @@ class GatedFeatures(nn.Module):
         self.proj = nn.Linear(d_model, num_heads * self.width)
         self.memory_horizon = memory_horizon
         self.reset_parameters()
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> GatedFeatures:
+        """The projections of one AGaLiTe or GaLiTe layer, with chrono gate biases when ``cfg`` asks for them."""
+        horizon = cfg.memory_horizon if cfg.memory_init == "chrono" else None
+        return cls(cfg.d_model, cfg.num_heads, cfg.d_head, cfg.eta, cfg.feature_map, cfg.gating, horizon)
 
     def reset_parameters(self) -> None:
         """Orthogonal(sqrt 2) per reference Dense (rows scattered into the per-head layout), zero bias (or the chrono

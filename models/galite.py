@@ -82,15 +82,7 @@ class GaLiTeAttention(nn.Module):
         self.h, self.d = cfg.num_heads, cfg.d_head
         self.variant = cfg.galite_variant
         self.eps = EPS[cfg.galite_variant]
-        self.features = GatedFeatures(
-            cfg.d_model,
-            cfg.num_heads,
-            cfg.d_head,
-            cfg.eta,
-            cfg.feature_map,
-            cfg.gating,
-            cfg.memory_horizon if cfg.memory_init == "chrono" else None,
-        )
+        self.features = GatedFeatures.from_config(cfg)
         self.f = self.features.f
         self.chunk_size = chunk_size
         self.form = cfg.galite_form

@@ -6,27 +6,14 @@ Subprocesses started by tests inherit the environment variable.
 """
 
 import os
-import socket
 from collections.abc import Callable
 
 import pytest
 
+from tests.helpers.ports import free_ports as pick_free_ports
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
-
-
-def pick_free_ports(n: int) -> list[int]:
-    """n distinct TCP ports on loopback that were free a moment ago (all held open together while picking)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @pytest.fixture

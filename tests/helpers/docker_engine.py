@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.helpers import compose as dt
+from tests.helpers.ports import free_ports
 
 # Image tags of this test process: another test session building from a different working tree at the same time
 # must not retag the images under a running stack (a `compose up` would then recreate its containers from them).
@@ -71,16 +71,7 @@ def docker(*args: str, timeout: float = 300, check: bool = True, **kw: Any) -> s
 
 def free_host_ports(n: int) -> list[int]:
     """n distinct TCP ports free on every interface a moment ago (compose publishes on 0.0.0.0)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("0.0.0.0", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    return free_ports(n, "0.0.0.0")
 
 
 def link_torch_wheels() -> list[Path]:

@@ -13,7 +13,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,21 +23,10 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.ports import free_ports
+
 REPO = Path(__file__).resolve().parents[2]
 PRESET = "test-tmaze-agalite"
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def rss_bytes(pid: int) -> int:

@@ -12,24 +12,13 @@ from typing import Any
 import pytest
 import torch
 
+from bench.gradient_flow import gradient_flow
 from models.config import ModelConfig, ModelKind
 from models.feature_maps import GatedFeatures
 from models.rnn import GRU, LSTM
 from models.sequence_models import build_sequence_model
 
 SMALL: dict[str, Any] = {"num_layers": 2, "d_model": 32, "num_heads": 2, "d_head": 16, "d_ffc": 32}
-
-
-def _gradient_flow(cfg: ModelConfig, delay: int, seed: int = 0, batch: int = 32, din: int = 6) -> float:
-    torch.manual_seed(seed)
-    model = build_sequence_model(cfg, din).double()
-    x = torch.randn(delay + 1, batch, din, dtype=torch.float64, requires_grad=True)
-    reset = torch.zeros(delay + 1, batch, dtype=torch.bool)
-    reset[0] = True
-    state = {k: v.double() if v.is_floating_point() else v for k, v in model.initial_state(batch).items()}
-    y, _ = model(x, reset, state)
-    (grad,) = torch.autograd.grad(y[-1].pow(2).sum(), x)
-    return float(grad[0].norm() / grad[-1].norm())
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
@@ -75,6 +64,6 @@ def test_default_init_keeps_zero_gate_biases() -> None:
     [("gru", {"rnn_hidden": 64}, 20, 100.0), ("lstm", {"rnn_hidden": 64}, 20, 100.0), ("agalite", SMALL, 40, 3.0)],
 )
 def test_chrono_lets_the_gradient_reach_back(kind: ModelKind, extra: dict, delay: int, gain: float) -> None:
-    default = _gradient_flow(ModelConfig(kind=kind, memory_init="default", **extra), delay)
-    chrono = _gradient_flow(ModelConfig(kind=kind, memory_init="chrono", **extra), delay)
+    default = gradient_flow(ModelConfig(kind=kind, memory_init="default", **extra), delay, seeds=1)
+    chrono = gradient_flow(ModelConfig(kind=kind, memory_init="chrono", **extra), delay, seeds=1)
     assert chrono > gain * default, (chrono, default)
