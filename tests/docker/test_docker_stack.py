@@ -193,7 +193,8 @@ def test_compose_stop_then_up_resumes_where_it_stopped(stack):
 
 
 def test_actor_play_plays_the_exported_policy_in_the_actor_image(stack, docker_images):
-    # `compose stop` above exported the final policy to the run volume.
+    # `compose stop` makes the learner export the final policy to the run volume (and write its summary).
+    stack.compose("stop", timeout=300)
     summary = stack.read_run_file("summary.json")
     assert summary is not None
     info = json.loads(summary[0])
