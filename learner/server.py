@@ -213,9 +213,8 @@ class LearnerServer:
         before): the next batch fills while the learner trains on this one (lag about 1), and nothing queues up
         and ages (in socket buffers, beyond any high-water mark) past the lag bound. Rounding can leave the
         learner short; then it reports itself ``starving`` and actors send one more."""
-        now = time.monotonic()
         with self._lock:
-            envs = sum(a.num_envs for a in self.actors.values() if now - a.last_seen <= self.actor_timeout_s)
+            envs = sum(a.num_envs for a in self._live(time.monotonic()))
         return self.batch_envs / max(1, envs)
 
     def starving(self) -> bool:
@@ -223,16 +222,19 @@ class LearnerServer:
         since = self._waiting_since
         return since is not None and self.queue.empty() and time.monotonic() - since > 0.05
 
+    def _live(self, now: float) -> list[ActorInfo]:
+        """The actors heard from within the actor timeout: the one definition of "live". Call with the lock held."""
+        return [a for a in self.actors.values() if now - a.last_seen <= self.actor_timeout_s]
+
     def live_actors(self) -> int:
-        now = time.monotonic()
         with self._lock:
-            return sum(1 for a in self.actors.values() if now - a.last_seen <= self.actor_timeout_s)
+            return len(self._live(time.monotonic()))
 
     def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()
         with self._lock:
             return {
-                "live_actors": sum(1 for a in self.actors.values() if now - a.last_seen <= self.actor_timeout_s),
+                "live_actors": len(self._live(now)),
                 "actors": {
                     k: {
                         "run_id": a.run_id,

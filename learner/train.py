@@ -45,6 +45,19 @@ from protocol.spec import space_bounds
 log = logging.getLogger("learner")
 
 
+def _per_actor_spread(segments_per_actor: dict[str, int]) -> dict[str, float]:
+    """How evenly the actors feed the learner, in a fixed number of tags: one tag per actor id would grow with
+    every actor that ever joined (hundreds on a scaled-out run) and bury the curves that matter."""
+    counts = list(segments_per_actor.values())
+    if not counts:
+        return {"actors/contributing": 0.0}
+    return {
+        "actors/contributing": float(len(counts)),
+        "actors/segments_min": float(min(counts)),
+        "actors/segments_max": float(max(counts)),
+    }
+
+
 @dataclass
 class Summary:
     env_steps: int
@@ -357,8 +370,7 @@ class Learner:
                 )
                 for reason, count in list(server.stats.dropped.items()):
                     stats[f"dropped/{reason}"] = float(count)
-                for actor_id, count in list(server.stats.segments_per_actor.items()):
-                    stats[f"actors/segments/{actor_id}"] = float(count)
+                stats.update(_per_actor_spread(server.stats.segments_per_actor))
                 if now - last_log >= cfg.log_interval_s:
                     stats["charts/SPS"] = (self.env_steps - last_log_steps) / (now - last_log)
                     last_log, last_log_steps = now, self.env_steps

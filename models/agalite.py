@@ -269,18 +269,8 @@ class AGaLiTe(SequenceModel):
             carried = torch.where(last >= 0, t - last + 1, carried)
         return carried % self.period
 
-    def _check(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> None:
-        if x.dim() != 3 or x.shape[2] != self.input_dim:
-            raise ValueError(f"x must be [T, B, {self.input_dim}], got {tuple(x.shape)}")
-        if reset.shape != x.shape[:2]:
-            raise ValueError(f"reset must be [T, B] = {tuple(x.shape[:2])}, got {tuple(reset.shape)}")
-        missing = set(self.state_spec()) - set(state)
-        if missing:
-            raise ValueError(f"state is missing {sorted(missing)}")
-
     def forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        self._check(x, reset, state)
-        reset = reset.to(torch.bool)
+        self.check_inputs(x, reset, state)
         if x.shape[0] == 1:
             return self._step(x, reset, state)
         return self._sequence(x, reset, state)

@@ -56,3 +56,16 @@ class SequenceModel(nn.Module):
 
     def forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
+
+    def check_inputs(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> None:
+        """Refuse inputs that break the contract above with a message naming the expected shapes; every model
+        calls it first, so a wrong batch layout fails here instead of deep inside a matmul."""
+        if x.dim() != 3 or x.shape[-1] != self.input_dim:
+            raise ValueError(f"expected x[T, B, {self.input_dim}], got {tuple(x.shape)}")
+        if reset.shape != x.shape[:2] or reset.dtype != torch.bool:
+            raise ValueError(
+                f"expected bool reset[T, B] = {tuple(x.shape[:2])}, got {reset.dtype} {tuple(reset.shape)}"
+            )
+        missing = set(self.state_spec()) - set(state)
+        if missing:
+            raise ValueError(f"state is missing {sorted(missing)}")

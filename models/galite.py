@@ -251,14 +251,8 @@ class GaLiTe(SequenceModel):
         return spec
 
     def forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        if x.dim() != 3 or x.shape[2] != self.input_dim:
-            raise ValueError(f"x must be [T, B, {self.input_dim}], got {tuple(x.shape)}")
-        if reset.shape != x.shape[:2]:
-            raise ValueError(f"reset must be [T, B] = {tuple(x.shape[:2])}, got {tuple(reset.shape)}")
-        missing = set(self.state_spec()) - set(state)
-        if missing:
-            raise ValueError(f"state is missing {sorted(missing)}")
-        keep = ~reset.to(torch.bool)
+        self.check_inputs(x, reset, state)
+        keep = ~reset
         if x.shape[0] == 1:
             m = keep.reshape(-1, 1, 1, 1).to(x.dtype)
             u = self.stack.embedding(x.reshape(-1, self.input_dim))

@@ -212,12 +212,7 @@ class GTrXL(SequenceModel):
 
     # ----------------------------------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        if x.dim() != 3 or x.shape[-1] != self.input_dim:
-            raise ValueError(f"expected x[T, B, {self.input_dim}], got {tuple(x.shape)}")
-        if reset.shape != x.shape[:2] or reset.dtype != torch.bool:
-            raise ValueError(
-                f"expected bool reset[T, B] = {tuple(x.shape[:2])}, got {reset.dtype} {tuple(reset.shape)}"
-            )
+        self.check_inputs(x, reset, state)
         t = int(x.shape[0])
         m = self.memory_len
         bias, new_mask = self._masks(reset, state["mask"], t)

@@ -42,12 +42,6 @@ class _RecurrentBase(SequenceModel):
         """Set the keep-gate biases from ``chrono_bias`` (subclasses know where their gates are)."""
         raise NotImplementedError
 
-    def _check(self, x: torch.Tensor, reset: torch.Tensor) -> None:
-        if x.dim() != 3 or x.shape[-1] != self.input_dim:
-            raise ValueError(f"expected x[T, B, {self.input_dim}], got {tuple(x.shape)}")
-        if reset.shape != x.shape[:2]:
-            raise ValueError(f"expected reset[T, B] = {tuple(x.shape[:2])}, got {tuple(reset.shape)}")
-
 
 class LSTM(_RecurrentBase):
     """One-layer LSTM; state ``h`` and ``c`` of ``rnn_hidden`` floats each."""
@@ -66,7 +60,7 @@ class LSTM(_RecurrentBase):
             self.w_hh.bias[: 2 * n] = 0.0
 
     def forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        self._check(x, reset)
+        self.check_inputs(x, reset, state)
         keep = (~reset).unsqueeze(-1).to(x.dtype)  # [T, B, 1]
         xi = self.w_ih(x)  # all T input projections at once
         h, c = state["h"], state["c"]
@@ -100,7 +94,7 @@ class GRU(_RecurrentBase):
             self.w_hh.bias[n : 2 * n] = 0.0
 
     def forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        self._check(x, reset)
+        self.check_inputs(x, reset, state)
         keep = (~reset).unsqueeze(-1).to(x.dtype)
         xi = self.w_ih(x)
         h = state["h"]

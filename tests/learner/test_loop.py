@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from actor.client import Actor, ActorConfig
 from export import export_step_function
@@ -105,6 +106,14 @@ def test_the_loop_trains_checkpoints_and_resumes(tmp_path: Path, free_ports) -> 
     for name in ("config.json", "status.json", "summary.json", "policy.onnx", "policy.json"):
         assert (run_dir / name).is_file(), name
     assert checkpoint_path(run_dir).is_file()
+    # The curves: a fixed set of actor tags however many actors come and go, not one tag per actor id.
+    curves = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    curves.Reload()
+    actor_tags = {t for t in curves.Tags()["scalars"] if t.startswith("actors/")}
+    assert {"actors/contributing", "actors/segments_min", "actors/segments_max"} <= actor_tags
+    assert not any("in-process" in t for t in actor_tags)
+    assert curves.Scalars("actors/contributing")[-1].value == 1.0
+    assert curves.Scalars("actors/segments_max")[-1].value >= 3
 
     # The final policy is the published graph with the final weights and version, the same as tracing again.
     final = StepFunction.from_file(run_dir / "policy.onnx")
