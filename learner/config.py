@@ -68,6 +68,10 @@ class PPOConfig:
     """Clip the value loss around the values computed before the update."""
     norm_adv: bool = True
     """Normalise advantages per minibatch."""
+    adv_std_floor: float = 0.1
+    """With norm_adv, advantages are divided by max(their std, this x the running std of the returns) (x 1 without
+    value normalisation): once a task is solved the advantages are only value-error noise, and dividing by their
+    own tiny std turned that noise into full-size updates that wiped a learned memory (docs/learning.md)."""
     ent_coef: float = 0.001
     """Weight of the entropy bonus."""
     vf_coef: float = 0.5

@@ -120,10 +120,13 @@ def ppo_loss(
     old_values: torch.Tensor,
     cfg: PPOConfig,
     action_kind: str = "discrete",
+    adv_std_floor: float = 0.0,
 ) -> LossOutput:
     """Clipped surrogate + value loss - entropy bonus over every (t, env) of a minibatch.
 
-    ``logits`` is the policy output: logits, or the Gaussian's means and log stds (``action_kind='continuous'``)."""
+    ``logits`` is the policy output: logits, or the Gaussian's means and log stds (``action_kind='continuous'``).
+    With ``cfg.norm_adv`` the advantages are centred and divided by their std, or by ``adv_std_floor`` (in return
+    units) when that is larger, so that pure noise is not blown up to unit scale."""
     dist = action_distribution(logits, action_kind)
     new_logp = dist.log_prob(actions)
     log_ratio = new_logp - old_logp
@@ -133,7 +136,8 @@ def ppo_loss(
         clip_fraction = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
         old_approx_kl = (-log_ratio).mean()
     if cfg.norm_adv and advantages.numel() > 1:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        scale = torch.clamp(advantages.std(), min=adv_std_floor)
+        advantages = (advantages - advantages.mean()) / (scale + 1e-8)
     pg1 = -advantages * ratio
     pg2 = -advantages * torch.clamp(ratio, 1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)
     policy_loss = torch.max(pg1, pg2).mean()
@@ -192,6 +196,8 @@ class PPO:
             """Values and returns as the value head sees them: standardised when the model normalises values."""
             return v if value_norm is None else (v - value_norm.mean) / value_norm.std()
 
+        return_scale = 1.0 if value_norm is None else float(value_norm.std().mean())
+        adv_std_floor = cfg.adv_std_floor * return_scale
         n = batch.num_envs
         mb_count = max(1, min(cfg.minibatches, n))
         poisoned = not bool(torch.isfinite(returns).all()) or not all(bool(torch.isfinite(p).all()) for p in statistics)
@@ -218,6 +224,7 @@ class PPO:
                     loss_space(old_values[:, idx]),
                     cfg,
                     getattr(self.model, "action_kind", "discrete"),
+                    adv_std_floor=adv_std_floor,
                 )
                 self.optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()

@@ -148,6 +148,31 @@ def test_ppo_loss_matches_hand_computation(norm_adv: bool, clip_vloss: bool):
     assert float(out.approx_kl) == pytest.approx(((ratios - 1) - log_r).mean(), rel=1e-9)
 
 
+def test_advantage_normalisation_does_not_blow_up_noise_past_the_floor():
+    """Once a task is solved the advantages are value-error noise: divided by their own std they would weigh as much
+    as real advantages. With a floor above their std they are divided by the floor instead."""
+    logits, actions, old_logp, adv, values, returns, old_values, ratios = _loss_case()
+    noise = adv * 1e-4  # std ~1.5e-4; the real advantages' std is ~1.5
+    cfg = PPOConfig(clip_coef=0.2, norm_adv=True, clip_vloss=False, ent_coef=0.0, vf_coef=0.0)
+
+    def t(a):
+        return torch.tensor(a, dtype=torch.float64)
+
+    def policy_loss(advantages: np.ndarray, floor: float) -> float:
+        args = (t(logits), t(values), torch.tensor(actions), t(old_logp), t(advantages), t(returns), t(old_values))
+        return float(ppo_loss(*args, cfg, adv_std_floor=floor).policy_loss)
+
+    def by_hand(advantages: np.ndarray, scale: float) -> float:
+        a = (advantages - advantages.mean()) / (scale + 1e-8)
+        return float(np.maximum(-a * ratios, -a * np.clip(ratios, 0.8, 1.2)).mean())
+
+    assert policy_loss(noise, 0.0) == pytest.approx(by_hand(noise, noise.std(ddof=1)), rel=1e-9)  # full weight
+    assert policy_loss(noise, 0.5) == pytest.approx(by_hand(noise, 0.5), rel=1e-9)
+    assert abs(policy_loss(noise, 0.5)) < 1e-3 * abs(policy_loss(noise, 0.0))
+    # advantages above the floor are normalised by their own std, as without it
+    assert policy_loss(adv, 0.5) == pytest.approx(by_hand(adv, adv.std(ddof=1)), rel=1e-9)
+
+
 def test_value_clipping_changes_the_value_loss_in_this_case():
     # A guard for the case above: it must actually exercise the clip (values move more than 0.2 from old_values)
     a = _torch_loss(PPOConfig(clip_vloss=False, norm_adv=False))
