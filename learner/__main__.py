@@ -1,34 +1,60 @@
-"""``python -m learner``: the learner alone (binds its sockets; actors connect from anywhere)."""
+"""``python -m learner``: the learner alone (binds its sockets; actors connect from anywhere).
+
+Under ``torchrun --nproc-per-node N -m learner ...`` it is one of N learner ranks (``learner.distributed``): rank 0
+binds the sockets and owns the run directory, the others train on their share of every batch.
+"""
 
 from __future__ import annotations
 
 import sys
 
+from learner import distributed
 from learner.checkpoint import CheckpointError
 from learner.cli import parse_config, setup_logging
 from learner.resume_check import ResumeConfigError
 from learner.train import Learner
+from learner.trainer import resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(
         argv,
         "The learner: receives trajectory segments from actors, trains with recurrent PPO "
-        "and publishes ONNX policies. Actors join with `python -m actor --learner-host HOST`.",
+        "and publishes ONNX policies. Actors join with `python -m actor --learner-host HOST`. "
+        "Several learner ranks: `torchrun --nproc-per-node N -m learner ...`.",
     )
     setup_logging()
-    learner = Learner(cfg)
     try:
-        learner.setup()  # resumes from the run directory and binds the sockets
-    except (CheckpointError, ResumeConfigError) as err:
-        learner.close()
+        ranks = distributed.rank_from_env()
+    except ValueError as err:
         raise SystemExit(f"error: {err}") from None
+    if cfg.learner_ranks > 1 and not ranks.distributed:
+        raise SystemExit(
+            f"error: --learner-ranks {cfg.learner_ranks} needs the ranks started together: use "
+            f"`torchrun --nproc-per-node {cfg.learner_ranks} -m learner ...` or `python -m learner.launch`"
+        )
+    distributed.init(ranks, resolve_device(cfg.device))
     try:
-        summary = learner.run()
+        learner = Learner(cfg, ranks)
+        if not ranks.is_main:
+            learner.follow()
+            return 0
+        try:
+            learner.setup()  # resumes from the run directory and binds the sockets
+        except (CheckpointError, ResumeConfigError) as err:
+            learner.close()
+            raise SystemExit(f"error: {err}") from None
+        try:
+            summary = learner.run()
+        finally:
+            learner.close()
+        print(summary.text(), flush=True)
+        if learner.rank_failure is not None:
+            print(f"error: a learner rank failed ({learner.rank_failure}); run again to resume", file=sys.stderr)
+            return 1
+        return 0
     finally:
-        learner.close()
-    print(summary.text(), flush=True)
-    return 0
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -122,6 +122,9 @@ class RunConfig:
     """Seed of the model initialisation and PPO; actors derive theirs from it and their actor id."""
     device: str = "auto"
     """auto: CUDA when available, else CPU; or an explicit torch device such as cpu, cuda, cuda:1."""
+    learner_ranks: int = 1
+    """Learner processes training together (torch.distributed data parallel; each takes a share of every
+    minibatch). learner.launch starts them through torchrun; under torchrun directly, WORLD_SIZE decides."""
     torch_threads: int = 1
     """The learner's torch intra-op threads."""
     checkpoint_interval_s: float = 60.0
@@ -172,6 +175,7 @@ def config_problems(cfg: RunConfig) -> list[str]:
             ("ppo.epochs", p.epochs, 1),
             ("ppo.minibatches", p.minibatches, 1),
             ("torch_threads", cfg.torch_threads, 1),
+            ("learner_ranks", cfg.learner_ranks, 1),
         )
         if value < low
     ]
@@ -195,6 +199,12 @@ def config_problems(cfg: RunConfig) -> list[str]:
         problems.append(
             f"ppo.minibatches ({p.minibatches}) exceeds batch_envs ({cfg.batch_envs}): minibatches split a batch's "
             "env sequences, so some would be empty; lower --ppo.minibatches or raise --batch-envs"
+        )
+    if cfg.learner_ranks > 1 and cfg.batch_envs // max(1, p.minibatches) < cfg.learner_ranks:
+        problems.append(
+            f"batch_envs ({cfg.batch_envs}) / ppo.minibatches ({p.minibatches}) gives fewer env rows per minibatch "
+            f"than learner_ranks ({cfg.learner_ranks}): every rank needs at least one; raise --batch-envs or lower "
+            "--ppo.minibatches or --learner-ranks"
         )
     if cfg.envs_per_actor > cfg.max_envs_per_segment:
         problems.append(

@@ -7,6 +7,7 @@ learner's progress. Ctrl-C stops everything and leaves a resumable checkpoint; r
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,13 +63,53 @@ def stop_actors(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
             p.wait()
 
 
+def learner_ranks_command(argv: list[str], ranks: int) -> list[str]:
+    """The learner as ``ranks`` processes on this machine: torchrun (``torch.distributed.run``) starts them and
+    stops them all when one fails; ``--standalone`` picks a free rendezvous port."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
+        "-m", "learner", *argv,
+    ]  # fmt: skip
+
+
+def run_learner_ranks(cfg: RunConfig, argv: list[str]) -> int:
+    """``--learner-ranks N``: actors here, the N learner ranks under torchrun; Ctrl-C or SIGTERM stops the ranks
+    (rank 0 checkpoints and exports), then the actors."""
+    print(
+        f"run directory {cfg.run_dir}; {cfg.learner_ranks} learner ranks; {cfg.num_actors} actors x "
+        f"{cfg.envs_per_actor} envs on {cfg.env.id}; model {cfg.model.kind}; actor logs in "
+        f"{Path(cfg.run_dir) / 'logs'}",
+        flush=True,
+    )
+    ranks = subprocess.Popen(learner_ranks_command(argv, cfg.learner_ranks))
+    procs = start_actors(cfg, Path(cfg.run_dir) / "logs")
+
+    def forward(signum: int, frame: object) -> None:
+        if ranks.poll() is None:
+            ranks.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return ranks.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if ranks.poll() is None:
+            ranks.terminate()
+            ranks.wait()
+        stop_actors(procs)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     cfg = parse_config(
         argv,
         "Train locally: one learner plus --num-actors actor processes on this machine "
         "(the default: AGaLiTe on a short T-Maze). An existing --run-dir is resumed.",
     )
     setup_logging()
+    if cfg.learner_ranks > 1:
+        return run_learner_ranks(cfg, argv)
     learner = Learner(cfg)
     try:
         learner.setup()  # resumes from the run directory and binds the sockets

@@ -9,6 +9,7 @@ policy (policy lag) is corrected by the clipped importance ratio like any PPO da
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from learner import distributed
 from learner.config import PPOConfig
 from models.distributions import action_distribution
 from protocol import Segment
@@ -110,6 +112,14 @@ class LossOutput:
     """CleanRL's first KL estimator, mean(-log ratio), logged beside the unbiased ``approx_kl``."""
 
 
+def normalize_advantages(advantages: torch.Tensor, std_floor: float = 0.0) -> torch.Tensor:
+    """Centred and divided by their std, or by ``std_floor`` when that is larger (see ``PPOConfig.adv_std_floor``)."""
+    if advantages.numel() < 2:
+        return advantages
+    scale = torch.clamp(advantages.std(), min=std_floor)
+    return (advantages - advantages.mean()) / (scale + 1e-8)
+
+
 def ppo_loss(
     logits: torch.Tensor,
     values: torch.Tensor,
@@ -135,9 +145,8 @@ def ppo_loss(
         approx_kl = ((ratio - 1.0) - log_ratio).mean()
         clip_fraction = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
         old_approx_kl = (-log_ratio).mean()
-    if cfg.norm_adv and advantages.numel() > 1:
-        scale = torch.clamp(advantages.std(), min=adv_std_floor)
-        advantages = (advantages - advantages.mean()) / (scale + 1e-8)
+    if cfg.norm_adv:
+        advantages = normalize_advantages(advantages, adv_std_floor)
     pg1 = -advantages * ratio
     pg2 = -advantages * torch.clamp(ratio, 1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)
     policy_loss = torch.max(pg1, pg2).mean()
@@ -154,8 +163,21 @@ def ppo_loss(
 class PPO:
     """Owns the optimiser; ``update`` turns one batch of segments into one or more gradient steps."""
 
-    def __init__(self, model: nn.Module, cfg: PPOConfig, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: PPOConfig,
+        seed: int = 0,
+        *,
+        trained: nn.Module | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        """``trained``: what the gradient steps call, the model itself or its DistributedDataParallel wrapper; with
+        ``world_size`` ranks, this rank trains on its share (``rank``) of every minibatch's env rows."""
         self.model = model
+        self.trained = model if trained is None else trained
+        self.rank, self.world_size = rank, world_size
         self.cfg = cfg
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
         self.generator = torch.Generator().manual_seed(seed)
@@ -209,27 +231,35 @@ class PPO:
         steps = 0
         skipped = cfg.epochs * mb_count if poisoned else 0
         stop = False
+        # Advantages are normalised over each whole minibatch before it is split between ranks, and each rank's
+        # loss is weighted by its share of the rows: the all-reduced gradient is the single-learner gradient.
+        loss_cfg = dataclasses.replace(cfg, norm_adv=False)
         for _ in range(0 if poisoned else cfg.epochs):
             perm = torch.randperm(n, generator=self.generator).to(batch.actions.device)
-            for idx in torch.tensor_split(perm, mb_count):
+            for minibatch in torch.tensor_split(perm, mb_count):
+                idx = torch.tensor_split(minibatch, self.world_size)[self.rank]
+                adv = advantages[:, minibatch]
+                if cfg.norm_adv:
+                    adv = normalize_advantages(adv, adv_std_floor)
+                adv = adv[:, torch.tensor_split(torch.arange(len(minibatch)), self.world_size)[self.rank]]
                 state = {k: v[idx] for k, v in batch.initial_state.items()}
-                logits, new_values, _ = self.model(batch.obs[:num_t, idx], batch.reset[:num_t, idx], state)
+                logits, new_values, _ = self.trained(batch.obs[:num_t, idx], batch.reset[:num_t, idx], state)
                 out = ppo_loss(
                     logits,
                     loss_space(new_values),
                     batch.actions[:, idx],
                     batch.logp[:, idx],
-                    advantages[:, idx],
+                    adv,
                     loss_space(returns[:, idx]),
                     loss_space(old_values[:, idx]),
-                    cfg,
+                    loss_cfg,
                     getattr(self.model, "action_kind", "discrete"),
-                    adv_std_floor=adv_std_floor,
                 )
                 self.optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
+                (out.loss * (self.world_size * len(idx) / len(minibatch))).backward()
                 grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                if not (torch.isfinite(out.loss) and torch.isfinite(grad_norm)):
+                finite = bool(torch.isfinite(out.loss)) and bool(torch.isfinite(grad_norm))
+                if not distributed.all_true(finite):
                     # one step on a NaN/inf gradient would make every weight NaN for good: skip it, count it
                     self.optimizer.zero_grad(set_to_none=True)
                     skipped += 1
@@ -247,7 +277,7 @@ class PPO:
                 ):
                     sums[key] = sums.get(key, 0.0) + float(value.detach())
                 steps += 1
-                if cfg.target_kl is not None and float(out.approx_kl) > cfg.target_kl:
+                if cfg.target_kl is not None and distributed.mean_over_ranks(float(out.approx_kl)) > cfg.target_kl:
                     stop = True
                     break
             if stop:

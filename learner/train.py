@@ -12,9 +12,11 @@ final ``policy.onnx`` is the published graph with the final weights patched in.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -29,8 +31,10 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from envs import env_spaces
+from learner import distributed
 from learner.checkpoint import checkpoint_path, load_checkpoint, remove_orphaned_tmp, save_checkpoint
 from learner.config import RunConfig, check_config
+from learner.distributed import RankInfo
 from learner.fs_faults import WriteGuard
 from learner.metrics import EpisodeWindow, Metrics
 from learner.publisher import PolicyPublisher
@@ -101,16 +105,24 @@ class Summary:
 class Learner:
     """A learner bound to a run directory. ``Learner(cfg)`` only builds the model; ``setup()`` touches the world."""
 
-    def __init__(self, cfg: RunConfig) -> None:
-        check_config(cfg)
+    def __init__(self, cfg: RunConfig, ranks: RankInfo | None = None) -> None:
+        """``ranks``: this process's place among several learner ranks (``learner.distributed``; the process group
+        joined first). Rank 0 does everything a single learner does; the others only train (``follow``)."""
+        check_config(dataclasses.replace(cfg, learner_ranks=(ranks or RankInfo()).world_size))
         self.cfg = cfg
+        self.ranks = ranks or RankInfo()
         self.run_dir = Path(cfg.run_dir)
         self.device = resolve_device(cfg.device)
+        if self.ranks.distributed and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.ranks.local_rank)  # one GPU per rank on a machine
+            torch.cuda.set_device(self.device)
+        self.rank_failure: str | None = None
+        """Set when another learner rank failed during training; the run stopped with a resumable checkpoint."""
         self.run_id = uuid.uuid4().hex[:12]
         self.env_kwargs = cfg.env.kwargs_dict()
         self.observation_space, self.action_space = env_spaces(cfg.env.id, **self.env_kwargs)
         torch.set_num_threads(max(1, cfg.torch_threads))
-        self.trainer = Trainer(cfg, self.observation_space, self.action_space, self.device)
+        self.trainer = Trainer(cfg, self.observation_space, self.action_space, self.device, ranks=self.ranks)
         self.episodes = EpisodeWindow(100)
         self.fs = WriteGuard()  # checkpoint, status, summary and policy writes: a full disk is logged, not fatal
         self.resumed = False
@@ -138,8 +150,12 @@ class Learner:
         bind the sockets. Idempotent; ``run`` calls it when needed."""
         if self.server is not None:
             return
+        if not self.ranks.is_main:
+            raise RuntimeError("only learner rank 0 binds sockets and owns the run directory; other ranks follow()")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.resumed = self._resume()
+        if self.ranks.distributed:  # every rank continues from rank 0's checkpoint (or its fresh weights)
+            distributed.broadcast_state(self.trainer.state_dict())
         write_run_config(self.cfg, self.run_dir)
         # The graph is exported once; afterwards only weights travel (docs/architecture.md#weights-only-updates).
         self.publisher = PolicyPublisher.export(
@@ -335,7 +351,17 @@ class Learner:
                     break
                 t0 = time.monotonic()
                 steps_before = self.env_steps
-                stats = self.trainer.update(segments)
+                try:
+                    if self.ranks.distributed:
+                        distributed.broadcast_batch(segments)
+                    stats = self.trainer.update(segments)
+                except RuntimeError as err:
+                    if not self.ranks.distributed:
+                        raise
+                    # another rank died (or its link did): stop here with the weights of the last whole update
+                    self.rank_failure = str(err).splitlines()[0][:300]
+                    log.error("a learner rank failed, stopping with a checkpoint: %s", self.rank_failure)
+                    break
                 t_publish = time.monotonic()
                 self._publish()
                 t_done = time.monotonic()
@@ -398,7 +424,10 @@ class Learner:
             if threading.current_thread() is threading.main_thread():
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
-        interrupted = interrupted or stop.is_set()
+        if self.ranks.distributed and self.rank_failure is None:
+            with contextlib.suppress(RuntimeError):  # the others stop at the next batch: there is none
+                distributed.broadcast_batch(None)
+        interrupted = interrupted or stop.is_set() or self.rank_failure is not None
         elapsed = self.trainer.elapsed_s + time.monotonic() - start
         self.checkpoint(elapsed)
         self.write_status()
@@ -427,6 +456,25 @@ class Learner:
             lambda: write_atomically(self.run_dir / "summary.json", summary_text),
         )
         return summary
+
+    def follow(self) -> int:
+        """A rank other than 0: start from rank 0's state, then train on every batch rank 0 broadcasts until it
+        sends the end. Returns the number of updates trained. A failed collective (rank 0 gone) raises."""
+        if self.ranks.is_main:
+            raise RuntimeError("rank 0 runs the loop (run()); follow() is for the other ranks")
+        if threading.current_thread() is threading.main_thread():
+            # torchrun passes a stop to every rank; this one ends with rank 0's end-of-training broadcast instead,
+            # so that the update in hand completes on every rank and rank 0's last checkpoint is a whole one.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)
+        log.info("rank %d (pid %d) follows rank 0", self.ranks.rank, os.getpid())
+        self.trainer.load_state_dict(distributed.broadcast_state(None))
+        updates = 0
+        while (segments := distributed.broadcast_batch(None)) is not None:
+            self.trainer.update(segments)
+            updates += 1
+        log.info("rank %d: training over after %d updates", self.ranks.rank, updates)
+        return updates
 
     def close(self) -> None:
         if self.server is not None:

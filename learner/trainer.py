@@ -19,8 +19,10 @@ from typing import Any
 import gymnasium
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from learner.config import RunConfig
+from learner.distributed import RankInfo
 from learner.ppo import PPO, batch_from_segments
 from models.registry import build_actor_critic
 from policy.metadata import space_to_dict
@@ -54,14 +56,29 @@ class Trainer:
         observation_space: gymnasium.Space,
         action_space: gymnasium.Space,
         device: torch.device | str = "cpu",
+        ranks: RankInfo | None = None,
     ) -> None:
+        """``ranks``: this process's place among several learner ranks (the process group must be joined first);
+        the model is then wrapped in DistributedDataParallel, which starts every rank from rank 0's weights."""
         self.cfg = cfg
         self.observation_space = observation_space
         self.action_space = action_space
         self.device = torch.device(device)
+        self.ranks = ranks or RankInfo()
         seed_everything(cfg.seed)
         self.model = build_actor_critic(cfg.model, observation_space, action_space).to(self.device)
-        self.ppo = PPO(self.model, cfg.ppo, seed=cfg.seed)
+        trained: torch.nn.Module = self.model
+        if self.ranks.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" and self.device.index is not None else None
+            trained = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.ppo = PPO(
+            self.model,
+            cfg.ppo,
+            seed=cfg.seed,
+            trained=trained,
+            rank=self.ranks.rank,
+            world_size=self.ranks.world_size,
+        )
         self.version = 0
         """Policy version: the number of updates applied to the weights acting now (also counts resumed runs)."""
         self.env_steps = 0

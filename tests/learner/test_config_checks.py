@@ -1,6 +1,7 @@
 """Config cross-checks: contradictions are refused before anything starts, with a message naming the settings."""
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ def test_the_presets_pass() -> None:
         (lambda c: dataclasses.replace(c, envs_per_actor=2000), "max_envs_per_segment"),
         (lambda c: dataclasses.replace(c, ppo=dataclasses.replace(c.ppo, gamma=1.5)), "ppo.gamma"),
         (lambda c: dataclasses.replace(c, net=dataclasses.replace(c.net, policy_port=c.net.control_port)), "ports"),
+        (lambda c: dataclasses.replace(c, learner_ranks=16), "fewer env rows per minibatch than learner_ranks (16)"),
+        (lambda c: dataclasses.replace(c, learner_ranks=0), "learner_ranks must be >= 1"),
     ],
 )
 def test_contradictions_are_named(change, needle: str) -> None:
@@ -54,3 +57,17 @@ def test_the_command_line_refuses_them_in_one_line() -> None:
     )
     assert result.returncode == 2
     assert "ppo.minibatches (64) exceeds batch_envs (16)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_learner_ranks_without_torchrun_is_refused_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "learner", "--preset", "test-tmaze-agalite", "--learner-ranks", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")},
+    )
+    assert result.returncode != 0
+    assert "--learner-ranks 2 needs the ranks started together" in result.stderr
+    assert "Traceback" not in result.stderr
