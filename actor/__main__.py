@@ -16,6 +16,7 @@ import typing
 import tyro
 
 from actor.client import Actor, ActorConfig
+from policy.metadata import PolicyError
 
 ENV_PREFIX = "AGALITE_"
 
@@ -72,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("AGALITE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
     )
-    actor = Actor(cfg)
+    try:
+        actor = Actor(cfg)
+    except PolicyError as err:  # e.g. --device cuda without onnxruntime-gpu
+        raise SystemExit(f"error: {err}") from None
     actor.install_signal_handlers()
     return actor.run()
 

@@ -20,14 +20,14 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from actor.rollout import SegmentCollector
 from envs import make_env
-from policy.runtime import Policy, StepFunction
+from policy.runtime import Policy, StepFunction, providers_for
 from protocol import (
     DEFAULT_CONTROL_PORT,
     DEFAULT_POLICY_PORT,
@@ -71,6 +71,9 @@ class ActorConfig:
     """Seed for env resets and action sampling; default: derived from the run seed and actor_id."""
     threads: int = 1
     """ONNX Runtime intra-op threads."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where ONNX Runtime runs the policy: cpu, cuda (needs onnxruntime-gpu; refused without it) or auto (cuda when
+    the installed onnxruntime has it)."""
     curve_dir: str | None = None
     """Directory with CurveZMQ keys (server.key, client.key_secret); None: no authentication."""
     max_segments: int | None = None
@@ -96,6 +99,7 @@ class LearnerGone(Exception):
 class Actor:
     def __init__(self, cfg: ActorConfig) -> None:
         self.cfg = cfg
+        self.providers = providers_for(cfg.device)  # refuses --device cuda without onnxruntime-gpu, before connecting
         self.actor_id = cfg.actor_id or f"{socket.gethostname()}-{os.getpid()}"
         self.run_id = uuid.uuid4().hex[:12]
         self.ctx = zmq.Context()
@@ -210,7 +214,9 @@ class Actor:
         self.welcome = welcome
         self.learner_run_id = welcome.learner_run_id
         assert welcome.policy.onnx is not None  # the validator holds a Welcome's policy to 'full'
-        step_fn = StepFunction.from_bytes(welcome.policy.onnx, intra_op_threads=self.cfg.threads)
+        step_fn = StepFunction.from_bytes(
+            welcome.policy.onnx, intra_op_threads=self.cfg.threads, providers=self.providers
+        )
         self.graph_id = str(welcome.policy.metadata.get("graph_sha256", welcome.policy.graph_sha256))
         self.version = welcome.policy.version
         self.sent_per_version.clear()
@@ -286,7 +292,7 @@ class Actor:
             return
         if update.kind == "full":
             assert update.onnx is not None  # validated: a full update carries ONNX bytes
-            step_fn = StepFunction.from_bytes(update.onnx, intra_op_threads=self.cfg.threads)
+            step_fn = StepFunction.from_bytes(update.onnx, intra_op_threads=self.cfg.threads, providers=self.providers)
             self.graph_id = str(update.metadata.get("graph_sha256", update.graph_sha256))
         else:
             if update.graph_sha256 != self.graph_id:

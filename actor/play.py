@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import tyro
@@ -14,7 +15,7 @@ import tyro
 import envs
 from envs.kwargs import parse_env_kwargs
 from policy.metadata import PolicyError, action_space_mismatch, space_to_dict
-from policy.runtime import Policy, StepFunction
+from policy.runtime import Policy, StepFunction, providers_for
 from policy.sampling import clip_action
 
 
@@ -88,13 +89,15 @@ class PlayArgs:
     """Take the most likely action instead of sampling."""
     threads: int = 1
     """ONNX Runtime intra-op threads."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where ONNX Runtime runs the policy (cuda needs onnxruntime-gpu)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = tyro.cli(PlayArgs, args=argv, description=__doc__)
     try:
         env_kwargs = parse_env_kwargs(args.env_kwargs, "--env-kwargs")
-        fn = StepFunction.from_file(args.policy, intra_op_threads=args.threads)
+        fn = StepFunction.from_file(args.policy, intra_op_threads=args.threads, providers=providers_for(args.device))
         results = play(fn, args.env, args.episodes, seed=args.seed, env_kwargs=env_kwargs, greedy=args.greedy)
     except (PolicyError, envs.UnknownEnvironmentError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -200,12 +200,15 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def measure_e2e(preset: str, num_actors: int, warmup: float, seconds: float) -> dict[str, Any]:
+def measure_e2e(
+    preset: str, num_actors: int, warmup: float, seconds: float, extra: list[str] | None = None
+) -> dict[str, Any]:
+    """``extra``: more learner.launch flags (``bench.ddp_learner`` adds ``--learner-ranks``)."""
     from bench.learning_curve import fresh_run_dir, launch, read_scalars, stop
 
-    run_dir = fresh_run_dir(f"e2e-{preset}-{num_actors}")
+    run_dir = fresh_run_dir(f"e2e-{preset}-{num_actors}" + "".join(extra or []).replace("-", "_"))
     load_before = os.getloadavg()
-    proc = launch(preset, run_dir, num_actors=num_actors)
+    proc = launch(preset, run_dir, num_actors=num_actors, extra=extra)
     try:
         t_launch = time.monotonic()
         while True:  # training has started when steps are counted

@@ -33,10 +33,29 @@ _ORT_TYPES = {
 }
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def providers_for(device: str, available: list[str] | None = None) -> list[str]:
+    """ONNX Runtime execution providers for ``device``: ``cpu``; ``cuda`` (refused, in one sentence, when this
+    onnxruntime build has no CUDA provider); ``auto``: CUDA when the build has it (onnxruntime-gpu), else CPU."""
+    have = ort.get_available_providers() if available is None else list(available)
+    if device not in DEVICES:
+        raise PolicyError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in have:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise PolicyError(
+            "device cuda needs onnxruntime-gpu (the CUDA execution provider); this onnxruntime offers "
+            f"{', '.join(have)}: install the gpu extra in place of onnxruntime, or use --device cpu"
+        )
+    return ["CPUExecutionProvider"]
+
+
 def _default_providers() -> list[str]:
-    """CUDA when this onnxruntime build has it (onnxruntime-gpu), CPU otherwise."""
-    available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available] or available
+    return providers_for("auto")
 
 
 def _session_options(intra_op_threads: int, graph_optimization_level: ort.GraphOptimizationLevel) -> ort.SessionOptions:
