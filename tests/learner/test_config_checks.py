@@ -47,27 +47,26 @@ def test_every_problem_is_reported_at_once() -> None:
     assert any(p.startswith("heartbeat_interval_s") for p in problems)
 
 
-def test_the_command_line_refuses_them_in_one_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "learner", "--preset", "test-tmaze-agalite", "--ppo.minibatches", "64"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert "ppo.minibatches (64) exceeds batch_envs (16)" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_learner_ranks_without_torchrun_is_refused_in_one_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "learner", "--preset", "test-tmaze-agalite", "--learner-ranks", "2"],
+def _learner(*flags: str) -> subprocess.CompletedProcess[str]:
+    """``python -m learner`` as a user starts it (no torchrun variables in its environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "learner", "--preset", "test-tmaze-agalite", *flags],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         env={k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")},
     )
+
+
+def test_the_command_line_refuses_them_in_one_line() -> None:
+    result = _learner("--ppo.minibatches", "64")
+    assert result.returncode == 2
+    assert "ppo.minibatches (64) exceeds batch_envs (16)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_learner_ranks_without_torchrun_is_refused_in_one_line() -> None:
+    result = _learner("--learner-ranks", "2")
     assert result.returncode != 0
     assert "--learner-ranks 2 needs the ranks started together" in result.stderr
     assert "Traceback" not in result.stderr
