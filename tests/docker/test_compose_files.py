@@ -173,6 +173,13 @@ def test_gpu_is_opt_in():
     assert gpu["services"]["tensorboard"]["image"] == gpu["services"]["learner"]["image"]
     assert gpu["services"]["tensorboard"]["build"]["args"] == gpu["services"]["learner"]["build"]["args"]
     assert set(gpu["services"]) <= set(base["services"])
+    # One learner rank per reserved GPU, under torchrun; the rest of the command is the base file's.
+    command = gpu["services"]["learner"]["command"]
+    assert command.startswith("torchrun --standalone --nproc-per-node 1 -m learner --learner-ranks 1 ")
+    four = dt.load(dt.GPU_COMPOSE_FILE, env={"AGALITE_GPU_COUNT": "4"})["services"]["learner"]
+    assert four["command"].startswith("torchrun --standalone --nproc-per-node 4 -m learner --learner-ranks 4 ")
+    assert four["deploy"]["resources"]["reservations"]["devices"][0]["count"] == "4"
+    assert base["services"]["learner"]["command"].removeprefix("python -m learner") in command
 
 
 # ---- checks by real Compose implementations, where one is installed -------------------------------------------------
