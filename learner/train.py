@@ -421,13 +421,22 @@ class Learner:
         finally:
             bar.close()
             redirect.__exit__(None, None, None)
+        try:
+            return self._finish(start, interrupted or stop.is_set(), metrics)
+        finally:
+            # Restored only now: a second stop signal (torchrun stopping every rank, a second `docker stop`) while
+            # the final checkpoint, policy and summary are written must not kill the process half way.
             if threading.current_thread() is threading.main_thread():
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+
+    def _finish(self, start: float, interrupted: bool, metrics: Metrics) -> Summary:
+        """After the loop: tell the other ranks, then the final checkpoint, status, policy and summary."""
+        cfg = self.cfg
         if self.ranks.distributed and self.rank_failure is None:
             with contextlib.suppress(RuntimeError):  # the others stop at the next batch: there is none
                 distributed.broadcast_batch(None)
-        interrupted = interrupted or stop.is_set() or self.rank_failure is not None
+        interrupted = interrupted or self.rank_failure is not None
         elapsed = self.trainer.elapsed_s + time.monotonic() - start
         self.checkpoint(elapsed)
         self.write_status()
