@@ -35,6 +35,11 @@ ORDER = [
     "model_throughput",
     "policy_update_latency",
     "e2e_throughput",
+    "ddp_learner",
+    "gradient_flow",
+    "value_source",
+    "solved_stability",
+    "memory_sweep",
     "learning_curve",
 ]
 

@@ -99,10 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--preset", default="test-cuerecall-agalite")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--name", required=True, help="results go to bench/results/solved_stability_<name>.*")
+    parser.add_argument(
+        "--name", default=None, help="results go to bench/results/solved_stability_<name>.* (default: the preset)"
+    )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--flags", nargs=argparse.REMAINDER, default=[], help="learner flags (last on the line)")
     args = parser.parse_args(argv)
+    args.name = args.name or args.preset.replace("-", "_")
     path = RESULTS / f"solved_stability_{args.name}.json"
     if args.report_only:
         result = json.loads(path.read_text())
