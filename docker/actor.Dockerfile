@@ -3,9 +3,14 @@
 # Configure with AGALITE_<FLAG> environment variables (python -m actor --help), e.g. AGALITE_LEARNER_HOST.
 
 ARG PYTHON_IMAGE=python:3.11-slim
+# onnxruntime-gpu for actors on GPU machines (`python -m actor --device cuda`; the host needs the NVIDIA driver and
+# the NVIDIA Container Toolkit, the image CUDA 12 and cuDNN 9 as onnxruntime-gpu documents):
+#   docker build -f docker/actor.Dockerfile --build-arg ONNXRUNTIME_PACKAGE=onnxruntime-gpu -t agalite-rl/actor:gpu .
+ARG ONNXRUNTIME_PACKAGE=onnxruntime
 
 # ---- build stage: a virtual environment with the pinned core set; pip, its caches and the sources stay here.
 FROM ${PYTHON_IMAGE} AS build
+ARG ONNXRUNTIME_PACKAGE
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 WORKDIR /src
@@ -13,7 +18,7 @@ WORKDIR /src
 # installed before the sources are copied, so a change to the code reuses this layer.
 COPY pyproject.toml constraints.txt ./
 COPY docker/project_requirements.py /tmp/project_requirements.py
-RUN python /tmp/project_requirements.py > /tmp/requirements.txt \
+RUN ONNXRUNTIME_PACKAGE=${ONNXRUNTIME_PACKAGE} python /tmp/project_requirements.py > /tmp/requirements.txt \
  && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
 # Only what the actor imports: the wire protocol, the environments, the policy contract and the actor itself
 # (torch-free by design).

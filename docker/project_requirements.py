@@ -8,16 +8,30 @@ install):
 
     python project_requirements.py            # the core set (the actor image)
     python project_requirements.py learner    # the core set and the learner extra (the learner image)
+    ONNXRUNTIME_PACKAGE=onnxruntime-gpu python project_requirements.py   # the GPU actor image's core set
+
+``ONNXRUNTIME_PACKAGE`` swaps the ONNX Runtime build (onnxruntime-gpu has the CUDA execution provider): the two
+packages install the same module, so they must never both be installed, and an extra could only add one.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tomllib
 
+ONNXRUNTIME_BUILDS = ("onnxruntime", "onnxruntime-gpu")
 
-def requirements(project: dict, extras: list[str]) -> list[str]:
-    found = list(project.get("dependencies", []))
+
+def requirements(project: dict, extras: list[str], onnxruntime: str = "onnxruntime") -> list[str]:
+    if onnxruntime not in ONNXRUNTIME_BUILDS:
+        raise SystemExit(
+            f"error: ONNXRUNTIME_PACKAGE must be one of {', '.join(ONNXRUNTIME_BUILDS)}, got {onnxruntime!r}"
+        )
+    found = [
+        onnxruntime + req[len("onnxruntime") :] if _name(req) == "onnxruntime" else req
+        for req in project.get("dependencies", [])
+    ]
     optional = project.get("optional-dependencies", {})
     for extra in extras:
         if extra not in optional:
@@ -26,10 +40,20 @@ def requirements(project: dict, extras: list[str]) -> list[str]:
     return found
 
 
+def _name(requirement: str) -> str:
+    """The distribution name at the start of a requirement string (``onnxruntime>=1.20`` -> ``onnxruntime``)."""
+    end = len(requirement)
+    for i, ch in enumerate(requirement):
+        if not (ch.isalnum() or ch in "-_."):
+            end = i
+            break
+    return requirement[:end].lower()
+
+
 def main(argv: list[str]) -> int:
     with open("pyproject.toml", "rb") as f:
         project = tomllib.load(f)["project"]
-    print("\n".join(requirements(project, argv)))
+    print("\n".join(requirements(project, argv, os.environ.get("ONNXRUNTIME_PACKAGE", "onnxruntime"))))
     return 0
 
 

@@ -4,6 +4,7 @@ unprivileged users, health checks, a build context that holds what the images co
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -120,6 +121,9 @@ def test_actor_image_installs_the_pinned_core_set_and_no_extras():
     assert "--no-deps" in installs[1]
     text = " ".join(" ".join(runs(s)) for s in stages(ACTOR_DOCKERFILE))
     assert "python /tmp/project_requirements.py > /tmp/requirements.txt" in text
+    # the GPU variant swaps the ONNX Runtime build through a build argument, onnxruntime by default
+    assert "ARG ONNXRUNTIME_PACKAGE=onnxruntime\n" in ACTOR_DOCKERFILE.read_text()
+    assert "ONNXRUNTIME_PACKAGE=${ONNXRUNTIME_PACKAGE} python /tmp/project_requirements.py" in text
     assert "pip check" in text
     assert "torch" not in text
     build_copies = [src for stage in stages(ACTOR_DOCKERFILE) for srcs, _ in copies(stage) for src in srcs]
@@ -270,6 +274,28 @@ def test_project_requirements_lists_the_core_set_and_the_named_extras(extras):
         cwd=dt.REPO_ROOT,
     )
     assert wrong.returncode == 1 and wrong.stderr.startswith("error: pyproject.toml has no extra 'no-such-extra'")
+
+
+def test_project_requirements_swaps_in_onnxruntime_gpu_for_the_gpu_actor_image():
+    def run(package: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(dt.DOCKER_DIR / "project_requirements.py")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=dt.REPO_ROOT,
+            env={**os.environ, "ONNXRUNTIME_PACKAGE": package},
+        )
+
+    core = _project()["dependencies"]
+    gpu = run("onnxruntime-gpu")
+    assert gpu.returncode == 0, gpu.stderr
+    names = [canonicalize_name(Requirement(r).name) for r in gpu.stdout.splitlines()]
+    assert "onnxruntime-gpu" in names and "onnxruntime" not in names  # never both: they install the same module
+    assert len(names) == len(core)
+    assert "onnxruntime-gpu" in _pins()  # pinned in the same single place as everything else
+    wrong = run("onnxruntime-rocm")
+    assert wrong.returncode == 1 and wrong.stderr.startswith("error: ONNXRUNTIME_PACKAGE must be one of")
 
 
 def _stage_named(path: Path, name: str) -> list[tuple[str, str]]:
