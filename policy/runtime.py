@@ -283,6 +283,43 @@ class StepFunction:
         outs = self._session.run(self._output_names, self._feeds(obs, reset, state))
         return outs[0], outs[1], {name: outs[i] for name, i in self._state_outputs}
 
+    @property
+    def device(self) -> str:
+        """Where the session computes: ``cuda`` when its first provider is CUDA's, else ``cpu``."""
+        return "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+
+    def state_to_device(self, state: Mapping[str, np.ndarray], device: str | None = None) -> dict[str, ort.OrtValue]:
+        """The state as ONNX Runtime values on ``device`` (default: the session's), for :meth:`run_bound`."""
+        where = device or self.device
+        return {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), where, 0) for k, v in state.items()}
+
+    def run_bound(
+        self, obs: np.ndarray, reset: np.ndarray, state: Mapping[str, ort.OrtValue]
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, ort.OrtValue]]:
+        """:meth:`run` with I/O binding: the state stays where ``state``'s values are (the GPU under the CUDA
+        provider) from step to step; only the observations, resets, logits and values cross to and from the host."""
+        feeds = self._feeds(obs, reset, {k: _host_stub(v) for k, v in state.items()})
+        binding = self._session.io_binding()
+        binding.bind_cpu_input("obs", feeds["obs"])
+        binding.bind_cpu_input("reset", feeds["reset"])
+        device = "cpu"
+        for name in self._state_by_name:
+            binding.bind_ortvalue_input(name, state[name])
+            device = state[name].device_name().lower()
+        for i, name in enumerate(self._output_names):
+            is_state = i >= 2
+            binding.bind_output(name, device if is_state else "cpu")
+        self._session.run_with_iobinding(binding)
+        outs = binding.get_outputs()
+        return outs[0].numpy(), outs[1].numpy(), {name: outs[i] for name, i in self._state_outputs}
+
+
+def _host_stub(value: ort.OrtValue) -> np.ndarray:
+    """A zero-stride array with the value's shape and dtype: lets :meth:`StepFunction._feeds` check a device value
+    without copying it to the host."""
+    dtype = _ORT_TYPES[value.data_type()]
+    return np.broadcast_to(np.zeros((), dtype=dtype), tuple(value.shape()))
+
 
 class Policy:
     """A step function plus the recurrent state of ``batch`` envs: what an actor or a deployment drives.
@@ -292,12 +329,26 @@ class Policy:
     between episodes.
     """
 
-    def __init__(self, step_function: StepFunction, batch: int = 1) -> None:
+    def __init__(self, step_function: StepFunction, batch: int = 1, *, bind_state: bool | None = None) -> None:
+        """``bind_state``: keep the recurrent state in ONNX Runtime values on the session's device between steps
+        (I/O binding); default: on when the session runs on a GPU, where it saves two host copies per step."""
         if batch < 1:
             raise PolicyError(f"batch must be >= 1, got {batch}")
         self._fn = step_function
         self.batch = int(batch)
-        self._state = step_function.initial_state(self.batch)
+        self._bound = step_function.device == "cuda" if bind_state is None else bool(bind_state)
+        self._state: dict[str, np.ndarray] = {}
+        self._device_state: dict[str, ort.OrtValue] = {}
+        self._store(step_function.initial_state(self.batch))
+
+    def _store(self, state: dict[str, np.ndarray]) -> None:
+        if self._bound:
+            self._device_state = self._fn.state_to_device(state)
+        else:
+            self._state = state
+
+    def _host_state(self) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in self._device_state.items()} if self._bound else self._state
 
     @property
     def step_function(self) -> StepFunction:
@@ -309,8 +360,8 @@ class Policy:
 
     @property
     def state(self) -> dict[str, np.ndarray]:
-        """A copy of the current recurrent state (e.g. a segment's initial state)."""
-        return {k: v.copy() for k, v in self._state.items()}
+        """A copy of the current recurrent state (e.g. a segment's initial state), on the host."""
+        return {k: np.array(v, copy=True) for k, v in self._host_state().items()}
 
     def set_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Replace the recurrent state (checked against the policy's layout); the arrays are copied."""
@@ -321,19 +372,21 @@ class Policy:
             v = np.asarray(state[name])
             if v.shape != ref.shape or v.dtype != ref.dtype:
                 raise PolicyError(f"state {name!r}: expected {ref.shape} {ref.dtype}, got {v.shape} {v.dtype}")
-        self._state = {k: np.array(state[k], copy=True) for k in fresh}
+        self._store({k: np.array(state[k], copy=True) for k in fresh})
 
     def reset_state(self, envs: np.ndarray | None = None) -> None:
         """Back to the initial state, for all envs or those where the bool mask ``envs`` is true."""
         fresh = self._fn.initial_state(self.batch)
         if envs is None:
-            self._state = fresh
+            self._store(fresh)
             return
         mask = np.asarray(envs, dtype=bool)
         if mask.shape != (self.batch,):
             raise PolicyError(f"envs mask: expected shape ({self.batch},), got {mask.shape}")
-        for k in self._state:
-            self._state[k] = np.where(mask.reshape(-1, *([1] * (fresh[k].ndim - 1))), fresh[k], self._state[k])
+        current = self._host_state()
+        self._store(
+            {k: np.where(mask.reshape(-1, *([1] * (fresh[k].ndim - 1))), fresh[k], current[k]) for k in current}
+        )
 
     def _check_batch(self, obs: np.ndarray) -> None:
         if not isinstance(obs, np.ndarray) or obs.ndim < 1 or obs.shape[0] != self.batch:
@@ -344,7 +397,10 @@ class Policy:
         """Advance the state by one step; returns ``(policy output[B, P], value[B])`` (logits, or means and log
         stds for continuous actions)."""
         self._check_batch(obs)
-        logits, value, self._state = self._fn.run(obs, reset, self._state)
+        if self._bound:
+            logits, value, self._device_state = self._fn.run_bound(obs, reset, self._device_state)
+        else:
+            logits, value, self._state = self._fn.run(obs, reset, self._state)
         return logits, value
 
     def act(
@@ -362,6 +418,8 @@ class Policy:
     def value_of(self, obs: np.ndarray, reset: np.ndarray) -> np.ndarray:
         """``V(obs)`` from the current state, without advancing it (bootstrap value of a truncated episode)."""
         self._check_batch(obs)
+        if self._bound:
+            return self._fn.run_bound(obs, reset, self._device_state)[1]
         _, value, _ = self._fn.run(obs, reset, self._state)
         return value
 

@@ -24,6 +24,7 @@ def test_every_field_has_a_twin_parsed_with_its_type() -> None:
         "num_envs": "4",
         "seed": "9",
         "threads": "2",
+        "device": "cpu",
         "curve_dir": "/keys",
         "max_segments": "3",
         "hello_timeout_s": "2.5",
@@ -40,6 +41,7 @@ def test_every_field_has_a_twin_parsed_with_its_type() -> None:
         num_envs=4,
         seed=9,
         threads=2,
+        device="cpu",
         curve_dir="/keys",
         max_segments=3,
         hello_timeout_s=2.5,
@@ -52,7 +54,10 @@ def test_flags_win_and_empty_variables_are_unset() -> None:
     assert (cfg.num_envs, cfg.seed, cfg.learner_host) == (6, None, "env-host")
 
 
-@pytest.mark.parametrize(("name", "raw"), [("AGALITE_NUM_ENVS", "four"), ("AGALITE_HELLO_TIMEOUT_S", "soon")])
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("AGALITE_NUM_ENVS", "four"), ("AGALITE_HELLO_TIMEOUT_S", "soon"), ("AGALITE_DEVICE", "tpu")],
+)
 def test_a_bad_twin_is_one_line_naming_the_variable(name: str, raw: str) -> None:
     with pytest.raises(SystemExit) as info:
         args_from_environment(ActorConfig, {name: raw})

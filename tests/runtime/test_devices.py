@@ -1,5 +1,7 @@
-"""Where ONNX Runtime runs a policy: the provider choice for --device, and the one-line refusal of --device cuda when
-the installed onnxruntime has no CUDA provider (this machine's CPU build; on a GPU build those two tests skip)."""
+"""Where ONNX Runtime runs a policy: the provider choice for --device, the one-line refusal of --device cuda when
+the installed onnxruntime has no CUDA provider (this machine's CPU build; on a GPU build those two tests skip), and
+the I/O-bound step that keeps the recurrent state on the session's device (checked here on the CPU device, where it
+must equal the plain step exactly)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 
 from policy.metadata import PolicyError
-from policy.runtime import StepFunction, providers_for
+from policy.runtime import Policy, StepFunction, providers_for
 from tests.helpers.policy_files import TMAZE_KWARGS, export_tmaze_policy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,3 +63,27 @@ def test_actor_play_refuses_device_cuda_without_onnxruntime_gpu_in_one_line(tmp_
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: device cuda needs onnxruntime-gpu")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["gtrxl", "agalite", "lstm"])
+def test_a_policy_with_its_state_bound_to_the_device_steps_as_the_plain_one(tmp_path: Path, kind: str) -> None:
+    fn = StepFunction.from_file(export_tmaze_policy(tmp_path / "policy.onnx", kind=kind), providers=[CPU])
+    plain, bound = Policy(fn, batch=3), Policy(fn, batch=3, bind_state=True)
+    rng = np.random.default_rng(0)
+    meta = fn.metadata
+    for t in range(12):
+        obs = rng.normal(size=(3, *meta.obs_shape)).astype(meta.obs_dtype)
+        reset = np.array([t == 0, t % 5 == 0, t == 7])
+        for a, b in zip(plain.step(obs, reset), bound.step(obs, reset), strict=True):
+            np.testing.assert_array_equal(a, b)
+        if t == 6:  # a bootstrap value from the current state leaves the state where it was
+            np.testing.assert_array_equal(plain.value_of(obs, reset), bound.value_of(obs, reset))
+        if t == 8:  # a partial reset and a state put back go through the device copy as well
+            plain.reset_state(np.array([True, False, False]))
+            bound.reset_state(np.array([True, False, False]))
+        if t == 10:
+            snapshot = plain.state
+            plain.set_state(snapshot)
+            bound.set_state(snapshot)
+    for name, value in plain.state.items():
+        np.testing.assert_array_equal(bound.state[name], value, err_msg=name)
