@@ -386,6 +386,8 @@ class Learner:
                         "charts/episodic_return": self.episodes.mean_return,
                         "charts/episodic_length": self.episodes.mean_length,
                         "charts/success_rate": self.episodes.success_rate,
+                        # how many episodes the windowed curves above rest on (fewer than 100 early in a run)
+                        "charts/episodes": float(self.episodes.total),
                         "charts/policy_version": float(self.version),
                         "charts/update_seconds": update_s,
                         "actors/live": float(server.live_actors()),

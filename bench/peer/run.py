@@ -162,11 +162,28 @@ def equal_priority(pid: int) -> None:
                 os.setpriority(os.PRIO_PROCESS, p, 0)
 
 
+#: The curves are means over the last 100 finished episodes; before 100 have finished they rest on a few, and one or
+#: two lucky early episodes put a T-Maze run "at 0.9" after 2,560 steps. Points before a full window are left out.
+WINDOW_EPISODES = 100
+
+
+def windowed_curve(summary_dir: Path, tag: str) -> list[dict[str, float]]:
+    """The logged ``tag`` from the first point whose window holds WINDOW_EPISODES episodes (our runs log the count as
+    ``charts/episodes``; curves without it, Sample Factory's, are kept whole)."""
+    scalars = read_scalars(summary_dir, (tag, "charts/episodes")) if summary_dir.exists() else {}
+    points = scalars.get(tag, [])
+    counts = scalars.get("charts/episodes")
+    if not counts:
+        return points
+    full = next((c["step"] for c in counts if c["value"] >= WINDOW_EPISODES), None)
+    return [] if full is None else [p for p in points if p["step"] >= full]
+
+
 def past_threshold(summary_dir: Path, tag: str, level: float, extra_steps: int) -> bool:
     """Whether the logged ``tag`` reached ``level`` and the run has gone ``extra_steps`` env steps beyond that."""
-    if not summary_dir.exists():
+    points = windowed_curve(summary_dir, tag)
+    if not points:
         return False
-    points = read_scalars(summary_dir, (tag,)).get(tag, [])
     crossed = next((p["step"] for p in points if p["value"] >= level), None)
     return crossed is not None and points[-1]["step"] >= crossed + extra_steps
 
@@ -314,8 +331,7 @@ def run_one(
         cfg_file = run_dir / "config.json"
         config = json.loads(cfg_file.read_text()) if cfg_file.exists() else {"argv": cmd[3:]}
     tag = TAGS[family(runner)][task.measure]
-    scalars = read_scalars(summary_dir, (tag,)) if summary_dir.exists() else {}
-    stats = curve_stats(scalars.get(tag, []), task.threshold)
+    stats = curve_stats(windowed_curve(summary_dir, tag), task.threshold)
     result = {
         "runner": runner,
         "seed": seed,
