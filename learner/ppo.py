@@ -9,7 +9,6 @@ policy (policy lag) is corrected by the clipped importance ratio like any PPO da
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,13 +129,12 @@ def ppo_loss(
     old_values: torch.Tensor,
     cfg: PPOConfig,
     action_kind: str = "discrete",
-    adv_std_floor: float = 0.0,
 ) -> LossOutput:
     """Clipped surrogate + value loss - entropy bonus over every (t, env) of a minibatch.
 
     ``logits`` is the policy output: logits, or the Gaussian's means and log stds (``action_kind='continuous'``).
-    With ``cfg.norm_adv`` the advantages are centred and divided by their std, or by ``adv_std_floor`` (in return
-    units) when that is larger, so that pure noise is not blown up to unit scale."""
+    ``advantages`` are used as given: ``PPO.update`` normalises each whole minibatch (``normalize_advantages``)
+    before it splits the minibatch between learner ranks."""
     dist = action_distribution(logits, action_kind)
     new_logp = dist.log_prob(actions)
     log_ratio = new_logp - old_logp
@@ -145,8 +143,6 @@ def ppo_loss(
         approx_kl = ((ratio - 1.0) - log_ratio).mean()
         clip_fraction = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
         old_approx_kl = (-log_ratio).mean()
-    if cfg.norm_adv:
-        advantages = normalize_advantages(advantages, adv_std_floor)
     pg1 = -advantages * ratio
     pg2 = -advantages * torch.clamp(ratio, 1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)
     policy_loss = torch.max(pg1, pg2).mean()
@@ -233,15 +229,14 @@ class PPO:
         stop = False
         # Advantages are normalised over each whole minibatch before it is split between ranks, and each rank's
         # loss is weighted by its share of the rows: the all-reduced gradient is the single-learner gradient.
-        loss_cfg = dataclasses.replace(cfg, norm_adv=False)
         for _ in range(0 if poisoned else cfg.epochs):
             perm = torch.randperm(n, generator=self.generator).to(batch.actions.device)
             for minibatch in torch.tensor_split(perm, mb_count):
-                idx = torch.tensor_split(minibatch, self.world_size)[self.rank]
+                share = torch.tensor_split(torch.arange(len(minibatch), device=perm.device), self.world_size)[self.rank]
+                idx = minibatch[share]
                 adv = advantages[:, minibatch]
                 if cfg.norm_adv:
                     adv = normalize_advantages(adv, adv_std_floor)
-                adv = adv[:, torch.tensor_split(torch.arange(len(minibatch)), self.world_size)[self.rank]]
                 state = {k: v[idx] for k, v in batch.initial_state.items()}
                 logits, new_values, _ = self.trained(batch.obs[:num_t, idx], batch.reset[:num_t, idx], state)
                 out = ppo_loss(
@@ -249,10 +244,10 @@ class PPO:
                     loss_space(new_values),
                     batch.actions[:, idx],
                     batch.logp[:, idx],
-                    adv,
+                    adv[:, share],
                     loss_space(returns[:, idx]),
                     loss_space(old_values[:, idx]),
-                    loss_cfg,
+                    cfg,
                     getattr(self.model, "action_kind", "discrete"),
                 )
                 self.optimizer.zero_grad(set_to_none=True)

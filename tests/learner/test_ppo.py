@@ -14,7 +14,7 @@ from gymnasium import spaces
 
 from envs import env_spaces
 from learner.config import PPOConfig
-from learner.ppo import PPO, Batch, batch_from_segments, compute_gae, ppo_loss
+from learner.ppo import PPO, Batch, batch_from_segments, compute_gae, normalize_advantages, ppo_loss
 from models.registry import build_actor_critic, small_config
 from protocol import Segment
 
@@ -106,12 +106,16 @@ def _loss_case():
 
 
 def _torch_loss(cfg: PPOConfig):
+    """The loss as ``PPO.update`` computes it: advantages normalised first when ``cfg.norm_adv``."""
     logits, actions, old_logp, adv, values, returns, old_values, _ = _loss_case()
 
     def t(a):
         return torch.tensor(a, dtype=torch.float64)
 
-    return ppo_loss(t(logits), t(values), torch.tensor(actions), t(old_logp), t(adv), t(returns), t(old_values), cfg)
+    advantages = normalize_advantages(t(adv)) if cfg.norm_adv else t(adv)
+    return ppo_loss(
+        t(logits), t(values), torch.tensor(actions), t(old_logp), advantages, t(returns), t(old_values), cfg
+    )
 
 
 @pytest.mark.parametrize("norm_adv", [False, True])
@@ -159,8 +163,9 @@ def test_advantage_normalisation_does_not_blow_up_noise_past_the_floor():
         return torch.tensor(a, dtype=torch.float64)
 
     def policy_loss(advantages: np.ndarray, floor: float) -> float:
-        args = (t(logits), t(values), torch.tensor(actions), t(old_logp), t(advantages), t(returns), t(old_values))
-        return float(ppo_loss(*args, cfg, adv_std_floor=floor).policy_loss)
+        normalized = normalize_advantages(t(advantages), floor)
+        args = (t(logits), t(values), torch.tensor(actions), t(old_logp), normalized, t(returns), t(old_values))
+        return float(ppo_loss(*args, cfg).policy_loss)
 
     def by_hand(advantages: np.ndarray, scale: float) -> float:
         a = (advantages - advantages.mean()) / (scale + 1e-8)
@@ -303,7 +308,9 @@ def test_a2c_update_is_exactly_one_gradient_step():
         )
     t = batch.actions.shape[0]
     logits, new_values, _ = reference(batch.obs[:t], batch.reset[:t], batch.initial_state)
-    out = ppo_loss(logits, new_values, batch.actions, batch.logp, adv, ret, values[:-1], cfg)
+    # advantages normalised as the update does (no value normalisation here: the floor is in raw return units)
+    normalized = normalize_advantages(adv, cfg.adv_std_floor)
+    out = ppo_loss(logits, new_values, batch.actions, batch.logp, normalized, ret, values[:-1], cfg)
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(reference.parameters(), cfg.max_grad_norm)
 
