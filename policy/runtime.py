@@ -49,13 +49,9 @@ def providers_for(device: str, available: list[str] | None = None) -> list[str]:
     if device == "cuda":
         raise PolicyError(
             "device cuda needs onnxruntime-gpu (the CUDA execution provider); this onnxruntime offers "
-            f"{', '.join(have)}: install the gpu extra in place of onnxruntime, or use --device cpu"
+            f"{', '.join(have)}: install onnxruntime-gpu in place of onnxruntime, or use --device cpu"
         )
     return ["CPUExecutionProvider"]
-
-
-def _default_providers() -> list[str]:
-    return providers_for("auto")
 
 
 def _session_options(intra_op_threads: int, graph_optimization_level: ort.GraphOptimizationLevel) -> ort.SessionOptions:
@@ -112,7 +108,7 @@ class StepFunction:
         so = _session_options(intra_op_threads, graph_optimization_level)
         try:
             self._session = ort.InferenceSession(
-                self._bytes, sess_options=so, providers=providers or _default_providers()
+                self._bytes, sess_options=so, providers=providers or providers_for("auto")
             )
         except Exception as exc:  # onnxruntime raises several private exception types for unreadable models
             raise PolicyError(f"ONNX Runtime cannot load this policy: {exc}") from exc
@@ -288,27 +284,24 @@ class StepFunction:
         """Where the session computes: ``cuda`` when its first provider is CUDA's, else ``cpu``."""
         return "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
 
-    def state_to_device(self, state: Mapping[str, np.ndarray], device: str | None = None) -> dict[str, ort.OrtValue]:
-        """The state as ONNX Runtime values on ``device`` (default: the session's), for :meth:`run_bound`."""
-        where = device or self.device
-        return {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), where, 0) for k, v in state.items()}
+    def state_to_device(self, state: Mapping[str, np.ndarray]) -> dict[str, ort.OrtValue]:
+        """The state as ONNX Runtime values on the session's device, for :meth:`run_bound`."""
+        return {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), self.device, 0) for k, v in state.items()}
 
     def run_bound(
         self, obs: np.ndarray, reset: np.ndarray, state: Mapping[str, ort.OrtValue]
     ) -> tuple[np.ndarray, np.ndarray, dict[str, ort.OrtValue]]:
-        """:meth:`run` with I/O binding: the state stays where ``state``'s values are (the GPU under the CUDA
-        provider) from step to step; only the observations, resets, logits and values cross to and from the host."""
+        """:meth:`run` with I/O binding: the state (made by :meth:`state_to_device`) stays on the session's device
+        (the GPU under the CUDA provider) from step to step; only the observations, resets, logits and values cross
+        to and from the host."""
         feeds = self._feeds(obs, reset, {k: _host_stub(v) for k, v in state.items()})
         binding = self._session.io_binding()
         binding.bind_cpu_input("obs", feeds["obs"])
         binding.bind_cpu_input("reset", feeds["reset"])
-        device = "cpu"
         for name in self._state_by_name:
             binding.bind_ortvalue_input(name, state[name])
-            device = state[name].device_name().lower()
-        for i, name in enumerate(self._output_names):
-            is_state = i >= 2
-            binding.bind_output(name, device if is_state else "cpu")
+        for i, name in enumerate(self._output_names):  # logits and value first (POLICY_OUTPUTS), then the state
+            binding.bind_output(name, "cpu" if i < 2 else self.device)
         self._session.run_with_iobinding(binding)
         outs = binding.get_outputs()
         return outs[0].numpy(), outs[1].numpy(), {name: outs[i] for name, i in self._state_outputs}
