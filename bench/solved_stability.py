@@ -20,15 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.learning_curve import ROOT, fresh_run_dir, launch, read_scalars
+from actor.play import play
+from bench.learning_curve import fresh_run_dir, launch, read_scalars
 from bench.machine import machine_info, machine_markdown
 from learner.config import load_preset
+from policy.runtime import StepFunction
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LEVEL = 0.9
@@ -36,14 +37,11 @@ PLAY_EPISODES = 200
 
 
 def _play(run_dir: Path, env_id: str, env_kwargs: dict[str, Any]) -> float:
-    """Greedy success of the run's exported policy over PLAY_EPISODES episodes (torch-free ``actor.play``)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "actor.play", str(run_dir / "policy.onnx"), "--env", env_id, "--env-kwargs",
-         json.dumps(env_kwargs), "--episodes", str(PLAY_EPISODES), "--greedy"],
-        capture_output=True, text=True, check=True, cwd=ROOT,
-    )  # fmt: skip
-    last = out.stdout.strip().splitlines()[-1]  # "mean over N episodes: return R  length L  success S"
-    return float(last.rsplit("success", 1)[1])
+    """Greedy success of the run's exported policy over PLAY_EPISODES episodes (``actor.play``, ONNX Runtime)."""
+    results = play(
+        StepFunction.from_file(run_dir / "policy.onnx"), env_id, PLAY_EPISODES, env_kwargs=env_kwargs, greedy=True
+    )
+    return sum(float(r.success or 0.0) for r in results) / len(results)
 
 
 def run_seed(preset: str, seed: int, flags: list[str], name: str) -> dict[str, Any]:

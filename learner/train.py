@@ -108,9 +108,9 @@ class Learner:
     def __init__(self, cfg: RunConfig, ranks: RankInfo | None = None) -> None:
         """``ranks``: this process's place among several learner ranks (``learner.distributed``; the process group
         joined first). Rank 0 does everything a single learner does; the others only train (``follow``)."""
-        check_config(dataclasses.replace(cfg, learner_ranks=(ranks or RankInfo()).world_size))
-        self.cfg = cfg
         self.ranks = ranks or RankInfo()
+        check_config(dataclasses.replace(cfg, learner_ranks=self.ranks.world_size))
+        self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         self.device = resolve_device(cfg.device)
         if self.ranks.distributed and self.device.type == "cuda" and self.device.index is None:
