@@ -80,6 +80,14 @@ class PPOConfig:
     """Gradients are clipped to this global norm."""
     target_kl: float | None = None
     """Stop the epochs of an update early when the approximate KL exceeds this."""
+    lr_kl_target: float | None = None
+    """Adapt the learning rate to the policy's movement: after every minibatch it is divided by 1.5 when the
+    approximate KL exceeds 2x this and multiplied by 1.5 when it is below half of it, within [lr_min, lr_max];
+    None keeps ``lr`` (or its annealing). The adapted rate is saved with the optimiser and resumed."""
+    lr_min: float = 1e-5
+    """Lower bound of the KL-adapted learning rate."""
+    lr_max: float = 3e-3
+    """Upper bound of the KL-adapted learning rate."""
 
 
 @dataclass
@@ -195,6 +203,16 @@ def config_problems(cfg: RunConfig) -> list[str]:
         problems.append(f"ppo.gamma must be in (0, 1], got {p.gamma}")
     if not 0 <= p.gae_lambda <= 1:
         problems.append(f"ppo.gae_lambda must be in [0, 1], got {p.gae_lambda}")
+    if p.lr_kl_target is not None:
+        if not p.lr_kl_target > 0:
+            problems.append(f"ppo.lr_kl_target must be > 0, got {p.lr_kl_target}")
+        if not 0 < p.lr_min <= p.lr <= p.lr_max:
+            problems.append(
+                "with ppo.lr_kl_target, need 0 < ppo.lr_min <= ppo.lr <= ppo.lr_max, "
+                f"got {p.lr_min}, {p.lr}, {p.lr_max}"
+            )
+        if p.anneal_lr:
+            problems.append("ppo.anneal_lr and ppo.lr_kl_target both set the learning rate: choose one")
     if p.minibatches > cfg.batch_envs:
         problems.append(
             f"ppo.minibatches ({p.minibatches}) exceeds batch_envs ({cfg.batch_envs}): minibatches split a batch's "

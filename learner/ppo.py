@@ -185,6 +185,15 @@ class PPO:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.cfg.lr * max(remaining, 0.0)
 
+    def _adapt_lr(self, kl: float) -> None:
+        """The step size that keeps the policy's movement per minibatch near ``lr_kl_target``: models differ by
+        several times in how far one Adam step at a given rate moves their policy (docs/learning.md)."""
+        cfg = self.cfg
+        assert cfg.lr_kl_target is not None
+        factor = 1 / 1.5 if kl > 2 * cfg.lr_kl_target else 1.5 if kl < cfg.lr_kl_target / 2 else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = min(max(group["lr"] * factor, cfg.lr_min), cfg.lr_max)
+
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg
         num_t = batch.actions.shape[0]
@@ -272,7 +281,12 @@ class PPO:
                 ):
                     sums[key] = sums.get(key, 0.0) + float(value.detach())
                 steps += 1
-                if cfg.target_kl is not None and distributed.mean_over_ranks(float(out.approx_kl)) > cfg.target_kl:
+                kl = float(out.approx_kl)
+                if cfg.target_kl is not None or cfg.lr_kl_target is not None:
+                    kl = distributed.mean_over_ranks(kl)  # every rank takes the same decisions
+                if cfg.lr_kl_target is not None:
+                    self._adapt_lr(kl)
+                if cfg.target_kl is not None and kl > cfg.target_kl:
                     stop = True
                     break
             if stop:

@@ -410,6 +410,39 @@ def test_lr_annealing():
     assert fixed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
 
 
+def test_kl_adaptive_lr_follows_the_policy_movement_within_its_bounds():
+    # a target far above any KL: every gradient step raises the rate by 1.5, up to lr_max
+    cfg = PPOConfig(epochs=3, minibatches=2, lr=1e-4, lr_kl_target=1e3, lr_min=1e-5, lr_max=3e-3)
+    model = _model()
+    ppo = PPO(model, cfg, seed=0)
+    stats = ppo.update(_batch(model))
+    assert stats["losses/gradient_steps"] == 6.0
+    assert stats["charts/learning_rate"] == pytest.approx(1e-4 * 1.5**6)
+    ppo.update(_batch(model, seed=3))
+    ppo.update(_batch(model, seed=4))
+    assert ppo.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3)
+    # the adapted rate is the optimiser's, so a checkpoint carries it
+    again = PPO(_model(), cfg, seed=0)
+    again.load_state_dict(ppo.state_dict())
+    assert again.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3)
+    # a target below any KL a step makes: the rate falls by 1.5 per step, down to lr_min
+    low = PPO(_model(), PPOConfig(epochs=3, minibatches=2, lr=1e-3, lr_kl_target=1e-12, lr_min=2e-4), seed=0)
+    stats = low.update(_batch(_model()))
+    assert stats["losses/approx_kl"] > 2e-12
+    assert stats["charts/learning_rate"] == pytest.approx(2e-4)
+
+
+def test_kl_adaptive_lr_settings_are_checked():
+    from learner.config import RunConfig, config_problems
+
+    cfg = RunConfig()
+    cfg.ppo = PPOConfig(lr=1e-3, lr_kl_target=0.01, lr_max=5e-4, anneal_lr=True)
+    problems = " ".join(config_problems(cfg))
+    assert "lr_min <= ppo.lr <= ppo.lr_max" in problems and "choose one" in problems
+    cfg.ppo = PPOConfig(lr=1e-3, lr_kl_target=0.01)
+    assert config_problems(cfg) == []
+
+
 def test_ppo_loss_for_gaussian_actions_matches_hand_computation():
     """Continuous actions: log-density and entropy of a diagonal Gaussian, summed over action dimensions."""
     g = np.random.default_rng(0)
