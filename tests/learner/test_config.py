@@ -135,7 +135,7 @@ def test_cli_overrides_the_preset():
     assert cfg.ppo.ent_coef == base.ppo.ent_coef
 
 
-@pytest.mark.parametrize(("kind", "lr"), [("gru", 1e-3), ("lstm", 1e-3), ("gtrxl", 3e-4)])
+@pytest.mark.parametrize(("kind", "lr"), [("gru", 1e-3), ("lstm", 1e-3), ("gtrxl", 5e-4)])
 def test_another_model_kind_brings_its_own_learning_rate(kind: str, lr: float):
     """The preset's lr belongs to the preset's model and env; an explicit --ppo.lr always wins."""
     assert parse_config(["--model.kind", kind], "test").ppo.lr == DEFAULT_LR[kind] == lr
@@ -143,6 +143,17 @@ def test_another_model_kind_brings_its_own_learning_rate(kind: str, lr: float):
     assert parse_config([], "test").ppo.lr == load_preset("tmaze-agalite").ppo.lr
     # another env: the preset's lr was tuned for the T-Maze, so the kind's default applies
     assert parse_config(["--env.id", "CartPole-v1"], "test").ppo.lr == DEFAULT_LR["agalite"]
+
+
+def test_the_default_preset_adapts_its_learning_rate_for_every_kind_and_env():
+    """The KL target is what makes one default fit every model kind and task: it stays when either changes."""
+    target = load_preset("tmaze-agalite").ppo.lr_kl_target
+    assert target is not None
+    for argv in ([], ["--model.kind", "gru"], ["--env.id", "CartPole-v1"]):
+        assert parse_config(argv, "test").ppo.lr_kl_target == target
+    with pytest.raises(SystemExit) as info:
+        parse_config(["--ppo.anneal-lr", "True"], "test")
+    assert info.value.code == 2
 
 
 def test_cli_picks_a_test_preset():
