@@ -123,9 +123,11 @@ def all_true(flag: bool) -> bool:
     return bool(value.item())
 
 
-def mean_over_ranks(value: float) -> float:
+def mean_over_ranks(value: float, weight: float = 1.0) -> float:
+    """The mean of a per-rank mean over all ranks, each weighted by how many items its own mean is over: with
+    unequal shares of a minibatch this is the whole minibatch's mean, the number a single learner would see."""
     if not dist.is_initialized():
         return value
-    tensor = torch.tensor([float(value)], dtype=torch.float64)
+    tensor = torch.tensor([float(value) * weight, float(weight)], dtype=torch.float64)
     dist.all_reduce(tensor)
-    return float(tensor.item()) / dist.get_world_size()
+    return float(tensor[0].item() / tensor[1].item())

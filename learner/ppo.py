@@ -283,7 +283,8 @@ class PPO:
                 steps += 1
                 kl = float(out.approx_kl)
                 if cfg.target_kl is not None or cfg.lr_kl_target is not None:
-                    kl = distributed.mean_over_ranks(kl)  # every rank takes the same decisions
+                    # every rank takes the same decisions, on the whole minibatch's KL
+                    kl = distributed.mean_over_ranks(kl, weight=len(idx))
                 if cfg.lr_kl_target is not None:
                     self._adapt_lr(kl)
                 if cfg.target_kl is not None and kl > cfg.target_kl:

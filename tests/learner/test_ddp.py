@@ -27,9 +27,14 @@ ENVS_PER_SEGMENT = 2
 SEGMENTS = 3  # 6 env rows, 2 minibatches of 3: one rank trains on 2 rows, the other on 1
 
 
+ADAPTIVE = "+kl-adaptive-lr"  # a preset name with this suffix: the learning rate follows the minibatches' KL
+
+
 def _config(preset: str) -> RunConfig:
-    base = load_preset(preset)
+    base = load_preset(preset.removesuffix(ADAPTIVE))
     ppo = dataclasses.replace(base.ppo, epochs=2, minibatches=2, lr=1e-3, norm_adv=True)
+    if preset.endswith(ADAPTIVE):
+        ppo = dataclasses.replace(ppo, anneal_lr=False, lr_kl_target=0.004)
     return dataclasses.replace(base, ppo=ppo, segment_length=T, batch_envs=SEGMENTS * ENVS_PER_SEGMENT, seed=3)
 
 
@@ -88,16 +93,25 @@ def _rank_main(rank: int, world: int, port: int, out_dir: str, preset: str) -> N
         for _ in range(2):
             trainer.update(segments)
         torch.save(
-            {"model": trainer.model.state_dict(), "version": trainer.version, "env_steps": trainer.env_steps},
+            {
+                "model": trainer.model.state_dict(),
+                "version": trainer.version,
+                "env_steps": trainer.env_steps,
+                "lr": trainer.ppo.optimizer.param_groups[0]["lr"],
+            },
             Path(out_dir) / f"rank{rank}.pt",
         )
     finally:
         distributed.shutdown()
 
 
-@pytest.mark.parametrize("preset", ["test-tmaze-agalite", "test-tmaze-gtrxl", "test-tmaze-lstm"])
+@pytest.mark.parametrize(
+    "preset", ["test-tmaze-agalite", "test-tmaze-gtrxl", "test-tmaze-lstm", "test-tmaze-agalite" + ADAPTIVE]
+)
 def test_two_ranks_with_half_a_batch_each_equal_one_learner_on_the_whole_batch(tmp_path: Path, preset: str) -> None:
-    """Every model kind: DDP needs every trained parameter to get a gradient in every step."""
+    """Every model kind: DDP needs every trained parameter to get a gradient in every step. With the KL-adaptive
+    rate the ranks must also agree with the single learner on every rate change, although their shares of a
+    minibatch differ (2 rows and 1): the KL they decide on is the whole minibatch's."""
     (port,) = free_ports(1)
     args = (2, port, str(tmp_path), preset)
     mp.start_processes(_rank_main, args=args, nprocs=2, join=True, start_method="spawn")
@@ -111,6 +125,10 @@ def test_two_ranks_with_half_a_batch_each_equal_one_learner_on_the_whole_batch(t
         single.update(segments)
 
     assert ranks[0]["version"] == ranks[1]["version"] == single.version == 2
+    lr = single.ppo.optimizer.param_groups[0]["lr"]
+    assert ranks[0]["lr"] == ranks[1]["lr"] == pytest.approx(lr, rel=1e-12)
+    if preset.endswith(ADAPTIVE):
+        assert lr != pytest.approx(1e-3)  # the rate did adapt, so the agreement above means something
     assert ranks[0]["env_steps"] == single.env_steps == 2 * T * SEGMENTS * ENVS_PER_SEGMENT
     moved = 0.0
     for name, value in single.model.state_dict().items():
