@@ -41,7 +41,7 @@ from learner.publisher import PolicyPublisher
 from learner.resume_check import check_resume, write_run_config
 from learner.server import LearnerServer, RunSettings
 from learner.trainer import Trainer, resolve_device
-from policy.files import write_atomically
+from policy.files import json_text, write_atomically
 from policy.metadata import space_to_dict
 from protocol import Segment, SegmentSpec
 from protocol.spec import space_bounds
@@ -246,8 +246,8 @@ class Learner:
             "policy_version": self.version,
             "env_steps": self.env_steps,
             "updates": self.updates,
-            "success_rate": None if math.isnan(self.episodes.success_rate) else self.episodes.success_rate,
-            "mean_return": None if math.isnan(self.episodes.mean_return) else self.episodes.mean_return,
+            "success_rate": self.episodes.success_rate,  # NaN before the first episode: null in the file
+            "mean_return": self.episodes.mean_return,
             "episodes": self.episodes.total,
             "resumed": self.resumed,
             "write_failures": self.fs.failures,
@@ -259,7 +259,7 @@ class Learner:
     def write_status(self) -> None:
         path = self.run_dir / "status.json"
         self.fs.attempt(
-            "status", path, lambda: write_atomically(path, json.dumps(self.status(), indent=2, sort_keys=True))
+            "status", path, lambda: write_atomically(path, json_text(self.status(), indent=2, sort_keys=True))
         )
 
     def export_final(self) -> Path:
@@ -458,7 +458,7 @@ class Learner:
             env_id=cfg.env.id,
             env_kwargs=cfg.env.kwargs_dict(),
         )
-        summary_text = json.dumps(
+        summary_text = json_text(
             {k: (str(v) if isinstance(v, Path) else v) for k, v in summary.__dict__.items()}, indent=2
         )
         self.fs.attempt(

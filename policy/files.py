@@ -8,9 +8,12 @@ half-written target nor a temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def write_atomically(path: str | os.PathLike[str], data: bytes | str) -> Path:
@@ -30,3 +33,19 @@ def write_atomically(path: str | os.PathLike[str], data: bytes | str) -> Path:
             Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+def json_text(value: Any, **dumps_kwargs: Any) -> str:
+    """JSON that every parser reads: a non-finite float (no episode finished yet: a NaN success rate) becomes null,
+    where ``json.dumps`` would write ``NaN``, which strict parsers (JavaScript's, jq) refuse."""
+    return json.dumps(_finite_or_null(value), allow_nan=False, **dumps_kwargs)

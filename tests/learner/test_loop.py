@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import socket
 import threading
 from pathlib import Path
@@ -105,6 +106,8 @@ def test_the_loop_trains_checkpoints_and_resumes(tmp_path: Path, free_ports) -> 
     assert first.updates >= 3 and first.env_steps >= 3 * T * ENVS
     for name in ("config.json", "status.json", "summary.json", "policy.onnx", "policy.json"):
         assert (run_dir / name).is_file(), name
+    for name in ("status.json", "summary.json"):  # strict JSON, whatever the numbers (no NaN constants)
+        json.loads((run_dir / name).read_text(), parse_constant=lambda c, n=name: pytest.fail(f"{n} holds {c}"))
     assert checkpoint_path(run_dir).is_file()
     # The curves: a fixed set of actor tags however many actors come and go, not one tag per actor id.
     curves = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
