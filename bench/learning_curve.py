@@ -60,6 +60,23 @@ def read_scalars(tb_dir: Path, tags: tuple[str, ...] | None = None) -> dict[str,
     return out
 
 
+#: The curves are means over the last 100 finished episodes; before 100 have finished they rest on a few, and one or
+#: two lucky early episodes put a T-Maze run "at 0.9" after 2,560 steps. Points before a full window are left out.
+WINDOW_EPISODES = 100
+
+
+def windowed_curve(summary_dir: Path, tag: str) -> list[dict[str, float]]:
+    """The logged ``tag`` from the first point whose window holds WINDOW_EPISODES episodes (our runs log the count as
+    ``charts/episodes``; curves without it, Sample Factory's, are kept whole)."""
+    scalars = read_scalars(summary_dir, (tag, "charts/episodes")) if summary_dir.exists() else {}
+    points = scalars.get(tag, [])
+    counts = scalars.get("charts/episodes")
+    if not counts:
+        return points
+    full = next((c["step"] for c in counts if c["value"] >= WINDOW_EPISODES), None)
+    return [] if full is None else [p for p in points if p["step"] >= full]
+
+
 def free_ports(n: int = 3) -> list[int]:
     """``n`` distinct TCP ports free on loopback right now (so a benchmark never collides with a test's stack)."""
     import socket

@@ -3,6 +3,7 @@
     python -m bench.solved_stability --preset test-cuerecall-agalite --seeds 5 7 8 --name cue_floor \
         --flags --ppo.adv-std-floor 0.1
     python -m bench.solved_stability --report-only --name cue_floor     # rewrite the .md from the .json
+    python -m bench.solved_stability --judge-only --name cue_floor      # judge the saved run directories again
 
 Why: short runs on the cue-recall test task reached success 1.0 and then, tens of thousands of steps later, fell
 back to chance (docs/learning.md, "Staying solved"). A learning curve's maximum hides that; this benchmark records,
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from actor.play import play
-from bench.learning_curve import fresh_run_dir, launch, read_scalars
+from bench.learning_curve import ROOT, fresh_run_dir, launch, windowed_curve
 from bench.machine import machine_info, machine_markdown
 from learner.config import load_preset
 from policy.runtime import StepFunction
@@ -50,21 +51,28 @@ def run_seed(preset: str, seed: int, flags: list[str], name: str) -> dict[str, A
     budget = ["--total-steps", str(load_preset(preset).total_steps)]  # after launch's own "run until stopped"
     proc = launch(preset, run_dir, extra=[*budget, "--seed", str(seed), *flags])
     rc = proc.wait()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    curve = [(int(p["step"]), p["value"]) for p in read_scalars(run_dir / "tb", ("charts/success_rate",)).get(
-        "charts/success_rate", [])]  # fmt: skip
-    first = next((step for step, value in curve if value >= LEVEL), None)
-    after = [value for step, value in curve if first is not None and step >= first]
     return {
         "seed": seed,
         "rc": rc,
+        **judge(run_dir),
+        "wall_s": round(time.time() - t0, 1),
+        "load_1min_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def judge(run_dir: Path) -> dict[str, Any]:
+    """A finished run's numbers. The curve counts from its first full 100-episode window: before that, one or two
+    lucky early episodes read as "at the level" and the dip after them as a collapse."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    curve = [(int(p["step"]), p["value"]) for p in windowed_curve(run_dir / "tb", "charts/success_rate")]
+    first = next((step for step, value in curve if value >= LEVEL), None)
+    after = [value for step, value in curve if first is not None and step >= first]
+    return {
         "env_steps": summary["env_steps"],
         "first_at_level": first,
         "lowest_after": min(after) if after else None,
         "last_success": summary["success_rate"],
         "greedy_play": _play(run_dir, summary["env_id"], summary["env_kwargs"]),
-        "wall_s": round(time.time() - t0, 1),
-        "load_1min_after": round(os.getloadavg()[0], 2),
     }
 
 
@@ -100,13 +108,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--name", default=None, help="results go to bench/results/solved_stability_<name>.* (default: the preset)"
     )
-    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json")
+    parser.add_argument(
+        "--judge-only",
+        action="store_true",
+        help="judge the saved runs (runs/bench/solved-stability-<name>-<seed>) again without training",
+    )
     parser.add_argument("--flags", nargs=argparse.REMAINDER, default=[], help="learner flags (last on the line)")
     args = parser.parse_args(argv)
     args.name = args.name or args.preset.replace("-", "_")
     path = RESULTS / f"solved_stability_{args.name}.json"
     if args.report_only:
         result = json.loads(path.read_text())
+    elif args.judge_only:
+        result = json.loads(path.read_text())
+        for run in result["runs"]:
+            run.update(judge(ROOT / "runs" / "bench" / f"solved-stability-{args.name}-{run['seed']}"))
+        path.write_text(json.dumps(result, indent=2) + "\n")
     else:
         result = {"preset": args.preset, "flags": args.flags, "machine": machine_info(), "runs": []}
         for seed in args.seeds:

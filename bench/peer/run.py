@@ -43,7 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.learning_curve import free_ports, read_scalars
+from bench.learning_curve import free_ports, windowed_curve
 from bench.machine import machine_info, machine_markdown
 from bench.peer.tasks import TASKS, Task
 
@@ -160,23 +160,6 @@ def equal_priority(pid: int) -> None:
         with contextlib.suppress(OSError):
             if os.getpriority(os.PRIO_PROCESS, p) != 0:
                 os.setpriority(os.PRIO_PROCESS, p, 0)
-
-
-#: The curves are means over the last 100 finished episodes; before 100 have finished they rest on a few, and one or
-#: two lucky early episodes put a T-Maze run "at 0.9" after 2,560 steps. Points before a full window are left out.
-WINDOW_EPISODES = 100
-
-
-def windowed_curve(summary_dir: Path, tag: str) -> list[dict[str, float]]:
-    """The logged ``tag`` from the first point whose window holds WINDOW_EPISODES episodes (our runs log the count as
-    ``charts/episodes``; curves without it, Sample Factory's, are kept whole)."""
-    scalars = read_scalars(summary_dir, (tag, "charts/episodes")) if summary_dir.exists() else {}
-    points = scalars.get(tag, [])
-    counts = scalars.get("charts/episodes")
-    if not counts:
-        return points
-    full = next((c["step"] for c in counts if c["value"] >= WINDOW_EPISODES), None)
-    return [] if full is None else [p for p in points if p["step"] >= full]
 
 
 def past_threshold(summary_dir: Path, tag: str, level: float, extra_steps: int) -> bool:
