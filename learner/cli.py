@@ -48,9 +48,11 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
         if not _given(rest, "--run-dir") and cfg.run_dir == base.run_dir:
             # Nor does the preset's run directory: resuming the preset's run with another env cannot work.
             cfg.run_dir = str(Path(base.run_dir).parent / re.sub(r"[^A-Za-z0-9._-]+", "-", cfg.env.id))
-    if (cfg.model.kind != base.model.kind or cfg.env.id != base.env.id) and not _given(rest, "--ppo.lr"):
-        # Likewise the preset's learning rate was tuned for its own model and task: another model kind or another
-        # env starts from the model kind's default.
+    left_the_preset = cfg.model.kind != base.model.kind or cfg.env.id != base.env.id
+    if left_the_preset and not _given(rest, "--ppo.lr") and cfg.ppo.lr_kl_target is None:
+        # Likewise a constant learning rate was tuned for the preset's own model and task: another model kind or
+        # another env takes the model kind's default. An adapted rate needs no such change (its KL target does the
+        # per-model part; the preset's lr is only its ceiling).
         cfg.ppo.lr = DEFAULT_LR[cfg.model.kind]
     check_env_config(cfg)
     try:

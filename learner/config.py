@@ -38,11 +38,10 @@ class EnvConfig:
         return parse_env_kwargs(self.kwargs, "env.kwargs")
 
 
-# Adam step sizes to start from when the preset's own model or task is left (docs/learning.md). The default preset
-# adapts the rate to the policy's movement from there (lr_kl_target); without that, these are the constant rates that
-# learned the memory suite: the attention models move their policy ~5x further per step than the recurrent ones at
-# the same rate (at 1e-3 the answer froze before the memory formed).
-DEFAULT_LR: dict[str, float] = {"lstm": 1e-3, "gru": 1e-3, "agalite": 5e-4, "galite": 5e-4, "gtrxl": 5e-4}
+# Constant Adam step sizes for a preset without the KL-adaptive rate, when its own model or task is left
+# (docs/learning.md): at the same rate the attention models move their policy ~5x further per step than the
+# recurrent ones (at 1e-3 the answer froze before the memory formed), so they take a lower one.
+DEFAULT_LR: dict[str, float] = {"lstm": 1e-3, "gru": 1e-3, "agalite": 3e-4, "galite": 3e-4, "gtrxl": 3e-4}
 
 
 @dataclass
@@ -86,9 +85,11 @@ class PPOConfig:
     approximate KL exceeds 2x this and multiplied by 1.5 when it is below half of it, within [lr_min, lr_max];
     None keeps ``lr`` (or its annealing). The adapted rate is saved with the optimiser and resumed."""
     lr_min: float = 1e-5
-    """Lower bound of the KL-adapted learning rate (``lr`` is the start; the first adaptation brings it within)."""
-    lr_max: float = 3e-3
-    """Upper bound of the KL-adapted learning rate."""
+    """Lower bound of the KL-adapted learning rate."""
+    lr_max: float | None = None
+    """Upper bound of the KL-adapted learning rate; None: ``lr`` itself, so the rate is only lowered while the policy
+    moves too far and restored after. A higher bound lets a solved, near-deterministic policy (KL ~0 whatever the
+    step) drift at the bound until it breaks: an AGaLiTe T-Maze run at 3e-3 fell from 1.0 to 0.0 (docs/learning.md)."""
 
 
 @dataclass
@@ -207,8 +208,11 @@ def config_problems(cfg: RunConfig) -> list[str]:
     if p.lr_kl_target is not None:
         if not p.lr_kl_target > 0:
             problems.append(f"ppo.lr_kl_target must be > 0, got {p.lr_kl_target}")
-        if not 0 < p.lr_min <= p.lr_max:
-            problems.append(f"with ppo.lr_kl_target, need 0 < ppo.lr_min <= ppo.lr_max, got {p.lr_min}, {p.lr_max}")
+        top = p.lr if p.lr_max is None else p.lr_max
+        if not 0 < p.lr_min <= top:
+            problems.append(
+                f"with ppo.lr_kl_target, need 0 < ppo.lr_min <= ppo.lr_max (None: ppo.lr), got {p.lr_min}, {top}"
+            )
         if p.anneal_lr:
             problems.append("ppo.anneal_lr and ppo.lr_kl_target both set the learning rate: choose one")
     if p.minibatches > cfg.batch_envs:

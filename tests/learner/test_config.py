@@ -135,22 +135,25 @@ def test_cli_overrides_the_preset():
     assert cfg.ppo.ent_coef == base.ppo.ent_coef
 
 
-@pytest.mark.parametrize(("kind", "lr"), [("gru", 1e-3), ("lstm", 1e-3), ("gtrxl", 5e-4)])
-def test_another_model_kind_brings_its_own_learning_rate(kind: str, lr: float):
-    """The preset's lr belongs to the preset's model and env; an explicit --ppo.lr always wins."""
-    assert parse_config(["--model.kind", kind], "test").ppo.lr == DEFAULT_LR[kind] == lr
-    assert parse_config(["--model.kind", kind, "--ppo.lr", "0.02"], "test").ppo.lr == 0.02
-    assert parse_config([], "test").ppo.lr == load_preset("tmaze-agalite").ppo.lr
+@pytest.mark.parametrize(("kind", "lr"), [("gru", 1e-3), ("lstm", 1e-3), ("gtrxl", 3e-4)])
+def test_another_model_kind_brings_its_own_constant_learning_rate(kind: str, lr: float):
+    """A constant lr belongs to the preset's model and env; an explicit --ppo.lr always wins."""
+    preset = ["--preset", "test-tmaze-agalite"]  # a constant (annealed) rate
+    assert parse_config([*preset, "--model.kind", kind], "test").ppo.lr == DEFAULT_LR[kind] == lr
+    assert parse_config([*preset, "--model.kind", kind, "--ppo.lr", "0.02"], "test").ppo.lr == 0.02
+    assert parse_config(preset, "test").ppo.lr == load_preset("test-tmaze-agalite").ppo.lr
     # another env: the preset's lr was tuned for the T-Maze, so the kind's default applies
-    assert parse_config(["--env.id", "CartPole-v1"], "test").ppo.lr == DEFAULT_LR["agalite"]
+    assert parse_config([*preset, "--env.id", "CartPole-v1"], "test").ppo.lr == DEFAULT_LR["agalite"]
 
 
 def test_the_default_preset_adapts_its_learning_rate_for_every_kind_and_env():
     """The KL target is what makes one default fit every model kind and task: it stays when either changes."""
     target = load_preset("tmaze-agalite").ppo.lr_kl_target
     assert target is not None
-    for argv in ([], ["--model.kind", "gru"], ["--env.id", "CartPole-v1"]):
-        assert parse_config(argv, "test").ppo.lr_kl_target == target
+    lr = load_preset("tmaze-agalite").ppo.lr
+    for argv in ([], ["--model.kind", "gru"], ["--model.kind", "gtrxl"], ["--env.id", "CartPole-v1"]):
+        cfg = parse_config(argv, "test")
+        assert cfg.ppo.lr_kl_target == target and cfg.ppo.lr == lr  # the ceiling stays: the KL does the rest
     with pytest.raises(SystemExit) as info:
         parse_config(["--ppo.anneal-lr", "True"], "test")
     assert info.value.code == 2

@@ -430,6 +430,11 @@ def test_kl_adaptive_lr_follows_the_policy_movement_within_its_bounds():
     stats = low.update(_batch(_model()))
     assert stats["losses/approx_kl"] > 2e-12
     assert stats["charts/learning_rate"] == pytest.approx(2e-4)
+    # without lr_max the rate never rises above the one given: lowered, then restored, never beyond
+    capped = PPO(_model(), PPOConfig(epochs=3, minibatches=2, lr=1e-3, lr_kl_target=1e3), seed=0)
+    for group in capped.optimizer.param_groups:
+        group["lr"] = 1e-4  # as if lowered by earlier updates
+    assert capped.update(_batch(_model()))["charts/learning_rate"] == pytest.approx(1e-3)
 
 
 def test_kl_adaptive_lr_settings_are_checked():
@@ -439,6 +444,8 @@ def test_kl_adaptive_lr_settings_are_checked():
     cfg.ppo = PPOConfig(lr=1e-3, lr_kl_target=0.01, lr_min=1e-3, lr_max=5e-4, anneal_lr=True)
     problems = " ".join(config_problems(cfg))
     assert "lr_min <= ppo.lr_max" in problems and "choose one" in problems
+    cfg.ppo = PPOConfig(lr=1e-3, lr_kl_target=0.01, lr_min=2e-3)  # the bound defaults to lr, below lr_min
+    assert "ppo.lr_min <= ppo.lr_max (None: ppo.lr)" in " ".join(config_problems(cfg))
     cfg.ppo = PPOConfig(lr=1e-3, lr_kl_target=0.01)
     assert config_problems(cfg) == []
 
