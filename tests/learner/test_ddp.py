@@ -34,7 +34,7 @@ def _config(preset: str) -> RunConfig:
     base = load_preset(preset.removesuffix(ADAPTIVE))
     ppo = dataclasses.replace(base.ppo, epochs=2, minibatches=2, lr=1e-3, norm_adv=True)
     if preset.endswith(ADAPTIVE):
-        ppo = dataclasses.replace(ppo, anneal_lr=False, lr_kl_target=0.004)
+        ppo = dataclasses.replace(ppo, anneal_lr=False, lr_kl_target=0.004, lr_max=3e-3)
     return dataclasses.replace(base, ppo=ppo, segment_length=T, batch_envs=SEGMENTS * ENVS_PER_SEGMENT, seed=3)
 
 
