@@ -89,7 +89,7 @@ def sf_command(task: Task, runner: str, seed: int, run_dir: Path, stop_after: in
         "--steps",
         str(task.budget),
         "--train-dir",
-        str(run_dir.parent),
+        str(run_dir.parent.relative_to(ROOT)),  # relative (Sample Factory runs in ROOT): no machine's paths saved
         "--experiment",
         run_dir.name,
         "--eval-episodes",
