@@ -89,6 +89,10 @@ def _outputs(fn: StepFunction) -> list[np.ndarray]:
     return [logits, value, *state.values()]
 
 
+def _refuse_constant(name: str) -> float:
+    pytest.fail(f"a run file holds the non-standard JSON constant {name}")
+
+
 def test_constructing_a_learner_touches_nothing(tmp_path: Path, free_ports) -> None:
     cfg = small_config(tmp_path / "run", total_steps=T * ENVS, ports=free_ports(3))
     learner = Learner(cfg)
@@ -107,7 +111,7 @@ def test_the_loop_trains_checkpoints_and_resumes(tmp_path: Path, free_ports) -> 
     for name in ("config.json", "status.json", "summary.json", "policy.onnx", "policy.json"):
         assert (run_dir / name).is_file(), name
     for name in ("status.json", "summary.json"):  # strict JSON, whatever the numbers (no NaN constants)
-        json.loads((run_dir / name).read_text(), parse_constant=lambda c, n=name: pytest.fail(f"{n} holds {c}"))
+        json.loads((run_dir / name).read_text(), parse_constant=_refuse_constant)
     assert checkpoint_path(run_dir).is_file()
     # The curves: a fixed set of actor tags however many actors come and go, not one tag per actor id.
     curves = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
