@@ -91,6 +91,11 @@ class PPOConfig:
     moves too far and restored after. A higher bound lets a solved, near-deterministic policy (KL ~0 whatever the
     step) drift at the bound until it breaks: an AGaLiTe T-Maze run at 3e-3 fell from 1.0 to 0.0 (docs/learning.md)."""
 
+    @property
+    def lr_ceiling(self) -> float:
+        """The bound the KL-adapted rate never exceeds: ``lr_max``, or ``lr`` when that is None."""
+        return self.lr if self.lr_max is None else self.lr_max
+
 
 @dataclass
 class NetConfig:
@@ -208,10 +213,10 @@ def config_problems(cfg: RunConfig) -> list[str]:
     if p.lr_kl_target is not None:
         if not p.lr_kl_target > 0:
             problems.append(f"ppo.lr_kl_target must be > 0, got {p.lr_kl_target}")
-        top = p.lr if p.lr_max is None else p.lr_max
-        if not 0 < p.lr_min <= top:
+        if not 0 < p.lr_min <= p.lr_ceiling:
             problems.append(
-                f"with ppo.lr_kl_target, need 0 < ppo.lr_min <= ppo.lr_max (None: ppo.lr), got {p.lr_min}, {top}"
+                "with ppo.lr_kl_target, need 0 < ppo.lr_min <= ppo.lr_max (None: ppo.lr), "
+                f"got {p.lr_min}, {p.lr_ceiling}"
             )
         if p.anneal_lr:
             problems.append("ppo.anneal_lr and ppo.lr_kl_target both set the learning rate: choose one")

@@ -191,9 +191,8 @@ class PPO:
         cfg = self.cfg
         assert cfg.lr_kl_target is not None
         factor = 1 / 1.5 if kl > 2 * cfg.lr_kl_target else 1.5 if kl < cfg.lr_kl_target / 2 else 1.0
-        top = cfg.lr if cfg.lr_max is None else cfg.lr_max
         for group in self.optimizer.param_groups:
-            group["lr"] = min(max(group["lr"] * factor, cfg.lr_min), top)
+            group["lr"] = min(max(group["lr"] * factor, cfg.lr_min), cfg.lr_ceiling)
 
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg
