@@ -6,6 +6,9 @@ handful of plain ONNX nodes instead of an ``LSTM`` op with its own layout conven
 (``nn.LSTMCell`` / ``nn.GRUCell``), as is the default uniform(+-1/sqrt(hidden)) initialisation; the LSTM's gate
 rows are laid out i, f, o, g (PyTorch: i, f, g, o) so the three sigmoid gates are one contiguous block.
 Episode resets zero the carried state of that env before the step is consumed.
+The loops walk ``unbind(0)`` views rather than indexing ``xi[t]``: the backward of one ``unbind`` is one stack,
+while each indexed step's backward zero-fills a gradient the size of all T steps (quadratic in T; it was a fifth
+of a GRU-128 learner update at T=32).
 """
 
 from __future__ import annotations
@@ -66,10 +69,10 @@ class LSTM(_RecurrentBase):
         h, c = state["h"], state["c"]
         n = self.hidden
         ys = []
-        for t in range(x.shape[0]):
-            h = h * keep[t]
-            c = c * keep[t]
-            g = xi[t] + self.w_hh(h)
+        for xi_t, keep_t in zip(xi.unbind(0), keep.unbind(0), strict=True):
+            h = h * keep_t
+            c = c * keep_t
+            g = xi_t + self.w_hh(h)
             ifo_pre, g_pre = g.split([3 * n, n], dim=-1)
             i, f, o = torch.sigmoid(ifo_pre).chunk(3, dim=-1)
             gg = torch.tanh(g_pre)
@@ -100,9 +103,9 @@ class GRU(_RecurrentBase):
         h = state["h"]
         n = self.hidden
         ys = []
-        for t in range(x.shape[0]):
-            h = h * keep[t]
-            xrz, xn = xi[t].split([2 * n, n], dim=-1)
+        for xi_t, keep_t in zip(xi.unbind(0), keep.unbind(0), strict=True):
+            h = h * keep_t
+            xrz, xn = xi_t.split([2 * n, n], dim=-1)
             hrz, hn = self.w_hh(h).split([2 * n, n], dim=-1)
             r, z = torch.sigmoid(xrz + hrz).chunk(2, dim=-1)
             cand = torch.tanh(xn + r * hn)
