@@ -130,16 +130,24 @@ def test_two_ranks_with_half_a_batch_each_equal_one_learner_on_the_whole_batch(t
     if preset.endswith(ADAPTIVE):
         assert lr != pytest.approx(1e-3)  # the rate did adapt, so the agreement above means something
     assert ranks[0]["env_steps"] == single.env_steps == 2 * T * SEGMENTS * ENVS_PER_SEGMENT
+    initial = Trainer(_config(preset), obs_space, act_space).model.state_dict()
     moved = 0.0
     for name, value in single.model.state_dict().items():
         # the ranks took the same optimiser steps on the same all-reduced gradients: equal to the bit
         torch.testing.assert_close(ranks[0]["model"][name], ranks[1]["model"][name], rtol=0, atol=0)
-        # and the single learner's steps, up to float32 sums taken in another order
-        torch.testing.assert_close(ranks[0]["model"][name], value, rtol=1e-5, atol=1e-6, msg=name)
-    initial = Trainer(_config(preset), obs_space, act_space).model.state_dict()
-    for name, value in single.model.state_dict().items():
-        if value.is_floating_point():
-            moved = max(moved, float((value - initial[name]).abs().max()))
+        if not value.is_floating_point():
+            torch.testing.assert_close(ranks[0]["model"][name], value, rtol=0, atol=0, msg=name)
+            continue
+        # and the single learner's steps, up to float32 sums taken in another order. Adam divides each element's
+        # gradient by its running RMS, so an element whose gradient is at rounding level can step differently in
+        # each order; what must agree is the step as a whole: the norm of the difference of the two learners' total
+        # steps against the norm of the step (measured: at most 2.5e-4 of it for every kind, so 1e-2 leaves 40x).
+        # A parameter with no gradient but rounding (GTrXL's r.bias: a key bias shared by all positions, which the
+        # softmax cancels) moves ~1e-7 in both, in no common direction: the 1e-6 floor lets such a non-step differ.
+        step_ranks, step_single = ranks[0]["model"][name] - initial[name], value - initial[name]
+        gap, size = float((step_ranks - step_single).norm()), float(step_single.norm())
+        assert gap <= 1e-2 * size + 1e-6, f"{name}: steps differ by {gap:.3g}, step size {size:.3g}"
+        moved = max(moved, float(step_single.abs().max()))
     assert moved > 1e-4  # the updates changed the weights: the comparison above is not between two untouched models
 
 
