@@ -12,7 +12,7 @@ from learner import distributed
 from learner.checkpoint import CheckpointError
 from learner.cli import parse_config, setup_logging
 from learner.resume_check import ResumeConfigError
-from learner.train import Learner
+from learner.train import Learner, RankSetupFailed
 from learner.trainer import resolve_device
 
 
@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         learner = Learner(cfg, ranks)
         if not ranks.is_main:
-            learner.follow()
+            try:
+                learner.follow()
+            except RankSetupFailed:
+                return 1  # rank 0 printed the one-line reason
             return 0
         try:
             learner.setup()  # resumes from the run directory and binds the sockets

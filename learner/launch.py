@@ -7,6 +7,7 @@ learner's progress. Ctrl-C stops everything and leaves a resumable checkpoint; r
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -64,10 +65,11 @@ def stop_actors(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
 
 
 def learner_ranks_command(argv: list[str], ranks: int) -> list[str]:
-    """The learner as ``ranks`` processes on this machine: torchrun (``torch.distributed.run``) starts them and
-    stops them all when one fails; ``--standalone`` picks a free rendezvous port."""
+    """The learner as ``ranks`` processes on this machine: torchrun (``learner.torchrun``, which ends a rank's
+    failure in one line) starts them and stops them all when one fails; ``--standalone`` picks a free rendezvous
+    port."""
     return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
+        sys.executable, "-m", "learner.torchrun", "--standalone", "--nproc-per-node", str(ranks),
         "-m", "learner", *argv,
     ]  # fmt: skip
 
@@ -81,7 +83,10 @@ def run_learner_ranks(cfg: RunConfig, argv: list[str]) -> int:
         f"{Path(cfg.run_dir) / 'logs'}",
         flush=True,
     )
-    ranks = subprocess.Popen(learner_ranks_command(argv, cfg.learner_ranks))
+    # torchrun sets OMP_NUM_THREADS=1 for its ranks and prints a banner about it unless it is set; each rank sets
+    # its own thread count (--torch-threads) anyway
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(cfg.torch_threads))}
+    ranks = subprocess.Popen(learner_ranks_command(argv, cfg.learner_ranks), env=env)
     procs = start_actors(cfg, Path(cfg.run_dir) / "logs")
 
     def forward(signum: int, frame: object) -> None:

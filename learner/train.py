@@ -32,13 +32,19 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from envs import env_spaces
 from learner import distributed
-from learner.checkpoint import checkpoint_path, load_checkpoint, remove_orphaned_tmp, save_checkpoint
+from learner.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    load_checkpoint,
+    remove_orphaned_tmp,
+    save_checkpoint,
+)
 from learner.config import RunConfig, check_config
 from learner.distributed import RankInfo
 from learner.fs_faults import WriteGuard
 from learner.metrics import EpisodeWindow, Metrics
 from learner.publisher import PolicyPublisher
-from learner.resume_check import check_resume, write_run_config
+from learner.resume_check import ResumeConfigError, check_resume, write_run_config
 from learner.server import LearnerServer, RunSettings
 from learner.trainer import Trainer, resolve_device
 from policy.files import json_text, write_atomically
@@ -47,6 +53,14 @@ from protocol import Segment, SegmentSpec
 from protocol.spec import space_bounds
 
 log = logging.getLogger("learner")
+
+#: The key of the state rank 0 broadcasts instead of its weights when it cannot start (a user's mistake in the
+#: run directory): the other ranks then end without a traceback of their own.
+SETUP_FAILED = "setup_failed"
+
+
+class RankSetupFailed(RuntimeError):
+    """Raised on a following rank when rank 0 could not start; rank 0 has printed why."""
 
 
 def _per_actor_spread(segments_per_actor: dict[str, int]) -> dict[str, float]:
@@ -153,7 +167,12 @@ class Learner:
         if not self.ranks.is_main:
             raise RuntimeError("only learner rank 0 binds sockets and owns the run directory; other ranks follow()")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.resumed = self._resume()
+        try:
+            self.resumed = self._resume()
+        except (CheckpointError, ResumeConfigError) as err:
+            if self.ranks.distributed:  # the other ranks wait for the state: tell them to end instead
+                distributed.broadcast_state({SETUP_FAILED: str(err)})
+            raise
         if self.ranks.distributed:  # every rank continues from rank 0's checkpoint (or its fresh weights)
             distributed.broadcast_state(self.trainer.state_dict())
         write_run_config(self.cfg, self.run_dir)
@@ -479,7 +498,10 @@ class Learner:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_IGN)
         log.info("rank %d (pid %d) follows rank 0", self.ranks.rank, os.getpid())
-        self.trainer.load_state_dict(distributed.broadcast_state(None))
+        state = distributed.broadcast_state(None)
+        if SETUP_FAILED in state:
+            raise RankSetupFailed(state[SETUP_FAILED])
+        self.trainer.load_state_dict(state)
         updates = 0
         while (segments := distributed.broadcast_batch(None)) is not None:
             self.trainer.update(segments)

@@ -1,5 +1,6 @@
 """Two learner ranks (torchrun, gloo) behind the local stack: they learn the short T-Maze through real actors, every
-batch trained on both; a rank killed mid-run stops the job with a checkpoint that a plain learner resumes."""
+batch trained on both; a rank killed mid-run stops the job with a checkpoint that a plain learner resumes; a run
+directory that rank 0 refuses ends every rank in one line."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import signal
 
 import pytest
 
-from learner.checkpoint import checkpoint_path
+from envs import env_spaces
+from learner.checkpoint import checkpoint_path, save_checkpoint
 from learner.config import load_preset
+from learner.trainer import Trainer
 
 PRESET = "test-tmaze-agalite"
 
@@ -66,3 +69,21 @@ def test_a_killed_learner_rank_stops_the_job_with_a_checkpoint_that_resumes(stac
     found = re.search(r"resumed \S+ at policy version (\d+), (\d+) env steps", log)
     assert found is not None, stack.report()
     assert (int(found.group(1)), int(found.group(2))) == (summary["policy_version"], summary["env_steps"])
+
+
+@pytest.mark.e2e
+def test_a_run_directory_of_another_model_ends_every_rank_in_one_line(stack):
+    """Rank 0 refuses the run directory (a user's mistake); rank 1, waiting for rank 0's weights, ends quietly, and
+    the launcher says which rank failed in one line: no rank's traceback, no torchrun traceback."""
+    other = load_preset("test-tmaze-lstm")
+    obs_space, act_space = env_spaces(other.env.id, **other.env.kwargs_dict())
+    save_checkpoint(stack.run_dir, Trainer(other, obs_space, act_space).state_dict(elapsed_s=0.0))
+    launcher = stack.learner(
+        "--num-actors", "1", "--learner-ranks", "2", preset=PRESET, module="learner.launch", name="launcher"
+    )
+    assert stack.wait_exit(launcher, timeout=180) == 1, stack.report()
+    log = _launcher_log(stack)
+    assert "holds a checkpoint of another model" in log, log
+    # whichever rank torchrun saw end first (both end with 1)
+    assert re.search(r"error: learner rank [01] exited with code 1 \(its reason is above\)", log), log
+    assert "Traceback" not in log and "ChildFailedError" not in log, log
