@@ -29,12 +29,24 @@ def test_small_model_learns_short_tmaze(stack, preset: str):
     assert (stack.run_dir / "policy.onnx").is_file()
 
 
+# Cue recall with a Gaussian policy is judged against what no memoryless policy can do. Its action cannot depend on
+# the cue, so it is right for at most one of the two cues: success <= 0.5, sampled or greedy. 0.7 over 100 (sampled)
+# or 200 (greedy) episodes is 4-6 binomial standard deviations above that.
+CUE_SUCCESS = 0.7
+
+
 @pytest.mark.e2e
 def test_small_agalite_learns_cue_recall_with_continuous_actions(stack):
-    """Gaussian policy end to end: float actions on the wire, densities in PPO. An agent without memory stays at
-    success <= 0.5 (right only for one of the two cues), so passing 0.9 needs the cue remembered. Judged as well by
-    greedy play of the exported policy (the deployed behaviour), which the training window's sampled actions and
-    its 100-episode noise do not show."""
+    """Gaussian policy end to end: float actions on the wire, densities in PPO, and a memory learned through them,
+    judged on the training window (sampled actions) and by greedy play of the exported policy (the deployed one).
+
+    Why not 0.9: this tiny model usually ends at 0.93-1.0 greedy, but not always. At lr 3e-3 (the preset's earlier
+    rate), in 1 of 6 seeds one large update (KL 0.09) after the task was solved cost part of the memory for good: the
+    run stayed near 0.8 sampled and ended at 0.735 greedy; a CI run ended at 0.79 sampled. At lr 1e-3 (the preset's
+    now) 6 of 6 seeds ended at 0.935-1.0 greedy, but the sampled window still dipped to 0.61-0.89 after first
+    reaching 0.9 (bench/results/solved_stability_test_cuerecall*.md). How well the stack learns is for the
+    benchmarks (docs/learning.md); this test holds what it must do every time: learn the memory through
+    continuous actions."""
     preset = "test-cuerecall-agalite"
     launcher = stack.learner("--num-actors", "2", preset=preset, module="learner.launch", name="launcher")
     rc = stack.wait_exit(launcher, timeout=240)
@@ -43,8 +55,8 @@ def test_small_agalite_learns_cue_recall_with_continuous_actions(stack):
     assert summary is not None and summary["interrupted"] is False, stack.report()
     assert summary["env_steps"] >= load_preset(preset).total_steps
     assert summary["episodes"] >= 100
-    assert summary["success_rate"] >= SUCCESS, f"{preset}: {summary}\n{stack.report()}"
+    assert summary["success_rate"] >= CUE_SUCCESS, f"{preset}: {summary}\n{stack.report()}"
     step_function = StepFunction.from_file(stack.run_dir / "policy.onnx")
-    played = play(step_function, summary["env_id"], 100, env_kwargs=summary["env_kwargs"], greedy=True)
+    played = play(step_function, summary["env_id"], 200, env_kwargs=summary["env_kwargs"], greedy=True)
     greedy = sum(float(r.success or 0.0) for r in played) / len(played)
-    assert greedy >= SUCCESS, f"greedy play of the exported policy: success {greedy}\n{summary}"
+    assert greedy >= CUE_SUCCESS, f"greedy play of the exported policy: success {greedy}\n{summary}"
