@@ -177,7 +177,8 @@ class PPO:
         self.cfg = cfg
         # fused: one kernel over all parameters instead of a dozen small ops per tensor; on the CPU it took an
         # AGaLiTe Adam step from 8 ms to 1.2 ms (a tenth of a learner update). Same update rule as the default.
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=True)
+        fused = next(model.parameters()).device.type in ("cpu", "cuda")  # the devices torch's fused Adam supports
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=fused)
         self.generator = torch.Generator().manual_seed(seed)
         self.skipped_steps = 0  # gradient steps skipped for a non-finite loss or gradient, over the run
 
