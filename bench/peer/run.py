@@ -63,7 +63,15 @@ TAGS = {
     "sf": {"success": "policy_stats/avg_success", "return": "reward/reward"},
 }
 EVAL_EPISODES = 200
-COLORS = {"sf-default": "tab:gray", "sf-tuned": "tab:orange", "ours-gru": "tab:blue", "ours-agalite": "tab:green"}
+COLORS = {
+    "sf-default": "tab:gray",
+    "sf-tuned": "tab:orange",
+    "ours-gru": "tab:blue",
+    "ours-agalite": "tab:green",
+    # variants run by hand (--ours-args="--segment-length 64") and renamed in the .json
+    "ours-gru-seg64": "tab:cyan",
+    "ours-agalite-seg64": "tab:olive",
+}
 
 
 def family(runner: str) -> str:
