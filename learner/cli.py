@@ -32,7 +32,7 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
     try:
         base = load_preset(known.preset)
     except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+        usage_error(str(err))  # a command-line mistake like any other: exit status 2
     text = (
         f"{description}\n\n"
         f"--preset NAME  start from configs/NAME.toml (default: {DEFAULT_PRESET}; now: {known.preset}); "

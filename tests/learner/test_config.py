@@ -173,11 +173,13 @@ def test_bad_env_kwargs_is_a_clear_error(bad: str, capsys):
     assert "env.kwargs must be a JSON object" in capsys.readouterr().err
 
 
-def test_unknown_preset_is_a_clear_error():
+def test_unknown_preset_is_a_clear_error(capsys):
     with pytest.raises(SystemExit) as info:
         parse_config(["--preset", "no-such-preset"], "test")
-    assert "no preset 'no-such-preset'" in str(info.value.code)
-    assert DEFAULT_PRESET in str(info.value.code)
+    assert info.value.code == 2  # a command-line mistake, like an unknown env id or a bad flag
+    err = capsys.readouterr().err
+    assert "error: no preset 'no-such-preset'" in err
+    assert DEFAULT_PRESET in err
 
 
 def test_unknown_flag_is_refused(capsys):
