@@ -126,7 +126,8 @@ class RunConfig:
     total_steps: int = 300_000
     """Environment steps (summed over all actors) after which training stops."""
     segment_length: int = 64
-    """T: steps per trajectory segment, also the truncated-BPTT length."""
+    """T: steps per trajectory segment, also the truncated-BPTT length. A cue further back than T steps reaches the
+    loss only through the stored state: for memories longer than T, raise it (docs/learning.md, D = 40)."""
     envs_per_actor: int = 8
     """Envs an actor steps in lockstep when it does not choose its own --num-envs."""
     batch_envs: int = 16
