@@ -16,6 +16,7 @@ from envs.ids import (
 )
 from envs.registry import (
     EnvImportError,
+    EnvInfo,
     EnvKwargsError,
     EnvSetupError,
     UnknownEnvironmentError,
@@ -23,6 +24,7 @@ from envs.registry import (
     check_env,
     env_spaces,
     make_env,
+    memory_horizon_of,
 )
 from envs.tmaze import TMazeEnv
 
@@ -37,6 +39,7 @@ __all__ = [
     "OWN_ENV_IDS",
     "TMAZE_ID",
     "EnvImportError",
+    "EnvInfo",
     "EnvKwargsError",
     "EnvSetupError",
     "TMazeEnv",
@@ -45,5 +48,6 @@ __all__ = [
     "check_env",
     "env_spaces",
     "make_env",
+    "memory_horizon_of",
     "register_all",
 ]

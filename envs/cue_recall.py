@@ -31,6 +31,7 @@ class CueRecallEnv(gym.Env):
         if num_distractors < 0:
             raise ValueError(f"num_distractors must be >= 0, got {num_distractors}")
         self.delay, self.num_distractors = int(delay), int(num_distractors)
+        self.memory_horizon = self.delay + 1  # from the cue's observation to the answer's, both counted
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(2 + self.num_distractors,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self._cue = 1.0

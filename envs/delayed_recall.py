@@ -36,6 +36,7 @@ class DelayedRecallEnv(gym.Env):
         if num_noise < 0:
             raise ValueError(f"num_noise must be >= 0, got {num_noise}")
         self.num_symbols, self.delay, self.num_noise = int(num_symbols), int(delay), int(num_noise)
+        self.memory_horizon = self.delay + 2  # from the cue's observation to the query's, both counted
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(self.num_symbols + 2 + self.num_noise,), dtype=np.float32)
         self.action_space = spaces.Discrete(self.num_symbols)
         self._symbol = 0

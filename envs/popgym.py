@@ -71,6 +71,14 @@ class PopGymEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.observation_space = spaces.Box(0.0, 1.0, shape=flat.shape, dtype=np.float32)
         self.action_space = self._env.action_space
         self.max_episode_length = int(getattr(self._env, "max_episode_length", 0)) or None
+        # RepeatPrevious answers with the card shown k - 1 observations before the current one (k observations,
+        # both counted); the other tasks need the whole episode (the first card, a count, a deck to replay), and
+        # POPGym's episodes last max_episode_length + 1 observations.
+        k = getattr(self._env, "k", None)
+        if task == "RepeatPrevious" and isinstance(k, int):
+            self.memory_horizon: int | None = k
+        else:
+            self.memory_horizon = None if self.max_episode_length is None else self.max_episode_length + 1
 
     def _obs(self, obs: Any) -> np.ndarray:
         return np.asarray(spaces.flatten(self._inner_space, obs), dtype=np.float32)

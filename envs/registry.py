@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium
@@ -181,14 +182,41 @@ def space_problem(observation_space: gymnasium.Space, action_space: gymnasium.Sp
     return f"action space {action_space} is not supported (only Discrete or a 1-D float Box)"
 
 
-def check_env(env_id: str, kwargs: dict[str, Any]) -> tuple[gymnasium.Space, gymnasium.Space]:
-    """Build ``env_id`` once and check that the models can take its spaces; returns the spaces.
+@dataclass(frozen=True)
+class EnvInfo:
+    """What the command-line tools learn from building an env once: its spaces and how far back its memory reaches."""
+
+    observation_space: gymnasium.Space
+    action_space: gymnasium.Space
+    memory_horizon: int | None
+    """Steps from an observation the task needs remembered to the step that needs it, both counted, at most
+    (``env.unwrapped.memory_horizon``); None when the env does not say."""
+
+
+def memory_horizon_of(env: gymnasium.Env) -> int | None:
+    """The env's declared ``memory_horizon`` (a positive int on the unwrapped env), or None.
+
+    A task knows how far back its memory reaches (a T-Maze's corridor, a recall task's delay); the learner cannot
+    infer it, and a training segment shorter than it never sees the cue and the step that needs it together.
+    """
+    value = getattr(env.unwrapped, "memory_horizon", None)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        return None
+    return int(value)
+
+
+def check_env(env_id: str, kwargs: dict[str, Any]) -> EnvInfo:
+    """Build ``env_id`` once and check that the models can take its spaces; returns its :class:`EnvInfo`.
 
     Raises an :class:`EnvSetupError` (one line, naming the env) for every mistake a user can make: an unknown
     id, a module that fails to import, a bad keyword argument, an unsupported space.
     """
-    obs_space, act_space = env_spaces(env_id, **kwargs)
-    problem = space_problem(obs_space, act_space)
+    env = make_env(env_id, **kwargs)
+    try:
+        info = EnvInfo(env.observation_space, env.action_space, memory_horizon_of(env))
+    finally:
+        env.close()
+    problem = space_problem(info.observation_space, info.action_space)
     if problem is not None:
         raise UnsupportedSpaceError(f"env {env_id!r}: {problem}")
-    return obs_space, act_space
+    return info

@@ -101,6 +101,8 @@ class TMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.num_distractors = int(num_distractors)
         self.render_mode = render_mode
         self._junction = self.corridor_length - 1
+        # The cue is in the first observation, the turn is decided on the corridor_length-th (docs/environments.md).
+        self.memory_horizon = self.corridor_length
         self._obs_dim = CUE_BITS + POSITION_BITS + self.num_distractors
         self.observation_space = spaces.Box(0.0, 1.0, shape=(self._obs_dim,), dtype=np.float32)
         self.action_space = spaces.Discrete(4)

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import tyro
 
-from envs import EnvSetupError, check_env
+from envs import EnvInfo, EnvSetupError, check_env
 from learner.config import (
     DEFAULT_LR,
     DEFAULT_PRESET,
@@ -20,7 +20,10 @@ from learner.config import (
     available_presets,
     check_config,
     load_preset,
+    segment_length_for,
 )
+
+log = logging.getLogger("learner")
 
 
 def parse_config(argv: list[str] | None, description: str) -> RunConfig:
@@ -54,7 +57,9 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
         # another env takes the model kind's default. An adapted rate needs no such change (its KL target does the
         # per-model part; the preset's lr is only its ceiling).
         cfg.ppo.lr = DEFAULT_LR[cfg.model.kind]
-    check_env_config(cfg)
+    info = check_env_config(cfg)
+    setup_logging()
+    fit_segment_to_memory(cfg, info.memory_horizon, typed=_given(rest, "--segment-length"))
     try:
         check_config(cfg)
     except ValueError as err:
@@ -73,16 +78,40 @@ def usage_error(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def check_env_config(cfg: RunConfig) -> None:
+def check_env_config(cfg: RunConfig) -> EnvInfo:
     """Build the env once and check its kwargs and spaces, so a mistake is one line before any process starts."""
     try:
         kwargs = cfg.env.kwargs_dict()
     except ValueError as err:
         usage_error(str(err))
     try:
-        check_env(cfg.env.id, kwargs)
+        return check_env(cfg.env.id, kwargs)
     except EnvSetupError as err:
         usage_error(str(err))
+
+
+def fit_segment_to_memory(cfg: RunConfig, memory_horizon: int | None, *, typed: bool) -> None:
+    """Raise the preset's segment length to the env's memory horizon (``segment_length_for``), saying so.
+
+    A length the user ``typed`` (``--segment-length``) is kept as typed, with a warning when it is shorter.
+    """
+    chosen = cfg.segment_length if typed else segment_length_for(memory_horizon, cfg.segment_length)
+    if chosen != cfg.segment_length:
+        log.info(
+            "segment length %d (the preset's %d is shorter than the env's memory horizon, %d steps); "
+            "--segment-length N sets it",
+            chosen,
+            cfg.segment_length,
+            memory_horizon,
+        )
+        cfg.segment_length = chosen
+    if memory_horizon is not None and memory_horizon > cfg.segment_length:
+        log.warning(
+            "the env's memory reaches %d steps back, further than a segment (%d): the loss reaches that far only "
+            "through the stored state; --segment-length N trains on longer segments",
+            memory_horizon,
+            cfg.segment_length,
+        )
 
 
 def setup_logging() -> None:

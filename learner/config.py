@@ -126,8 +126,9 @@ class RunConfig:
     total_steps: int = 300_000
     """Environment steps (summed over all actors) after which training stops."""
     segment_length: int = 64
-    """T: steps per trajectory segment, also the truncated-BPTT length. A cue further back than T steps reaches the
-    loss only through the stored state: for memories longer than T, raise it (docs/learning.md, D = 40)."""
+    """T: steps per trajectory segment, also the truncated-BPTT length. When not given on the command line it is
+    raised to cover the env's declared memory horizon (a power of two, at most 128; docs/learning.md): a cue further
+    back than T steps reaches the loss only through the stored state."""
     envs_per_actor: int = 8
     """Envs an actor steps in lockstep when it does not choose its own --num-envs."""
     batch_envs: int = 16
@@ -173,6 +174,24 @@ class RunConfig:
         if self.max_queue_segments > 0:
             return self.max_queue_segments
         return max(1, -(-self.batch_envs // max(1, self.envs_per_actor)))
+
+
+#: The longest segment chosen for an env's memory horizon: 16 rows x 128 steps per update already; a memory reaching
+#: further back gets to the loss through the stored state, or through --segment-length.
+MAX_HORIZON_SEGMENT = 128
+
+
+def segment_length_for(memory_horizon: int | None, configured: int) -> int:
+    """The segment length a run uses: ``configured``, raised to hold the env's whole memory horizon.
+
+    Truncated BPTT cannot teach a model to keep what no segment shows together with the step that needs it (at a
+    horizon of 42 with 32-step segments the AGaLiTe never learned; with 64 it did, docs/learning.md). The horizon is
+    rounded up to a power of two and capped at :data:`MAX_HORIZON_SEGMENT`; shorter horizons keep ``configured``.
+    """
+    if memory_horizon is None or memory_horizon <= configured:
+        return configured
+    covering = 1 << (memory_horizon - 1).bit_length()
+    return max(configured, min(MAX_HORIZON_SEGMENT, covering))
 
 
 def config_problems(cfg: RunConfig) -> list[str]:

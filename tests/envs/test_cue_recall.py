@@ -28,6 +28,7 @@ def test_only_the_last_action_counts_and_the_cue_is_shown_once(delay: int) -> No
             assert obs[0] == 0.0 and obs[1] == pytest.approx(t / delay)
         _, reward, terminated, _, info = env.step(np.array([cue * 0.8], dtype=np.float32))
         assert terminated and reward == pytest.approx(-0.04) and info["success"] is True
+    assert envs.memory_horizon_of(env) == 1 + delay  # the cue's observation, then delay more to the answer
 
 
 def test_an_answer_ignoring_the_cue_averages_at_most_minus_one() -> None:

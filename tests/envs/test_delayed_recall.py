@@ -32,6 +32,8 @@ def test_cue_then_noise_then_query_and_only_the_answer_counts(delay: int) -> Non
         assert obs[k + 1] == 1.0 and not obs[:k].any() and reward == 0.0 and not terminated
         _, reward, terminated, _, info = env.step(symbol)
         assert terminated and reward == 1.0 and info["success"] is True
+    # Cue, delay noise steps, query: the observations a memory must span, as the env declares.
+    assert envs.memory_horizon_of(env) == 1 + delay + 1
 
 
 def test_a_memoryless_answer_scores_chance() -> None:

@@ -162,9 +162,11 @@ def test_unsupported_spaces_are_one_line(odd_modules: Path, env_id: str, what: s
 
 def test_check_env_returns_the_spaces_of_supported_envs(odd_modules: Path) -> None:
     for env_id in ("CartPole-v1", "Pendulum-v1", "odd_envs:odd/Fine-v0", "agalite/TMaze-v0"):
-        obs_space, act_space = check_env(env_id, {})
-        assert isinstance(obs_space, gymnasium.spaces.Box)
-        assert isinstance(act_space, gymnasium.spaces.Discrete | gymnasium.spaces.Box)
+        info = check_env(env_id, {})
+        assert isinstance(info.observation_space, gymnasium.spaces.Box)
+        assert isinstance(info.action_space, gymnasium.spaces.Discrete | gymnasium.spaces.Box)
+        # Only our own tasks say how far back their memory reaches; gymnasium's classics do not.
+        assert (info.memory_horizon is not None) == env_id.startswith("agalite/")
 
 
 def test_every_error_is_an_env_setup_error() -> None:

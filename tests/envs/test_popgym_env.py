@@ -50,12 +50,16 @@ def test_remembering_the_cards_scores_one_and_guessing_does_not(seed: int) -> No
     assert _play(first_id, lambda h: h[0], seed) == (pytest.approx(1.0), 51)
     assert _play(previous_id, lambda h: h[len(h) - 4] if len(h) >= 4 else 0, seed)[0] == pytest.approx(1.0)
     assert _play(previous_id, lambda h: h[-1], seed)[0] < 0.0  # the current card is not the answer
+    # The horizons the envs declare are the spans played above: 52 observations, and 4 (the answer's card included).
+    assert envs.memory_horizon_of(envs.make_env(first_id)) == 51 + 1
+    assert envs.memory_horizon_of(envs.make_env(previous_id)) == 4
 
 
 def test_popgym_arguments_are_the_horizon_knob() -> None:
     env = envs.make_env(POPGYM_IDS[("RepeatPrevious", "Easy")], k=8, num_decks=2)
     assert isinstance(env.unwrapped, PopGymEnv)
     assert env.unwrapped.level is None and env.unwrapped.max_episode_length == 103
+    assert env.unwrapped.memory_horizon == 8
     assert _play(POPGYM_IDS[("RepeatPrevious", "Easy")], lambda h: 0, 0)[1] == 51
     total = 0.0
     obs, _ = env.reset(seed=5)

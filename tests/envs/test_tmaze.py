@@ -58,6 +58,8 @@ def test_optimal_policy_gets_the_optimal_return(corridor_length: int) -> None:
         total, info, length = run_episode(env, seed)
         assert total == pytest.approx(4.0 - 0.1 * (corridor_length - 1), abs=1e-9)
         assert info["success"] == 1.0
+        # The turn is decided on the episode's last observation; the cue was its first: the declared horizon.
+        assert length == envs.memory_horizon_of(env)
         assert length == corridor_length
 
 
