@@ -71,6 +71,10 @@ COLORS = {
     # variants run by hand (--ours-args="--segment-length 64") and renamed in the .json
     "ours-gru-seg64": "tab:cyan",
     "ours-agalite-seg64": "tab:olive",
+    # encoder and gate-init ablations (--ours-args="--model.encoder mlp --model.encoder-hidden 512", and
+    # "--model.memory-init default")
+    "ours-gru-mlp512": "tab:purple",
+    "ours-gru-initdefault": "tab:brown",
 }
 
 
