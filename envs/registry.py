@@ -145,16 +145,45 @@ def make_env(env_id: str, **kwargs: Any) -> gymnasium.Env:
         raise
 
 
-def env_spaces(env_id: str, **kwargs: Any) -> tuple[gymnasium.Space, gymnasium.Space]:
-    """``(observation_space, action_space)`` of ``env_id`` built with ``kwargs``; the env is closed again.
+@dataclass(frozen=True)
+class EnvInfo:
+    """What the command-line tools learn from building an env once: its spaces and how far back its memory reaches."""
+
+    observation_space: gymnasium.Space
+    action_space: gymnasium.Space
+    memory_horizon: int | None
+    """Steps from an observation the task needs remembered to the step that needs it, both counted, at most
+    (``env.unwrapped.memory_horizon``); None when the env does not say."""
+
+
+def memory_horizon_of(env: gymnasium.Env) -> int | None:
+    """The env's declared ``memory_horizon`` (a positive int on the unwrapped env), or None.
+
+    A task knows how far back its memory reaches (a T-Maze's corridor, a recall task's delay); the learner cannot
+    infer it, and a training segment shorter than it never sees the cue and the step that needs it together.
+    """
+    value = getattr(env.unwrapped, "memory_horizon", None)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        return None
+    return int(value)
+
+
+def env_info(env_id: str, **kwargs: Any) -> EnvInfo:
+    """Build ``env_id`` with ``kwargs`` once, read its :class:`EnvInfo` and close it again.
 
     The learner needs the spaces to size its model but never steps an env, so it should not keep one alive.
     """
     env = make_env(env_id, **kwargs)
     try:
-        return env.observation_space, env.action_space
+        return EnvInfo(env.observation_space, env.action_space, memory_horizon_of(env))
     finally:
         env.close()
+
+
+def env_spaces(env_id: str, **kwargs: Any) -> tuple[gymnasium.Space, gymnasium.Space]:
+    """``(observation_space, action_space)`` of ``env_id`` built with ``kwargs`` (:func:`env_info`)."""
+    info = env_info(env_id, **kwargs)
+    return info.observation_space, info.action_space
 
 
 def space_problem(observation_space: gymnasium.Space, action_space: gymnasium.Space) -> str | None:
@@ -182,40 +211,13 @@ def space_problem(observation_space: gymnasium.Space, action_space: gymnasium.Sp
     return f"action space {action_space} is not supported (only Discrete or a 1-D float Box)"
 
 
-@dataclass(frozen=True)
-class EnvInfo:
-    """What the command-line tools learn from building an env once: its spaces and how far back its memory reaches."""
-
-    observation_space: gymnasium.Space
-    action_space: gymnasium.Space
-    memory_horizon: int | None
-    """Steps from an observation the task needs remembered to the step that needs it, both counted, at most
-    (``env.unwrapped.memory_horizon``); None when the env does not say."""
-
-
-def memory_horizon_of(env: gymnasium.Env) -> int | None:
-    """The env's declared ``memory_horizon`` (a positive int on the unwrapped env), or None.
-
-    A task knows how far back its memory reaches (a T-Maze's corridor, a recall task's delay); the learner cannot
-    infer it, and a training segment shorter than it never sees the cue and the step that needs it together.
-    """
-    value = getattr(env.unwrapped, "memory_horizon", None)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        return None
-    return int(value)
-
-
 def check_env(env_id: str, kwargs: dict[str, Any]) -> EnvInfo:
     """Build ``env_id`` once and check that the models can take its spaces; returns its :class:`EnvInfo`.
 
     Raises an :class:`EnvSetupError` (one line, naming the env) for every mistake a user can make: an unknown
     id, a module that fails to import, a bad keyword argument, an unsupported space.
     """
-    env = make_env(env_id, **kwargs)
-    try:
-        info = EnvInfo(env.observation_space, env.action_space, memory_horizon_of(env))
-    finally:
-        env.close()
+    info = env_info(env_id, **kwargs)
     problem = space_problem(info.observation_space, info.action_space)
     if problem is not None:
         raise UnsupportedSpaceError(f"env {env_id!r}: {problem}")

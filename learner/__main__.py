@@ -10,7 +10,7 @@ import sys
 
 from learner import distributed
 from learner.checkpoint import CheckpointError
-from learner.cli import parse_config, setup_logging
+from learner.cli import parse_config
 from learner.resume_check import ResumeConfigError
 from learner.train import Learner, RankSetupFailed
 from learner.trainer import resolve_device
@@ -23,7 +23,6 @@ def main(argv: list[str] | None = None) -> int:
         "and publishes ONNX policies. Actors join with `python -m actor --learner-host HOST`. "
         "Several learner ranks: `torchrun --nproc-per-node N -m learner ...`.",
     )
-    setup_logging()
     try:
         ranks = distributed.rank_from_env()
     except ValueError as err:

@@ -58,7 +58,7 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
         # per-model part; the preset's lr is only its ceiling).
         cfg.ppo.lr = DEFAULT_LR[cfg.model.kind]
     info = check_env_config(cfg)
-    setup_logging()
+    setup_logging()  # here, not in the commands: the segment length chosen below is logged
     fit_segment_to_memory(cfg, info.memory_horizon, typed=_given(rest, "--segment-length"))
     try:
         check_config(cfg)

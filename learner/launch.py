@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from learner.checkpoint import CheckpointError
-from learner.cli import parse_config, setup_logging
+from learner.cli import parse_config
 from learner.config import RunConfig
 from learner.resume_check import ResumeConfigError
 from learner.train import Learner
@@ -112,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         "Train locally: one learner plus --num-actors actor processes on this machine "
         "(the default: AGaLiTe on a short T-Maze). An existing --run-dir is resumed.",
     )
-    setup_logging()
     if cfg.learner_ranks > 1:
         return run_learner_ranks(cfg, argv)
     learner = Learner(cfg)
