@@ -90,6 +90,11 @@ _HANDSHAKE_FAILURES = (
 _HANDSHAKE_FAILURES_MASK = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
+# CONNECTED and DISCONNECTED too: a peer that resets the TCP connection on a mechanism mismatch can drop it before
+# this side has read the greeting that names the mismatch, and then only the disconnect is seen.
+_CONTROL_MONITOR_MASK = (
+    _HANDSHAKE_FAILURES_MASK | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+)
 
 
 class LearnerGone(Exception):
@@ -137,11 +142,16 @@ class Actor:
     def _handshake_refusal(self, monitor: zmq.Socket) -> str | None:
         """Why the learner refused the control connection's handshake, if a monitor event says it did."""
         why = None
+        shaking = False  # connected, handshake not finished
         while monitor.poll(0):
             event = recv_monitor_message(monitor)["event"]
+            if event == zmq.EVENT_CONNECTED:
+                shaking = True
+                continue
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                why = None
-            elif event in _HANDSHAKE_FAILURES:
+                why, shaking = None, False
+            elif event in _HANDSHAKE_FAILURES or (event == zmq.EVENT_DISCONNECTED and shaking):
+                shaking = False
                 if self.cfg.curve_dir:
                     why = (
                         "the learner refused this actor's CurveZMQ key: client.key_secret in --curve-dir must be the "
@@ -163,8 +173,10 @@ class Actor:
         curve = self._curve()
         while not self.stop.is_set():
             self._close_sockets()
-            self.control = connect_control(self.ctx, self._addr(self.cfg.control_port), curve=curve)
-            monitor = self.control.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | _HANDSHAKE_FAILURES_MASK)
+            self.control = connect_control(
+                self.ctx, self._addr(self.cfg.control_port), curve=curve, monitor_events=_CONTROL_MONITOR_MASK
+            )
+            monitor = self.control.get_monitor_socket()
             hello = Hello(
                 actor_id=self.actor_id,
                 run_id=self.run_id,

@@ -217,7 +217,15 @@ def connect_control(
     rcvtimeo_ms: int = -1,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     curve: CurveClient | None = None,
+    monitor_events: int = 0,
 ) -> zmq.Socket:
-    """Actor side: DEALER; messages are single frames. ``rcvtimeo_ms`` bounds a blocking wait for Welcome."""
+    """Actor side: DEALER; messages are single frames. ``rcvtimeo_ms`` bounds a blocking wait for Welcome.
+
+    ``monitor_events`` attaches the monitor (``sock.get_monitor_socket()`` returns it) before connecting: a handshake
+    on loopback can fail before a monitor attached after ``connect`` would see it.
+    """
     opts = SocketOptions(rcvtimeo_ms=rcvtimeo_ms, max_message_bytes=max_message_bytes)
-    return _connect(create_socket(ctx, zmq.DEALER, opts, curve), address)
+    sock = create_socket(ctx, zmq.DEALER, opts, curve)
+    if monitor_events:
+        sock.get_monitor_socket(monitor_events)
+    return _connect(sock, address)

@@ -17,9 +17,11 @@ from protocol import (
     CurveClient,
     CurveServer,
     ModelUpdate,
+    bind_control,
     bind_policies,
     bind_trajectories,
     bound_port,
+    connect_control,
     connect_policies,
     connect_trajectories,
     decode,
@@ -120,3 +122,23 @@ def test_only_authorised_clients_receive_policies(keys, contexts):
     got = decode(client.recv())
     assert isinstance(got, ModelUpdate) and got.version == 9
     assert intruder.poll(0) == 0  # every copy published went to the authorised subscriber only
+
+
+def test_a_control_monitor_attached_before_connecting_sees_the_whole_failed_handshake(keys, contexts):
+    """A keyless DEALER to a CURVE ROUTER: the monitor sees the connection open, then fail or drop unshaken."""
+    server_ctx, client_ctx = contexts
+    router = bind_control(server_ctx, port=0, host="127.0.0.1", curve=CurveServer(keys["server"]))
+    mask = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    dealer = connect_control(client_ctx, tcp_address("127.0.0.1", bound_port(router)), monitor_events=mask)
+    monitor = dealer.get_monitor_socket()
+    dealer.send(b"plaintext hello")
+    events: list[int] = []
+    while monitor.poll(WAIT_MS) and len(events) < 2:
+        events.append(recv_monitor_message(monitor)["event"])
+    assert events[0] == zmq.EVENT_CONNECTED, events
+    assert events[1] in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_DISCONNECTED), events
+    assert router.poll(200) == 0  # nothing of the keyless peer arrived
+    dealer.disable_monitor()
+    monitor.close(linger=0)
+    dealer.close(linger=0)
+    router.close(linger=0)
