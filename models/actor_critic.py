@@ -65,12 +65,11 @@ class ActorCritic(nn.Module):
         self.obs_norm = (
             RunningNorm(self.obs_shape) if cfg.normalize_obs and not isinstance(self.encoder, NatureCNN) else None
         )
+        core_in = self.encoder.output_dim + int(cfg.episode_start_input)
         if sequence_model is None:
-            sequence_model = build_sequence_model(cfg, self.encoder.output_dim)
-        if sequence_model.input_dim != self.encoder.output_dim:
-            raise ValueError(
-                f"sequence model takes {sequence_model.input_dim} features, encoder gives {self.encoder.output_dim}"
-            )
+            sequence_model = build_sequence_model(cfg, core_in)
+        if sequence_model.input_dim != core_in:
+            raise ValueError(f"sequence model takes {sequence_model.input_dim} features, encoder gives {core_in}")
         self.core = sequence_model
         self.policy = _head(self.core.output_dim, cfg.head_hidden, self.num_actions, 0.01)
         self.value = _head(self.core.output_dim, cfg.head_hidden, 1, 1.0)
@@ -102,8 +101,10 @@ class ActorCritic(nn.Module):
         x = obs.reshape(t * b, *self.obs_shape)
         if self.obs_norm is not None:
             x = self.obs_norm(x.to(torch.float32))
-        feats = self.encoder(x)
-        y, new_state = self.core(feats.reshape(t, b, -1), reset, state)
+        feats = self.encoder(x).reshape(t, b, -1)
+        if self.cfg.episode_start_input:
+            feats = torch.cat([feats, reset.to(feats.dtype).unsqueeze(-1)], dim=-1)
+        y, new_state = self.core(feats, reset, state)
         params = self.policy(y)
         if self.log_std is not None:
             params = torch.cat([params, self.log_std.expand_as(params)], dim=-1)

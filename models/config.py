@@ -55,6 +55,10 @@ class ModelConfig:
     """auto: flatten vector observations, Nature-CNN for images (H, W, C)."""
     encoder_hidden: int = 256
     head_hidden: int = 128
+    episode_start_input: bool = False
+    """Give the sequence model the reset flag as one more input feature: whether this observation is an episode's
+    first. A state that starts at zero tells a recurrent cell this only indirectly, and an attention layer's
+    input-driven gates not at all, yet "remember what came first" needs it (POPGym RepeatFirst)."""
     normalize_obs: bool = True
     """Standardise vector observations with running statistics kept inside the model (and so inside the exported
     graph); image observations are scaled by the CNN instead."""

@@ -13,7 +13,7 @@ from models.registry import build_actor_critic, small_config
 OBS_SPACE = spaces.Box(0.0, 1.0, shape=(7,), dtype=np.float32)
 ACT_SPACE = spaces.Discrete(3)
 
-#: (test id, kind, config overrides): every model kind and both GTrXL memory forms.
+#: (test id, kind, config overrides): every model kind, both GTrXL memory forms, the episode-start input.
 KINDS = [
     ("agalite", "agalite", {}),
     ("galite", "galite", {}),
@@ -21,6 +21,8 @@ KINDS = [
     ("gtrxl-kv", "gtrxl", {"memory_form": "kv"}),
     ("lstm", "lstm", {}),
     ("gru", "gru", {}),
+    ("agalite-episode-start", "agalite", {"episode_start_input": True}),
+    ("gru-episode-start", "gru", {"episode_start_input": True}),
 ]
 KIND_PARAMS = [pytest.param(kind, kw, id=name) for name, kind, kw in KINDS]
 

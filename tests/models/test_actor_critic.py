@@ -30,6 +30,8 @@ def _kinds() -> list:
     ]:
         cfg = small_config(kind, **({"memory_form": form} if form else {}))
         out.append(pytest.param(cfg, id=kind + (f"-{form}" if form else "")))
+    for kind in ("agalite", "gru"):
+        out.append(pytest.param(small_config(kind, episode_start_input=True), id=f"{kind}-episode-start"))
     return out
 
 
@@ -193,3 +195,17 @@ def test_continuous_head_outputs_means_and_a_learned_log_std() -> None:
     assert torch.allclose(dist.log_prob(a), manual, atol=1e-5)
     dist.log_prob(a).sum().backward()
     assert ac.log_std.grad is not None and ac.log_std.grad.abs().sum() > 0
+
+
+def test_the_episode_start_input_reaches_the_sequence_model() -> None:
+    """With ``episode_start_input`` the reset flag is one more feature: the same observation and state give other
+    outputs when the flag differs only in whether the step is an episode's first (the state is zero either way)."""
+    ac = make(small_config("gru", episode_start_input=True))
+    assert ac.core.input_dim == ac.encoder.output_dim + 1
+    obs = torch.rand(1, 2, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        first, _, _ = ac(obs, torch.tensor([[True, True]]), ac.initial_state(2))
+        later, _, _ = ac(obs, torch.tensor([[False, False]]), ac.initial_state(2))
+    assert not torch.allclose(first, later)
+    plain = make(small_config("gru"))
+    assert plain.core.input_dim == plain.encoder.output_dim
