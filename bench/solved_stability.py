@@ -51,6 +51,10 @@ def run_seed(preset: str, seed: int, flags: list[str], name: str) -> dict[str, A
     budget = ["--total-steps", str(load_preset(preset).total_steps)]  # after launch's own "run until stopped"
     proc = launch(preset, run_dir, extra=[*budget, "--seed", str(seed), *flags])
     rc = proc.wait()
+    if not (run_dir / "summary.json").is_file():
+        log = run_dir.parent / f"{run_dir.name}.log"
+        tail = log.read_text().strip().splitlines()[-1:] if log.is_file() else []
+        raise SystemExit(f"seed {seed}: the run wrote no summary (exit {rc}): {' '.join(tail) or 'no log'}")
     return {
         "seed": seed,
         "rc": rc,

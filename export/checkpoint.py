@@ -60,7 +60,7 @@ def load_actor_critic_from_checkpoint(path: str | os.PathLike[str], map_location
     missing = [k for k in CHECKPOINT_KEYS if k not in data]
     if missing:
         raise PolicyError(f"checkpoint {str(p)!r} lacks keys {missing} (has {sorted(data)})")
-    cfg = ModelConfig.from_dict(dict(data["model_config"]))
+    cfg = ModelConfig.from_saved(dict(data["model_config"]))
     obs_space = space_from_dict(data["observation_space"])
     act_space = space_from_dict(data["action_space"])
     ac = build_actor_critic(cfg, obs_space, act_space)

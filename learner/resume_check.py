@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from learner.config import RunConfig
+from models.config import ModelConfig
 from policy.files import write_atomically
 
 log = logging.getLogger("learner")
@@ -72,8 +73,9 @@ def check_resume(
 ) -> list[str]:
     """Refuse (ResumeConfigError) a resume that changes what is trained, unless ``cfg.allow_config_change``.
     Returns the changes that were allowed (empty when nothing changed)."""
-    if ckpt["model_config"] != cfg.model.to_dict():
-        changes = config_changes({"model": ckpt["model_config"]}, {"model": cfg.model.to_dict()})
+    saved = ModelConfig.from_saved(ckpt["model_config"]).to_dict()
+    if saved != cfg.model.to_dict():
+        changes = config_changes({"model": saved}, {"model": cfg.model.to_dict()})
         raise ResumeConfigError(
             f"{where} holds a checkpoint of another model ({'; '.join(changes)}); "
             "use another --run-dir or the same model settings"

@@ -9,6 +9,10 @@ ModelKind = Literal["agalite", "galite", "gtrxl", "lstm", "gru"]
 GaLiTeForm = Literal["auto", "pairwise", "scan"]
 
 
+#: Settings added after checkpoints were first written, with the value that matches those older checkpoints.
+LEGACY_DEFAULTS: dict[str, Any] = {"episode_start_input": False}
+
+
 @dataclass
 class ModelConfig:
     """Sizes default to the paper's (L4, d_model 128, 4 heads of 64, d_ffc 128, eta 4, r 2; GTrXL M 128)."""
@@ -55,10 +59,11 @@ class ModelConfig:
     """auto: flatten vector observations, Nature-CNN for images (H, W, C)."""
     encoder_hidden: int = 256
     head_hidden: int = 128
-    episode_start_input: bool = False
+    episode_start_input: bool = True
     """Give the sequence model the reset flag as one more input feature: whether this observation is an episode's
     first. A state that starts at zero tells a recurrent cell this only indirectly, and an attention layer's
-    input-driven gates not at all, yet "remember what came first" needs it (POPGym RepeatFirst)."""
+    input-driven gates not at all, yet "remember what came first" needs it: on POPGym RepeatFirst the small AGaLiTe
+    learned nothing in 1M env steps without it (docs/learning.md). The paper presets turn it off."""
     normalize_obs: bool = True
     """Standardise vector observations with running statistics kept inside the model (and so inside the exported
     graph); image observations are scaled by the CNN instead."""
@@ -68,6 +73,12 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> ModelConfig:
+        """A config saved with a checkpoint: settings added since it was written take the value that reproduces the
+        model it saved, not today's default."""
+        return cls.from_dict({**LEGACY_DEFAULTS, **data})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

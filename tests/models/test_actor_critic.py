@@ -207,5 +207,5 @@ def test_the_episode_start_input_reaches_the_sequence_model() -> None:
         first, _, _ = ac(obs, torch.tensor([[True, True]]), ac.initial_state(2))
         later, _, _ = ac(obs, torch.tensor([[False, False]]), ac.initial_state(2))
     assert not torch.allclose(first, later)
-    plain = make(small_config("gru"))
+    plain = make(small_config("gru", episode_start_input=False))
     assert plain.core.input_dim == plain.encoder.output_dim
