@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from learner.config import RunConfig
-from models.config import ModelConfig
+from models.config import LEGACY_DEFAULTS, ModelConfig
 from policy.files import write_atomically
 
 log = logging.getLogger("learner")
@@ -80,7 +80,10 @@ def check_resume(
             f"{where} holds a checkpoint of another model ({'; '.join(changes)}); "
             "use another --run-dir or the same model settings"
         )
-    changes = config_changes(ckpt.get("config") or {}, cfg.to_dict())
+    saved_run = dict(ckpt.get("config") or {})
+    if isinstance(saved_run.get("model"), dict):
+        saved_run["model"] = {**LEGACY_DEFAULTS, **saved_run["model"]}
+    changes = config_changes(saved_run, cfg.to_dict())
     for name, old, new in (
         ("observation_space", ckpt["observation_space"], observation_space),
         ("action_space", ckpt["action_space"], action_space),
