@@ -75,6 +75,9 @@ COLORS = {
     # "--model.memory-init default")
     "ours-gru-mlp512": "tab:purple",
     "ours-gru-initdefault": "tab:brown",
+    # our defaults before the episode-start input became one (renamed from ours-gru / ours-agalite)
+    "ours-gru-noepstart": "tab:pink",
+    "ours-agalite-noepstart": "tab:red",
 }
 
 
