@@ -53,6 +53,17 @@ def _normalised(cfg: dict[str, Any]) -> dict[str, Any]:
     return _flatten(part)
 
 
+def _flag(key: str, value: Any) -> str | None:
+    """The command-line flag that sets ``key`` (a flattened config key) back to ``value``, where one is simple."""
+    name = "--" + key.replace("_", "-")
+    if isinstance(value, bool):
+        head, _, last = name.rpartition(".")
+        return name if value else f"{head}.no-{last}" if head else f"--no-{last[2:]}"
+    if isinstance(value, (int, float, str)):
+        return f"{name} {value}"
+    return None
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -76,9 +87,12 @@ def check_resume(
     saved = ModelConfig.from_saved(ckpt["model_config"]).to_dict()
     if saved != cfg.model.to_dict():
         changes = config_changes({"model": saved}, {"model": cfg.model.to_dict()})
+        now = cfg.model.to_dict()
+        back = [_flag(f"model.{k}", v) for k, v in sorted(saved.items()) if now.get(k) != v]
+        hint = f" ({' '.join(f for f in back if f)})" if back and all(back) else ""
         raise ResumeConfigError(
             f"{where} holds a checkpoint of another model ({'; '.join(changes)}); "
-            "use another --run-dir or the same model settings"
+            f"use another --run-dir or the same model settings{hint}"
         )
     saved_run = dict(ckpt.get("config") or {})
     if isinstance(saved_run.get("model"), dict):
