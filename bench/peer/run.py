@@ -77,6 +77,7 @@ COLORS = {
     "ours-gru-initdefault": "tab:brown",
     # our defaults before the episode-start input became one (renamed from ours-gru / ours-agalite)
     "ours-gru-noepstart": "tab:pink",
+    "ours-gru-seg32": "navy",
     "ours-agalite-noepstart": "tab:red",
 }
 
