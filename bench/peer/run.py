@@ -73,11 +73,13 @@ COLORS = {
     "ours-agalite-seg64": "tab:olive",
     # encoder and gate-init ablations (--ours-args="--model.encoder mlp --model.encoder-hidden 512", and
     # "--model.memory-init default")
-    "ours-gru-mlp512": "tab:purple",
+    "ours-gru-mlp512": "plum",
     "ours-gru-initdefault": "tab:brown",
     # our defaults before the episode-start input became one (renamed from ours-gru / ours-agalite)
     "ours-gru-noepstart": "tab:pink",
     "ours-gru-seg32": "navy",
+    # the MLP-512 encoder with the episode-start input (--ours-args="--model.encoder mlp --model.encoder-hidden 512")
+    "ours-gru-mlp512-epstart": "tab:purple",
     "ours-agalite-noepstart": "tab:red",
 }
 
