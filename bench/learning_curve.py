@@ -92,6 +92,11 @@ def free_ports(n: int = 3) -> list[int]:
     return ports
 
 
+def default_log_path(run_dir: Path) -> Path:
+    """Where ``launch`` writes a run's output unless told otherwise: beside the run directory, not inside it."""
+    return run_dir.parent / f"{run_dir.name}.log"
+
+
 def launch(
     preset: str,
     run_dir: Path,
@@ -119,7 +124,7 @@ def launch(
         cmd += ["--num-actors", str(num_actors)]
     cmd += list(extra or [])
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    out = (log_path or (run_dir.parent / f"{run_dir.name}.log")).open("wb")
+    out = (log_path or default_log_path(run_dir)).open("wb")
     try:
         return subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     finally:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from actor.play import play
-from bench.learning_curve import ROOT, fresh_run_dir, launch, windowed_curve
+from bench.learning_curve import ROOT, default_log_path, fresh_run_dir, launch, windowed_curve
 from bench.machine import machine_info, machine_markdown
 from learner.config import load_preset
 from policy.runtime import StepFunction
@@ -52,7 +52,7 @@ def run_seed(preset: str, seed: int, flags: list[str], name: str) -> dict[str, A
     proc = launch(preset, run_dir, extra=[*budget, "--seed", str(seed), *flags])
     rc = proc.wait()
     if not (run_dir / "summary.json").is_file():
-        log = run_dir.parent / f"{run_dir.name}.log"
+        log = default_log_path(run_dir)
         tail = log.read_text().strip().splitlines()[-1:] if log.is_file() else []
         raise SystemExit(f"seed {seed}: the run wrote no summary (exit {rc}): {' '.join(tail) or 'no log'}")
     return {

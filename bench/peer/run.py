@@ -75,12 +75,12 @@ COLORS = {
     # "--model.memory-init default")
     "ours-gru-mlp512": "plum",
     "ours-gru-initdefault": "tab:brown",
-    # our defaults before the episode-start input became one (renamed from ours-gru / ours-agalite)
-    "ours-gru-noepstart": "tab:pink",
-    "ours-gru-seg32": "navy",
     # the MLP-512 encoder with the episode-start input (--ours-args="--model.encoder mlp --model.encoder-hidden 512")
     "ours-gru-mlp512-epstart": "tab:purple",
+    # earlier defaults, renamed in the .json: before the episode-start input, and before the segment rule (32 steps)
+    "ours-gru-noepstart": "tab:pink",
     "ours-agalite-noepstart": "tab:red",
+    "ours-gru-seg32": "navy",
 }
 
 
