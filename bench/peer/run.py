@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -318,6 +319,7 @@ def run_one(
                 return past_threshold(run_dir / "tb", tag, task.threshold, stop_after)
 
     code = code_state()
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     log_path = RUNS / task.name / f"{runner}-s{seed}.log"
     print(f"[peer] {task.name} {runner} seed {seed}: {' '.join(cmd[1:4])} ... (log {log_path})", flush=True)
     proc = run_process(cmd, log_path, timeout_s, env, stop_when)
@@ -336,6 +338,7 @@ def run_one(
     result = {
         "runner": runner,
         "seed": seed,
+        "started_utc": started,
         "tag": tag,
         **proc,
         **stats,
@@ -404,6 +407,22 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return f"{int(x):,}"
 
 
+def _run_span(data: dict[str, Any]) -> str:
+    """When the runs of a results file were made: files grow over sessions, so the header must not name one run's
+    commit and time as if they were everyone's (each of our runs' commit is listed under the table)."""
+    starts = sorted(r["started_utc"] for r in data["runs"].values() if r.get("started_utc"))
+    unrecorded = sum(1 for r in data["runs"].values() if not r.get("started_utc"))
+    if not starts:
+        machine = data["machine"]
+        return (
+            f"run starts not recorded; the harness last ran at commit `{machine.get('git_commit')}`, "
+            f"{machine.get('timestamp_utc')}; each of our runs' commit is listed under the table"
+        )
+    span = starts[0] if starts[0] == starts[-1] else f"{starts[0]} to {starts[-1]}"
+    older = f" ({unrecorded} earlier runs did not record their start)" if unrecorded else ""
+    return f"{len(starts)} runs started {span}{older}; each of our runs' commit is listed under the table"
+
+
 def write_report(task: Task, data: dict[str, Any]) -> None:
     summary = summarise(task, data["runs"])
     data["summary"] = summary
@@ -420,8 +439,7 @@ def write_report(task: Task, data: dict[str, Any]) -> None:
         + f". Budget {task.budget:,} env steps, 2 workers/actors x 8 envs, GRU-128 in every runner. "
         "Written by `python -m bench.peer.run` (see `bench/peer/README.md` for the method).",
         "",
-        machine_markdown(data["machine"])
-        + f"; commit `{data['machine'].get('git_commit')}`, last run started {data['machine'].get('timestamp_utc')}",
+        machine_markdown(data["machine"]) + "; " + _run_span(data),
         "",
         "The 2 cores were shared with other work while these ran (other trainings and test runs): the load column is "
         "the mean 1-minute load average during each runner's runs. Env steps/s is therefore a lower bound for both "
