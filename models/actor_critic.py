@@ -71,6 +71,12 @@ class ActorCritic(nn.Module):
         if sequence_model.input_dim != core_in:
             raise ValueError(f"sequence model takes {sequence_model.input_dim} features, encoder gives {core_in}")
         self.core = sequence_model
+        if cfg.episode_start_input:
+            # The flag starts with no weight: the model begins as it would without it (a random column would
+            # perturb the first step's features, which on most tasks already carry what the flag says) and the
+            # flag gains weight where the gradient asks for it (POPGym's RepeatFirst).
+            with torch.no_grad():
+                self.core.input_layer().weight[:, -1].zero_()
         self.policy = _head(self.core.output_dim, cfg.head_hidden, self.num_actions, 0.01)
         self.value = _head(self.core.output_dim, cfg.head_hidden, 1, 1.0)
         self.value_norm = RunningNorm(()) if cfg.normalize_value else None

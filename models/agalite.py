@@ -246,6 +246,9 @@ class AGaLiTe(SequenceModel):
         table = cosine_table(cfg.r, cfg.frequencies).to(torch.float32)
         self.register_buffer("cos_table", table.unsqueeze(-1), persistent=False)  # [P, r, 1]
 
+    def input_layer(self) -> nn.Linear:
+        return self.stack.embed
+
     def state_spec(self) -> dict[str, StateSpec]:
         h, d, r, f = self.cfg.num_heads, self.cfg.d_head, self.r, self.f
         spec: dict[str, StateSpec] = {}

@@ -54,6 +54,14 @@ class SequenceModel(nn.Module):
         """Floating-point numbers of recurrent state per env (integer/bool bookkeeping excluded)."""
         return sum(s.numel for s in self.state_spec().values() if s.dtype.is_floating_point)
 
+    def input_layer(self) -> nn.Linear:
+        """The Linear that reads the model's input features (column i multiplies feature i).
+
+        The actor-critic zero-initialises the weights of features it appends (the episode-start flag), so that a
+        model starts as it would without them and the flag gains weight only where the gradient asks for it.
+        """
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
 

@@ -242,6 +242,9 @@ class GaLiTe(SequenceModel):
         for attention in self.attentions:
             attention.form = cast(GaLiTeForm, form)  # checked just above
 
+    def input_layer(self) -> nn.Linear:
+        return self.stack.embed
+
     def state_spec(self) -> dict[str, StateSpec]:
         h, d, f = self.cfg.num_heads, self.cfg.d_head, self.f
         spec: dict[str, StateSpec] = {}

@@ -125,6 +125,9 @@ class GTrXL(SequenceModel):
         return cast("Iterable[GTrXLLayer]", self.layers)
 
     # ----------------------------------------------------------------------------------------------- state
+    def input_layer(self) -> nn.Linear:
+        return self.embed
+
     def state_spec(self) -> dict[str, StateSpec]:
         m, dm, hd = self.memory_len, self.d_model, self.num_heads * self.d_head
         if self.memory_form == "inputs":

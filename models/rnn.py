@@ -41,6 +41,9 @@ class _RecurrentBase(SequenceModel):
         if cfg.memory_init == "chrono":
             self._chrono_init(cfg.memory_horizon)
 
+    def input_layer(self) -> nn.Linear:
+        return self.w_ih
+
     def _chrono_init(self, horizon: int) -> None:
         """Set the keep-gate biases from ``chrono_bias`` (subclasses know where their gates are)."""
         raise NotImplementedError

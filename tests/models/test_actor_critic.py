@@ -198,10 +198,13 @@ def test_continuous_head_outputs_means_and_a_learned_log_std() -> None:
 
 
 def test_the_episode_start_input_reaches_the_sequence_model() -> None:
-    """With ``episode_start_input`` the reset flag is one more feature: the same observation and state give other
-    outputs when the flag differs only in whether the step is an episode's first (the state is zero either way)."""
+    """With ``episode_start_input`` the reset flag is one more feature: once its weights are non-zero, the same
+    observation and state give other outputs when the flag differs only in whether the step is an episode's first
+    (the state is zero either way)."""
     ac = make(small_config("gru", episode_start_input=True))
     assert ac.core.input_dim == ac.encoder.output_dim + 1
+    with torch.no_grad():
+        ac.core.input_layer().weight[:, -1].normal_(generator=torch.Generator().manual_seed(1))
     obs = torch.rand(1, 2, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         first, _, _ = ac(obs, torch.tensor([[True, True]]), ac.initial_state(2))
@@ -209,3 +212,23 @@ def test_the_episode_start_input_reaches_the_sequence_model() -> None:
     assert not torch.allclose(first, later)
     plain = make(small_config("gru", episode_start_input=False))
     assert plain.core.input_dim == plain.encoder.output_dim
+
+
+@pytest.mark.parametrize("kind", ["agalite", "galite", "gtrxl", "lstm", "gru"])
+def test_the_episode_start_flag_starts_with_no_weight_and_learns_one(kind: str) -> None:
+    """A fresh model acts as it would without the flag (its input column is zero, so the first step's features are
+    not perturbed by a random direction), yet a loss at an episode's first step gives that column a gradient."""
+    ac = make(small_config(kind, episode_start_input=True))
+    column = ac.core.input_layer().weight[:, -1]
+    assert ac.core.input_layer().weight.shape[1] == ac.core.input_dim
+    assert torch.count_nonzero(column) == 0
+    obs = torch.rand(3, 2, 16, generator=torch.Generator().manual_seed(0))
+    reset = torch.tensor([[True, True], [False, False], [False, False]])
+    with torch.no_grad():
+        first, value_first, _ = ac(obs, reset, ac.initial_state(2))
+        later, value_later, _ = ac(obs, torch.zeros_like(reset), ac.initial_state(2))
+    assert torch.equal(first[0], later[0]) and torch.equal(value_first[0], value_later[0])
+    logits, value, _ = ac(obs, reset, ac.initial_state(2))
+    (logits[0].sum() + value[0].sum()).backward()
+    grad = ac.core.input_layer().weight.grad
+    assert grad is not None and torch.count_nonzero(grad[:, -1]) > 0
