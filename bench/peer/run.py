@@ -82,6 +82,18 @@ COLORS = {
     "ours-gru-noepstart": "tab:pink",
     "ours-agalite-noepstart": "tab:red",
     "ours-gru-seg32": "navy",
+    # the episode-start input's first form (a random input column for the flag, before it started at zero)
+    "ours-gru-randcol": "lightskyblue",
+    "ours-agalite-randcol": "yellowgreen",
+    # PPO ablations (--ours-args="--ppo.clip-coef 0.1" / "0.3", "--ppo.minibatches 1" / "4")
+    "ours-gru-clip01": "gold",
+    "ours-gru-clip03": "orange",
+    "ours-gru-mb1": "teal",
+    "ours-gru-mb4": "slategray",
+    "ours-agalite-clip01": "darkkhaki",
+    "ours-agalite-clip03": "salmon",
+    "ours-agalite-mb1": "orchid",
+    "ours-agalite-mb4": "peru",
 }
 
 
