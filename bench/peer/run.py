@@ -85,15 +85,18 @@ COLORS = {
     # the episode-start input's first form (a random input column for the flag, before it started at zero)
     "ours-gru-randcol": "lightskyblue",
     "ours-agalite-randcol": "yellowgreen",
-    # PPO ablations (--ours-args="--ppo.clip-coef 0.1" / "0.3", "--ppo.minibatches 1" / "4")
+    # the zero flag column at 2 minibatches (the default before 4)
+    "ours-gru-mb2": "slategray",
+    "ours-agalite-mb2": "peru",
+    # PPO ablations (--ours-args="--ppo.clip-coef 0.1" / "0.3", "--ppo.minibatches 1" / "8")
     "ours-gru-clip01": "gold",
     "ours-gru-clip03": "orange",
     "ours-gru-mb1": "teal",
-    "ours-gru-mb4": "slategray",
+    "ours-gru-mb8": "black",
     "ours-agalite-clip01": "darkkhaki",
     "ours-agalite-clip03": "salmon",
     "ours-agalite-mb1": "orchid",
-    "ours-agalite-mb4": "peru",
+    "ours-agalite-mb8": "dimgray",
 }
 
 
