@@ -82,6 +82,7 @@ COLORS = {
     "ours-gru-noepstart": "tab:pink",
     "ours-agalite-noepstart": "tab:red",
     "ours-gru-seg32": "navy",
+    "ours-agalite-seg32": "darkgreen",
     # the episode-start input's first form (a random input column for the flag, before it started at zero)
     "ours-gru-randcol": "lightskyblue",
     "ours-agalite-randcol": "yellowgreen",
