@@ -427,16 +427,17 @@ def _run_span(data: dict[str, Any]) -> str:
     """When the runs of a results file were made: files grow over sessions, so the header must not name one run's
     commit and time as if they were everyone's (each of our runs' commit is listed under the table)."""
     starts = sorted(r["started_utc"] for r in data["runs"].values() if r.get("started_utc"))
-    unrecorded = sum(1 for r in data["runs"].values() if not r.get("started_utc"))
+    commits = "each of our runs' commit is listed under the table"
     if not starts:
         machine = data["machine"]
         return (
             f"run starts not recorded; the harness last ran at commit `{machine.get('git_commit')}`, "
-            f"{machine.get('timestamp_utc')}; each of our runs' commit is listed under the table"
+            f"{machine.get('timestamp_utc')}; {commits}"
         )
     span = starts[0] if starts[0] == starts[-1] else f"{starts[0]} to {starts[-1]}"
+    unrecorded = len(data["runs"]) - len(starts)
     older = f" ({unrecorded} earlier runs did not record their start)" if unrecorded else ""
-    return f"{len(starts)} runs started {span}{older}; each of our runs' commit is listed under the table"
+    return f"{len(starts)} runs started {span}{older}; {commits}"
 
 
 def write_report(task: Task, data: dict[str, Any]) -> None:
