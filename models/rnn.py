@@ -21,6 +21,12 @@ from torch import nn
 from models.base import SequenceModel, State, StateSpec
 from models.blocks import chrono_bias
 from models.config import ModelConfig
+from models.rnn_sequence import gru_sequence, lstm_sequence
+
+
+def _fused() -> bool:
+    """Whether the hand-written sequence backward applies: a gradient is being recorded and no exporter traces."""
+    return torch.is_grad_enabled() and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
 
 
 class _RecurrentBase(SequenceModel):
@@ -69,6 +75,13 @@ class LSTM(_RecurrentBase):
         self.check_inputs(x, reset, state)
         keep = (~reset).unsqueeze(-1).to(x.dtype)  # [T, B, 1]
         xi = self.w_ih(x)  # all T input projections at once
+        if _fused():
+            ys, h, c = lstm_sequence(xi, keep, state["h"], state["c"], self.w_hh.weight, self.w_hh.bias)
+            return ys, {"h": h, "c": c}
+        return self.recurrence(xi, keep, state)
+
+    def recurrence(self, xi: torch.Tensor, keep: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """The recurrence step by step (the reference of ``lstm_sequence``, and the path of export)."""
         h, c = state["h"], state["c"]
         n = self.hidden
         ys = []
@@ -103,6 +116,13 @@ class GRU(_RecurrentBase):
         self.check_inputs(x, reset, state)
         keep = (~reset).unsqueeze(-1).to(x.dtype)
         xi = self.w_ih(x)
+        if _fused():
+            ys, h = gru_sequence(xi, keep, state["h"], self.w_hh.weight, self.w_hh.bias)
+            return ys, {"h": h}
+        return self.recurrence(xi, keep, state)
+
+    def recurrence(self, xi: torch.Tensor, keep: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """The recurrence step by step (the reference of ``gru_sequence``, and the path of export)."""
         h = state["h"]
         n = self.hidden
         ys = []
