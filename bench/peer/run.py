@@ -100,7 +100,7 @@ COLORS = {
     "ours-agalite-mb8": "dimgray",
     # AGaLiTe ablations on T-Maze 20 (--ours-args="--model.memory-horizon 20" / "256", "--model.num-layers 1",
     # "--model.d-model 128 --model.d-head 64 --model.d-ffc 128", both of those, "--model.num-heads 4 --model.d-head 16",
-    # "--ppo.lr-kl-target 0.008")
+    # "--ppo.lr-kl-target 0.008" / "0.002")
     "ours-agalite-horizon20": "lightcoral",
     "ours-agalite-horizon256": "mediumseagreen",
     "ours-agalite-1layer": "steelblue",
@@ -108,6 +108,9 @@ COLORS = {
     "ours-agalite-1layer-d128": "sienna",
     "ours-agalite-4heads": "crimson",
     "ours-agalite-kl008": "darkcyan",
+    "ours-agalite-kl002": "lightseagreen",
+    # without the episode-start input at today's other defaults (--ours-args="--model.no-episode-start-input")
+    "ours-agalite-noepstart-mb4": "firebrick",
 }
 
 
