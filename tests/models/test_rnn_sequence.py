@@ -83,6 +83,7 @@ def test_the_sequence_function_and_the_loop_give_the_same_outputs(kind: str) -> 
     assert isinstance(model, GRU | LSTM)
     x, reset, state = _inputs(model)
     y, last = model(x, reset, state)  # grad enabled: the sequence function
+    assert y.grad_fn is not None and "Sequence" in type(y.grad_fn).__name__, type(y.grad_fn).__name__
     with torch.no_grad():
         y_ref, last_ref = model(x, reset, state)  # no gradient: the loop
     assert (y - y_ref).abs().max().item() < 1e-12
