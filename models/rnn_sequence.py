@@ -20,6 +20,17 @@ from typing import Any
 import torch
 
 
+def _steps(*tensors: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Per-step views of ``[T, ...]`` tensors, zipped (one ``unbind`` each instead of T indexing ops each)."""
+    return list(zip(*(t.unbind(0) for t in tensors), strict=True))
+
+
+def _weight_grads(d_pre: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the recurrent weight and bias: one product over all T x B rows instead of one per step."""
+    flat = d_pre.reshape(-1, d_pre.shape[-1])
+    return flat.t() @ prev.reshape(-1, prev.shape[-1]), flat.sum(0)
+
+
 class _GRUSequence(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -34,18 +45,9 @@ class _GRUSequence(torch.autograd.Function):
         ys = xi.new_empty(steps, batch, n)
         w_t = w_hh.t()
         h = h0
-        views = zip(
-            xi[..., : 2 * n].unbind(0),
-            xi[..., 2 * n :].unbind(0),
-            keep.unbind(0),
-            prev.unbind(0),
-            hh.unbind(0),
-            rz.unbind(0),
-            cand.unbind(0),
-            ys.unbind(0),
-            strict=True,
-        )
-        for x_rz, x_n, keep_t, hp, hh_t, rz_t, c, y in views:
+        for x_rz, x_n, keep_t, hp, hh_t, rz_t, c, y in _steps(
+            xi[..., : 2 * n], xi[..., 2 * n :], keep, prev, hh, rz, cand, ys
+        ):
             torch.mul(h, keep_t, out=hp)
             torch.addmm(b_hh, hp, w_t, out=hh_t)
             torch.sigmoid(torch.add(x_rz, hh_t[:, : 2 * n]), out=rz_t)
@@ -66,32 +68,18 @@ class _GRUSequence(torch.autograd.Function):
         d_pre_h = prev.new_empty(steps, batch, 3 * n)  # d loss / d (prev @ w_hh.T + b_hh)
         d_xn = prev.new_empty(steps, batch, n)
         dh = d_last.clone() if d_last is not None else prev.new_zeros(batch, n)
-        d_out = d_ys.unbind(0) if d_ys is not None else [None] * steps
-        views = zip(
-            d_out,
-            keep.unbind(0),
-            r.unbind(0),
-            z.unbind(0),
-            d_a.unbind(0),
-            d_r.unbind(0),
-            d_z.unbind(0),
-            d_pre_h.unbind(0),
-            d_xn.unbind(0),
-            strict=True,
-        )
-        for d_y, keep_t, r_t, z_t, da_t, dr_t, dz_t, dp, dxn in reversed(list(views)):
-            if d_y is not None:
-                dh = dh + d_y
+        d_out = d_ys if d_ys is not None else prev.new_zeros(steps, batch, n)
+        for d_y, keep_t, r_t, z_t, da_t, dr_t, dz_t, dp, dxn in reversed(
+            _steps(d_out, keep, r, z, d_a, d_r, d_z, d_pre_h, d_xn)
+        ):
+            dh = dh + d_y
             a = torch.mul(dh, da_t, out=dxn)
             torch.mul(a, dr_t, out=dp[:, :n])
             torch.mul(dh, dz_t, out=dp[:, n : 2 * n])
             torch.mul(a, r_t, out=dp[:, 2 * n :])
             dh = torch.addmm(dh * z_t, dp, w_hh).mul_(keep_t)
         d_xi = torch.cat([d_pre_h[..., : 2 * n], d_xn], dim=-1)
-        flat = d_pre_h.reshape(steps * batch, 3 * n)
-        d_w = flat.t() @ prev.reshape(steps * batch, n)
-        d_b = flat.sum(0)
-        return d_xi, None, dh, d_w, d_b
+        return d_xi, None, dh, *_weight_grads(d_pre_h, prev)
 
 
 class _LSTMSequence(torch.autograd.Function):
@@ -114,17 +102,7 @@ class _LSTMSequence(torch.autograd.Function):
         ys = xi.new_empty(steps, batch, n)
         w_t = w_hh.t()
         h, c = h0, c0
-        views = zip(
-            (xi + b_hh).unbind(0),
-            keep.unbind(0),
-            prev_h.unbind(0),
-            prev_c.unbind(0),
-            acts.unbind(0),
-            cells.unbind(0),
-            ys.unbind(0),
-            strict=True,
-        )
-        for x_t, keep_t, hp, cp, act, c_new, y in views:
+        for x_t, keep_t, hp, cp, act, c_new, y in _steps(xi + b_hh, keep, prev_h, prev_c, acts, cells, ys):
             torch.mul(h, keep_t, out=hp)
             torch.mul(c, keep_t, out=cp)
             pre = torch.addmm(x_t, hp, w_t)
@@ -152,31 +130,18 @@ class _LSTMSequence(torch.autograd.Function):
         d_pre = prev_h.new_empty(steps, batch, 4 * n)
         dh = d_last_h.clone() if d_last_h is not None else prev_h.new_zeros(batch, n)
         dc = d_last_c.clone() if d_last_c is not None else prev_h.new_zeros(batch, n)
-        d_out = d_ys.unbind(0) if d_ys is not None else [None] * steps
-        views = zip(
-            d_out,
-            keep.unbind(0),
-            d_c.unbind(0),
-            d_if.unbind(0),
-            d_o.unbind(0),
-            d_g.unbind(0),
-            f_keep.unbind(0),
-            d_pre.unbind(0),
-            strict=True,
-        )
-        for d_y, keep_t, dc_t, dif_t, do_t, dg_t, fk_t, dp in reversed(list(views)):
-            if d_y is not None:
-                dh = dh + d_y
+        d_out = d_ys if d_ys is not None else prev_h.new_zeros(steps, batch, n)
+        for d_y, keep_t, dc_t, dif_t, do_t, dg_t, fk_t, dp in reversed(
+            _steps(d_out, keep, d_c, d_if, d_o, d_g, f_keep, d_pre)
+        ):
+            dh = dh + d_y
             dc = torch.addcmul(dc, dh, dc_t)
             torch.mul(dc.repeat(1, 2), dif_t, out=dp[:, : 2 * n])
             torch.mul(dh, do_t, out=dp[:, 2 * n : 3 * n])
             torch.mul(dc, dg_t, out=dp[:, 3 * n :])
             dh = torch.mm(dp, w_hh).mul_(keep_t)
             dc = dc * fk_t
-        flat = d_pre.reshape(steps * batch, 4 * n)
-        d_w = flat.t() @ prev_h.reshape(steps * batch, n)
-        d_b = flat.sum(0)
-        return d_pre, None, dh, dc, d_w, d_b
+        return d_pre, None, dh, dc, *_weight_grads(d_pre, prev_h)
 
 
 def gru_sequence(

@@ -16,12 +16,16 @@ from models.rnn_sequence import gru_sequence, lstm_sequence
 T, B, IN_DIM = 11, 3, 5
 
 
-def _inputs(model: GRU | LSTM) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+def _model_and_inputs(kind: str, seed: int) -> tuple[GRU | LSTM, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """A float64 model and T steps of inputs with resets mid-sequence, from a random initial state."""
+    torch.manual_seed(seed)
+    model = build_sequence_model(small_config(kind), IN_DIM).double()
+    assert isinstance(model, GRU | LSTM)
     x = torch.randn(T, B, IN_DIM, dtype=torch.float64)
     reset = torch.zeros(T, B, dtype=torch.bool)
     reset[0, 0] = reset[4, 1] = reset[7, 2] = reset[8, 0] = True
     state = {k: torch.randn_like(v.double()).requires_grad_() for k, v in model.initial_state(B).items()}
-    return x, reset, state
+    return model, x, reset, state
 
 
 def _loss(y: torch.Tensor, state: dict[str, torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
@@ -30,10 +34,7 @@ def _loss(y: torch.Tensor, state: dict[str, torch.Tensor], weights: torch.Tensor
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 def test_the_sequence_backward_gives_autograd_s_gradients_through_the_loop(kind: str) -> None:
-    torch.manual_seed(0)
-    model = build_sequence_model(small_config(kind), IN_DIM).double()
-    assert isinstance(model, GRU | LSTM)
-    x, reset, state = _inputs(model)
+    model, x, reset, state = _model_and_inputs(kind, seed=0)
     weights = torch.randn(T, B, model.hidden, dtype=torch.float64)
 
     def grads(fused: bool) -> list[torch.Tensor | None]:
@@ -78,10 +79,7 @@ def test_the_sequence_function_passes_gradcheck(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 def test_the_sequence_function_and_the_loop_give_the_same_outputs(kind: str) -> None:
-    torch.manual_seed(2)
-    model = build_sequence_model(small_config(kind), IN_DIM).double()
-    assert isinstance(model, GRU | LSTM)
-    x, reset, state = _inputs(model)
+    model, x, reset, state = _model_and_inputs(kind, seed=2)
     y, last = model(x, reset, state)  # grad enabled: the sequence function
     assert y.grad_fn is not None and "Sequence" in type(y.grad_fn).__name__, type(y.grad_fn).__name__
     with torch.no_grad():
