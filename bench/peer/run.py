@@ -100,7 +100,7 @@ COLORS = {
     "ours-agalite-mb8": "dimgray",
     # AGaLiTe ablations on T-Maze 20 (--ours-args="--model.memory-horizon 20" / "256", "--model.num-layers 1",
     # "--model.d-model 128 --model.d-head 64 --model.d-ffc 128", both of those, "--model.num-heads 4 --model.d-head 16",
-    # "--ppo.lr-kl-target 0.008" / "0.002")
+    # "--ppo.lr-kl-target 0.008" / "0.002", "--ppo.ent-coef 0.03")
     "ours-agalite-horizon20": "lightcoral",
     "ours-agalite-horizon256": "mediumseagreen",
     "ours-agalite-1layer": "steelblue",
@@ -109,6 +109,7 @@ COLORS = {
     "ours-agalite-4heads": "crimson",
     "ours-agalite-kl008": "darkcyan",
     "ours-agalite-kl002": "lightseagreen",
+    "ours-agalite-ent003": "goldenrod",
     # without the episode-start input at today's other defaults (--ours-args="--model.no-episode-start-input")
     "ours-agalite-noepstart-mb4": "firebrick",
 }
