@@ -98,28 +98,27 @@ class _LSTMSequence(torch.autograd.Function):
         prev_c = xi.new_empty(steps, batch, n)  # the cell state each step reads, after its reset
         prev_h = xi.new_empty(steps, batch, n)
         acts = xi.new_empty(steps, batch, 4 * n)  # sigmoid(i, f, o), tanh(g)
-        cells = xi.new_empty(steps, batch, n)
+        tanh_c = xi.new_empty(steps, batch, n)
         ys = xi.new_empty(steps, batch, n)
         w_t = w_hh.t()
         h, c = h0, c0
-        for x_t, keep_t, hp, cp, act, c_new, y in _steps(xi + b_hh, keep, prev_h, prev_c, acts, cells, ys):
+        for x_t, keep_t, hp, cp, act, tc, y in _steps(xi + b_hh, keep, prev_h, prev_c, acts, tanh_c, ys):
             torch.mul(h, keep_t, out=hp)
             torch.mul(c, keep_t, out=cp)
             pre = torch.addmm(x_t, hp, w_t)
             torch.sigmoid(pre[:, : 3 * n], out=act[:, : 3 * n])
             torch.tanh(pre[:, 3 * n :], out=act[:, 3 * n :])
-            c = torch.addcmul(act[:, n : 2 * n] * cp, act[:, :n], act[:, 3 * n :], out=c_new)
-            h = torch.mul(act[:, 2 * n : 3 * n], torch.tanh(c), out=y)
+            c = torch.addcmul(act[:, n : 2 * n] * cp, act[:, :n], act[:, 3 * n :])
+            h = torch.mul(act[:, 2 * n : 3 * n], torch.tanh(c, out=tc), out=y)
         # Everything the backward multiplies by, for all steps at once, so its loop is a few products per step.
         i, f, o, g = acts.chunk(4, dim=-1)
-        tanh_c = torch.tanh(cells)
         d_c = o * (1.0 - tanh_c * tanh_c)  # d c / d h
         d_if = torch.cat([g * (i - i * i), prev_c * (f - f * f)], dim=-1)  # d (i, f) pre-activations / d c
         d_o = tanh_c * (o - o * o)  # d o pre-activation / d h
         d_g = i * (1.0 - g * g)  # d g pre-activation / d c
         f_keep = f * keep  # d c(t-1) / d c(t)
         ctx.save_for_backward(keep, w_hh, prev_h, d_c, d_if, d_o, d_g, f_keep)
-        return ys, h.clone(), c.clone()
+        return ys, h.clone(), c
 
     @staticmethod
     def backward(
@@ -136,7 +135,7 @@ class _LSTMSequence(torch.autograd.Function):
         ):
             dh = dh + d_y
             dc = torch.addcmul(dc, dh, dc_t)
-            torch.mul(dc.repeat(1, 2), dif_t, out=dp[:, : 2 * n])
+            torch.mul(dc.unsqueeze(1), dif_t.view(batch, 2, n), out=dp[:, : 2 * n].view(batch, 2, n))
             torch.mul(dh, do_t, out=dp[:, 2 * n : 3 * n])
             torch.mul(dc, dg_t, out=dp[:, 3 * n :])
             dh = torch.mm(dp, w_hh).mul_(keep_t)
