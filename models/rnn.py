@@ -7,7 +7,7 @@ handful of plain ONNX nodes instead of an ``LSTM`` op with its own layout conven
 rows are laid out i, f, o, g (PyTorch: i, f, g, o) so the three sigmoid gates are one contiguous block.
 Episode resets zero the carried state of that env before the step is consumed.
 When a gradient is wanted (the learner's update), the recurrence runs as one autograd function with a hand-written
-backward (``models.rnn_sequence``; a GRU-128 learner update 1.3x faster on a CPU than autograd through the loop).
+backward (``models.rnn_sequence``; a GRU-128 learner update ~1.5x faster on a CPU than autograd through the loop).
 The plain loops below stay: they are its test oracle and the path of export and inference. They walk ``unbind(0)``
 views rather than indexing ``xi[t]``: the backward of one ``unbind`` is one stack, while each indexed step's
 backward zero-fills a gradient the size of all T steps.
