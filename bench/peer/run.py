@@ -113,13 +113,15 @@ COLORS = {
     # without the episode-start input at today's other defaults (--ours-args="--model.no-episode-start-input")
     "ours-agalite-noepstart-mb4": "firebrick",
     # more AGaLiTe ablations on T-Maze 20: "--model.gru-bias 1" / "0", "--model.r 4 --model.frequencies distinct" /
-    # "r 8", "--segment-length 64", and the trunk's output scaled by 0.1 before the heads (a patch, not kept)
+    # "r 8", "--segment-length 64"; two patches, not kept: the trunk's output scaled by 0.1 before the heads, and
+    # each head's read-out scaled to unit RMS instead of divided by the key normaliser
     "ours-agalite-gatebias1": "olive",
     "ours-agalite-gatebias0": "yellowgreen",
     "ours-agalite-r4distinct": "slateblue",
     "ours-agalite-r8distinct": "navy",
     "ours-agalite-seg64": "teal",
     "ours-agalite-out01": "hotpink",
+    "ours-agalite-rmsreadout": "darkkhaki",
 }
 
 
