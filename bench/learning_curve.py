@@ -60,6 +60,17 @@ def read_scalars(tb_dir: Path, tags: tuple[str, ...] | None = None) -> dict[str,
     return out
 
 
+#: TensorBoard keeps scalars as float32, so a mean of exactly 0.9 (90 of 100 episodes) reads back as 0.89999998:
+#: compared with ``>=`` it would not count as reaching 0.9, while the float64 mean the run itself saw did (Sample
+#: Factory's stop observer compares that one). Levels are compared with this much slack instead.
+LEVEL_SLACK = 1e-6
+
+
+def at_or_above(value: float, level: float) -> bool:
+    """``value >= level`` for a value read back from a float32 summary (see :data:`LEVEL_SLACK`)."""
+    return value >= level - LEVEL_SLACK
+
+
 #: The curves are means over the last 100 finished episodes; before 100 have finished they rest on a few, and one or
 #: two lucky early episodes put a T-Maze run "at 0.9" after 2,560 steps. Points before a full window are left out.
 WINDOW_EPISODES = 100
@@ -245,7 +256,7 @@ def _first_reaching(pts: list[dict[str, float]], level: float) -> str:
     episodes, so a single early crossing means little)."""
     since = None
     for p in pts:
-        if p["value"] < level:
+        if not at_or_above(p["value"], level):
             since = None
         elif since is None:
             since = p

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.learning_curve import fresh_run_dir, launch, read_scalars, stop
+from bench.learning_curve import at_or_above, fresh_run_dir, launch, read_scalars, stop
 from bench.machine import machine_info, machine_markdown
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,14 +77,14 @@ def run_flags(model: str, corridor: int, seed: int, budget: int) -> list[str]:
 
 def first_at_or_above(pts: list[list[float]], level: float) -> int | None:
     """The env step of the first logged point with value >= ``level``."""
-    return next((int(s) for s, v in pts if v >= level), None)
+    return next((int(s) for s, v in pts if at_or_above(v, level)), None)
 
 
 def stays_at_or_above_from(pts: list[list[float]], level: float) -> int | None:
     """The env step from which the curve stays at or above ``level`` to the end of the run."""
     since = None
     for s, v in pts:
-        if v < level:
+        if not at_or_above(v, level):
             since = None
         elif since is None:
             since = int(s)

@@ -39,12 +39,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.learning_curve import free_ports, windowed_curve
+from bench.learning_curve import at_or_above, free_ports, windowed_curve
 from bench.machine import machine_info, machine_markdown
 from bench.peer.tasks import TASKS, Task
 
@@ -113,13 +113,12 @@ COLORS = {
     # without the episode-start input at today's other defaults (--ours-args="--model.no-episode-start-input")
     "ours-agalite-noepstart-mb4": "firebrick",
     # more AGaLiTe ablations on T-Maze 20: "--model.gru-bias 1" / "0", "--model.r 4 --model.frequencies distinct" /
-    # "r 8", "--segment-length 64"; two patches, not kept: the trunk's output scaled by 0.1 before the heads, and
-    # each head's read-out scaled to unit RMS instead of divided by the key normaliser
+    # "r 8", "--segment-length 64" (ours-agalite-seg64, above); two patches, not kept: the trunk's output scaled by
+    # 0.1 before the heads, and each head's read-out scaled to unit RMS instead of divided by the key normaliser
     "ours-agalite-gatebias1": "olive",
     "ours-agalite-gatebias0": "yellowgreen",
     "ours-agalite-r4distinct": "slateblue",
     "ours-agalite-r8distinct": "navy",
-    "ours-agalite-seg64": "teal",
     "ours-agalite-out01": "hotpink",
     "ours-agalite-rmsreadout": "darkkhaki",
 }
@@ -226,7 +225,7 @@ def past_threshold(summary_dir: Path, tag: str, level: float, extra_steps: int) 
     points = windowed_curve(summary_dir, tag)
     if not points:
         return False
-    crossed = next((p["step"] for p in points if p["value"] >= level), None)
+    crossed = first_at_or_above([(p["step"], p["value"]) for p in points], level)
     return crossed is not None and points[-1]["step"] >= crossed + extra_steps
 
 
@@ -309,9 +308,14 @@ def evaluate_ours(task: Task, run_dir: Path, seed: int) -> dict[str, Any] | None
     }
 
 
+def first_at_or_above(curve: Sequence[Sequence[float]], level: float) -> int | None:
+    """The env step of the first ``(step, value)`` point at or above ``level`` (float32 summaries: ``at_or_above``)."""
+    return next((int(s) for s, v in curve if at_or_above(v, level)), None)
+
+
 def curve_stats(points: list[dict[str, float]], threshold: float) -> dict[str, Any]:
     curve = [[int(p["step"]), float(p["value"])] for p in points]
-    reached = next((s for s, v in curve if v >= threshold), None)
+    reached = first_at_or_above(curve, threshold)
     rate = None
     if len(points) >= 2 and points[-1]["wall_time"] > points[0]["wall_time"]:
         rate = (points[-1]["step"] - points[0]["step"]) / (points[-1]["wall_time"] - points[0]["wall_time"])
@@ -465,6 +469,9 @@ def _run_span(data: dict[str, Any]) -> str:
 
 
 def write_report(task: Task, data: dict[str, Any]) -> None:
+    for r in data["runs"].values():  # from the stored curve, so results saved by an earlier rule are read by this one
+        if r.get("curve"):
+            r["steps_to_threshold"] = first_at_or_above(r["curve"], task.threshold)
     summary = summarise(task, data["runs"])
     data["summary"] = summary
     base = RESULTS / f"peer_{task.name}"
