@@ -77,6 +77,7 @@ def judge(run_dir: Path) -> dict[str, Any]:
         "lowest_after": min(after) if after else None,
         "last_success": summary["success_rate"],
         "greedy_play": _play(run_dir, summary["env_id"], summary["env_kwargs"]),
+        "curve": [[step, value] for step, value in curve],  # kept so that a later rule can recount the crossing
     }
 
 
