@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,11 @@ LEVEL_SLACK = 1e-6
 def at_or_above(value: float, level: float) -> bool:
     """``value >= level`` for a value read back from a float32 summary (see :data:`LEVEL_SLACK`)."""
     return value >= level - LEVEL_SLACK
+
+
+def first_at_or_above(curve: Iterable[Sequence[float]], level: float) -> int | None:
+    """The env step of the first ``(step, value)`` point at or above ``level`` (see :func:`at_or_above`)."""
+    return next((int(s) for s, v in curve if at_or_above(v, level)), None)
 
 
 #: The curves are means over the last 100 finished episodes; before 100 have finished they rest on a few, and one or

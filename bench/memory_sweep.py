@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.learning_curve import at_or_above, fresh_run_dir, launch, read_scalars, stop
+from bench.learning_curve import at_or_above, first_at_or_above, fresh_run_dir, launch, read_scalars, stop
 from bench.machine import machine_info, machine_markdown
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -73,11 +73,6 @@ def run_flags(model: str, corridor: int, seed: int, budget: int) -> list[str]:
         "--total-steps",
         str(budget),
     ]
-
-
-def first_at_or_above(pts: list[list[float]], level: float) -> int | None:
-    """The env step of the first logged point with value >= ``level``."""
-    return next((int(s) for s, v in pts if at_or_above(v, level)), None)
 
 
 def stays_at_or_above_from(pts: list[list[float]], level: float) -> int | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from actor.play import play
-from bench.learning_curve import ROOT, at_or_above, default_log_path, fresh_run_dir, launch, windowed_curve
+from bench.learning_curve import ROOT, default_log_path, first_at_or_above, fresh_run_dir, launch, windowed_curve
 from bench.machine import machine_info, machine_markdown
 from learner.config import load_preset
 from policy.runtime import StepFunction
@@ -69,7 +69,7 @@ def judge(run_dir: Path) -> dict[str, Any]:
     lucky early episodes read as "at the level" and the dip after them as a collapse."""
     summary = json.loads((run_dir / "summary.json").read_text())
     curve = [(int(p["step"]), p["value"]) for p in windowed_curve(run_dir / "tb", "charts/success_rate")]
-    first = next((step for step, value in curve if at_or_above(value, LEVEL)), None)
+    first = first_at_or_above(curve, LEVEL)
     after = [value for step, value in curve if first is not None and step >= first]
     return {
         "env_steps": summary["env_steps"],

@@ -39,12 +39,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.learning_curve import at_or_above, free_ports, windowed_curve
+from bench.learning_curve import first_at_or_above, free_ports, windowed_curve
 from bench.machine import machine_info, machine_markdown
 from bench.peer.tasks import TASKS, Task
 
@@ -306,11 +306,6 @@ def evaluate_ours(task: Task, run_dir: Path, seed: int) -> dict[str, Any] | None
         "mean_return": float(ret.group(1)) if ret else None,
         "success": float(suc.group(1)) if suc else None,
     }
-
-
-def first_at_or_above(curve: Sequence[Sequence[float]], level: float) -> int | None:
-    """The env step of the first ``(step, value)`` point at or above ``level`` (float32 summaries: ``at_or_above``)."""
-    return next((int(s) for s, v in curve if at_or_above(v, level)), None)
 
 
 def curve_stats(points: list[dict[str, float]], threshold: float) -> dict[str, Any]:
