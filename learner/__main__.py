@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import sys
 
-from learner import distributed
-from learner.checkpoint import CheckpointError
-from learner.cli import parse_config
-from learner.resume_check import ResumeConfigError
-from learner.train import Learner, RankSetupFailed
-from learner.trainer import resolve_device
+from learner.stop_signal import StopSignal
+
+# Before the imports below (torch takes seconds): a stop from then on is kept, not lost (learner.stop_signal).
+STOP = StopSignal()
+if __name__ == "__main__":
+    STOP.install()
+
+from learner import distributed  # noqa: E402
+from learner.checkpoint import CheckpointError  # noqa: E402
+from learner.cli import parse_config  # noqa: E402
+from learner.resume_check import ResumeConfigError  # noqa: E402
+from learner.train import Learner, RankSetupFailed  # noqa: E402
+from learner.trainer import resolve_device  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             learner.close()
             raise SystemExit(f"error: {err}") from None
         try:
-            summary = learner.run()
+            summary = learner.run(STOP)
         finally:
             learner.close()
         print(summary.text(), flush=True)

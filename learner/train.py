@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import faulthandler
 import json
 import logging
 import math
@@ -46,6 +47,7 @@ from learner.metrics import EpisodeWindow, Metrics
 from learner.publisher import PolicyPublisher
 from learner.resume_check import ResumeConfigError, check_resume, write_run_config
 from learner.server import LearnerServer, RunSettings
+from learner.stop_signal import StopSignal
 from learner.trainer import Trainer, resolve_device
 from policy.files import json_text, write_atomically
 from policy.metadata import space_to_dict
@@ -53,6 +55,10 @@ from protocol import Segment, SegmentSpec
 from protocol.spec import space_bounds
 
 log = logging.getLogger("learner")
+
+# A stop (SIGTERM, Ctrl-C) that has not finished after this long prints every thread's stack to stderr: Docker
+# kills the learner at its grace period (60 s in docker-compose.yml), and a stack in the log says where it hung.
+STOP_STACKS_AFTER_S = 30.0
 
 #: The key of the state rank 0 broadcasts instead of its weights when it cannot start (a user's mistake in the
 #: run directory): the other ranks then end without a traceback of their own.
@@ -132,6 +138,7 @@ class Learner:
             torch.cuda.set_device(self.device)
         self.rank_failure: str | None = None
         """Set when another learner rank failed during training; the run stopped with a resumable checkpoint."""
+        self._stopping_since: float | None = None  # monotonic time of a stop signal, while the stop runs
         self.run_id = uuid.uuid4().hex[:12]
         self.env_kwargs = cfg.env.kwargs_dict()
         self.observation_space, self.action_space = env_spaces(cfg.env.id, **self.env_kwargs)
@@ -301,7 +308,7 @@ class Learner:
             if self.checkpoint(self.trainer.elapsed_s + now - start) is None:  # retried in a few seconds
                 self._last_ckpt = now - self.cfg.checkpoint_interval_s + min(5.0, self.cfg.checkpoint_interval_s)
 
-    def _gather_batch(self, stop: threading.Event, start: float) -> list[Segment]:
+    def _gather_batch(self, stop: StopSignal, start: float) -> list[Segment]:
         """Segments until at least ``batch_envs`` env rows, then whatever else already arrived (up to twice that):
         when the actors' envs do not divide the batch, whole-segment shares overshoot, and leftovers would age
         into drops."""
@@ -324,7 +331,20 @@ class Learner:
             rows += seg.num_envs
         return segments
 
-    def run(self) -> Summary:
+    def run(self, stop: StopSignal | None = None) -> Summary:
+        """Train until the step budget or a stop. ``stop``: the one ``python -m learner`` installed before its
+        imports, so that a stop during startup is kept (learner.stop_signal); a fresh one otherwise."""
+        stop = stop or StopSignal()
+        stop.install()
+        try:
+            return self._train(stop)
+        finally:
+            # Restored only at the very end: a second stop signal (torchrun stopping every rank, a second
+            # `docker stop`) while the final checkpoint, policy and summary are written must not kill the process
+            # half way.
+            stop.restore()
+
+    def _train(self, stop: StopSignal) -> Summary:
         cfg = self.cfg
         self.setup()
         assert self.server is not None
@@ -348,20 +368,8 @@ class Learner:
         # Log lines go through tqdm.write while the bar is on screen, so they never cut the bar in half.
         redirect = contextlib.nullcontext() if bar.disable else logging_redirect_tqdm()
         redirect.__enter__()
-        stop = threading.Event()
-
-        def on_stop_signal(signum: int, frame: object) -> None:
-            """SIGTERM or Ctrl-C: finish the update in hand, then checkpoint and export; a second Ctrl-C aborts."""
-            if signum == signal.SIGINT and stop.is_set():
-                raise KeyboardInterrupt
-            stop.set()
-
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-        if threading.current_thread() is threading.main_thread():
-            # Installed explicitly: a process started in the background inherits SIGINT ignored, and Python then
-            # never raises KeyboardInterrupt, so Ctrl-C sent to the process group would be lost.
-            for sig in previous:
-                signal.signal(sig, on_stop_signal)
+        if stop.is_set():
+            log.info("%s arrived during startup: stopping before the first update", stop.received)
         try:
             while self.env_steps < cfg.total_steps and not stop.is_set():
                 t_wait = time.monotonic()
@@ -442,14 +450,11 @@ class Learner:
         finally:
             bar.close()
             redirect.__exit__(None, None, None)
-        try:
-            return self._finish(start, interrupted or stop.is_set(), metrics)
-        finally:
-            # Restored only now: a second stop signal (torchrun stopping every rank, a second `docker stop`) while
-            # the final checkpoint, policy and summary are written must not kill the process half way.
-            if threading.current_thread() is threading.main_thread():
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+        if interrupted or stop.is_set():
+            log.info("stopping (%s): the final checkpoint, status and policy come next", stop.received or "SIGINT")
+            faulthandler.dump_traceback_later(STOP_STACKS_AFTER_S, exit=False)
+            self._stopping_since = time.monotonic()
+        return self._finish(start, interrupted or stop.is_set(), metrics)
 
     def _finish(self, start: float, interrupted: bool, metrics: Metrics) -> Summary:
         """After the loop: tell the other ranks, then the final checkpoint, status, policy and summary."""
@@ -513,3 +518,7 @@ class Learner:
         if self.server is not None:
             self.server.close()
             self.server = None
+        if self._stopping_since is not None:
+            faulthandler.cancel_dump_traceback_later()
+            log.info("stopped in %.1f s", time.monotonic() - self._stopping_since)
+            self._stopping_since = None

@@ -4,6 +4,8 @@ stops cleanly with exit code 0, leaves a checkpoint and policy.onnx, no actor be
 from __future__ import annotations
 
 import signal
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,3 +52,33 @@ def test_ctrl_c_stops_everything_cleanly_and_the_same_command_resumes(stack):
     assert final["updates"] > ckpt["updates"]
     assert "resuming" in again.log.read_text()
     stack.wait_for(lambda: not again.group_alive(), "every actor of the second launcher to exit", timeout=30)
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether the process has a handler for ``sig`` now (the SigCgt mask of /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (sig - 1) & 1)
+
+
+@pytest.mark.e2e
+def test_sigterm_while_the_learner_starts_is_a_clean_stop(stack):
+    # In a container the learner is PID 1, which has no default action for SIGTERM: a stop that arrives before the
+    # handler exists is ignored until Docker's SIGKILL. So the handler must come first, before torch is imported.
+    learner = stack.learner()
+    while not _catches(learner.pid, signal.SIGTERM):  # polled tightly: torch's import begins a moment later
+        assert learner.alive(), stack.report()
+        time.sleep(0.002)
+    maps = Path(f"/proc/{learner.pid}/maps").read_text()
+    assert "libtorch" not in maps, "the SIGTERM handler came only after torch was loaded"
+
+    learner.popen.send_signal(signal.SIGTERM)
+    assert stack.wait_exit(learner, timeout=180) == 0, stack.report()
+    log = learner.log.read_text()
+    assert "SIGTERM arrived during startup" in log and "Traceback" not in log, log
+    summary = stack.read_summary()
+    assert summary is not None and summary["interrupted"] is True and summary["updates"] == 0, stack.report()
+    assert (stack.run_dir / "policy.onnx").is_file() and checkpoint_path(stack.run_dir).is_file()
