@@ -77,6 +77,18 @@ def first_at_or_above(curve: Iterable[Sequence[float]], level: float) -> int | N
     return next((int(s) for s, v in curve if at_or_above(v, level)), None)
 
 
+def stays_at_or_above_from(values: Sequence[float], level: float) -> int | None:
+    """The index of the first value from which the curve stays at or above ``level`` to its end (early windows
+    hold few episodes, so a single early crossing means little); None when the last value is below it."""
+    since = None
+    for i, v in enumerate(values):
+        if not at_or_above(v, level):
+            since = None
+        elif since is None:
+            since = i
+    return since
+
+
 #: The curves are means over the last 100 finished episodes; before 100 have finished they rest on a few, and one or
 #: two lucky early episodes put a T-Maze run "at 0.9" after 2,560 steps. Points before a full window are left out.
 WINDOW_EPISODES = 100
@@ -258,15 +270,9 @@ def _last(pts: list[dict[str, float]]) -> str:
 
 
 def _first_reaching(pts: list[dict[str, float]], level: float) -> str:
-    """The first point from which the curve stays at or above ``level`` to the end (early windows hold few
-    episodes, so a single early crossing means little)."""
-    since = None
-    for p in pts:
-        if not at_or_above(p["value"], level):
-            since = None
-        elif since is None:
-            since = p
-    return "not reached" if since is None else f"{since['env_steps']:,} steps / {since['wall_s'] / 60:.1f} min"
+    """Where the curve reaches ``level`` for good, in env steps and minutes."""
+    i = stays_at_or_above_from([p["value"] for p in pts], level)
+    return "not reached" if i is None else f"{pts[i]['env_steps']:,} steps / {pts[i]['wall_s'] / 60:.1f} min"
 
 
 def write_markdown(out: Path) -> None:

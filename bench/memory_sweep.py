@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.learning_curve import at_or_above, first_at_or_above, fresh_run_dir, launch, read_scalars, stop
+from bench.learning_curve import first_at_or_above, fresh_run_dir, launch, read_scalars, stays_at_or_above_from, stop
 from bench.machine import machine_info, machine_markdown
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,15 +75,10 @@ def run_flags(model: str, corridor: int, seed: int, budget: int) -> list[str]:
     ]
 
 
-def stays_at_or_above_from(pts: list[list[float]], level: float) -> int | None:
-    """The env step from which the curve stays at or above ``level`` to the end of the run."""
-    since = None
-    for s, v in pts:
-        if not at_or_above(v, level):
-            since = None
-        elif since is None:
-            since = int(s)
-    return since
+def stays_from_step(pts: list[list[float]], level: float) -> int | None:
+    """The env step from which the ``[step, value]`` curve stays at or above ``level`` to the end of the run."""
+    i = stays_at_or_above_from([v for _, v in pts], level)
+    return None if i is None else int(pts[i][0])
 
 
 def window_full_from(trace: list[list[int]], window: int = WINDOW) -> int | None:
@@ -180,7 +175,7 @@ def run_one(model: str, corridor: int, seed: int, budget: int, max_minutes: floa
         "first_step_success_ge_0_4": None,  # filled in by save() (first_full_window)
         "first_step_success_ge_0_9": None,
         "first_step_success_ge_0_9_any_window": first_at_or_above(success, LEVEL),
-        "stays_ge_0_9_from": stays_at_or_above_from(success, LEVEL),
+        "stays_ge_0_9_from": stays_from_step(success, LEVEL),
         "wall_s": round(wall, 1),
         "train_s": round(train_s, 1) if isinstance(train_s, (int, float)) else None,
         "mean_sps": round(env_steps / train_s, 1) if train_s else None,

@@ -13,7 +13,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from bench.learning_curve import at_or_above, read_scalars
 from bench.memory_sweep import first_at_or_above as sweep_first
-from bench.memory_sweep import stays_at_or_above_from
+from bench.memory_sweep import stays_from_step
 from bench.peer.run import curve_stats, first_at_or_above, past_threshold
 
 TAG = "charts/success_rate"
@@ -35,7 +35,7 @@ def test_a_mean_of_exactly_the_level_reads_back_below_it_and_still_counts(tmp_pa
     assert curve_stats(points, 0.9)["steps_to_threshold"] == 200
     assert first_at_or_above([(p["step"], p["value"]) for p in points], 0.9) == 200
     assert sweep_first([[p["step"], p["value"]] for p in points], 0.9) == 200
-    assert stays_at_or_above_from([[p["step"], p["value"]] for p in points], 0.9) == 200
+    assert stays_from_step([[p["step"], p["value"]] for p in points], 0.9) == 200
 
 
 def test_the_stop_rule_counts_the_crossing_from_the_exact_level(tmp_path: Path) -> None:
