@@ -13,11 +13,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from learner.checkpoint import CheckpointError
-from learner.cli import parse_config
-from learner.config import RunConfig
-from learner.resume_check import ResumeConfigError
-from learner.train import Learner
+from learner.stop_signal import StopSignal
+
+# Before the imports below (torch takes seconds): Ctrl-C or SIGTERM from then on is a clean stop (learner.stop_signal).
+STOP = StopSignal()
+if __name__ == "__main__":
+    STOP.install()
+
+from learner.checkpoint import CheckpointError  # noqa: E402
+from learner.cli import parse_config  # noqa: E402
+from learner.config import RunConfig  # noqa: E402
+from learner.resume_check import ResumeConfigError  # noqa: E402
+from learner.train import Learner  # noqa: E402
 
 
 def actor_command(cfg: RunConfig, index: int) -> list[str]:
@@ -113,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         "(the default: AGaLiTe on a short T-Maze). An existing --run-dir is resumed.",
     )
     if cfg.learner_ranks > 1:
+        if STOP.is_set():
+            print(f"{STOP.received} before the learner ranks started: nothing to stop", flush=True)
+            return 0
+        STOP.restore()  # from here on the launcher forwards stops to torchrun
         return run_learner_ranks(cfg, argv)
     learner = Learner(cfg)
     try:
@@ -126,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         f"on {learner.device}; actor logs in {Path(cfg.run_dir) / 'logs'}",
         flush=True,
     )
-    procs = start_actors(cfg, Path(cfg.run_dir) / "logs")
+    procs = [] if STOP.is_set() else start_actors(cfg, Path(cfg.run_dir) / "logs")
     try:
-        summary = learner.run()
+        summary = learner.run(STOP)
     finally:
         stop_actors(procs)
         learner.close()

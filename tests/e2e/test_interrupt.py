@@ -65,10 +65,11 @@ def _catches(pid: int, sig: int) -> bool:
 
 
 @pytest.mark.e2e
-def test_sigterm_while_the_learner_starts_is_a_clean_stop(stack):
+@pytest.mark.parametrize("module", ["learner", "learner.launch"])
+def test_sigterm_while_the_learner_starts_is_a_clean_stop(stack, module):
     # In a container the learner is PID 1, which has no default action for SIGTERM: a stop that arrives before the
     # handler exists is ignored until Docker's SIGKILL. So the handler must come first, before torch is imported.
-    learner = stack.learner()
+    learner = stack.learner("--num-actors", "2", module=module)
     while not _catches(learner.pid, signal.SIGTERM):  # polled tightly: torch's import begins a moment later
         assert learner.alive(), stack.report()
         time.sleep(0.002)
@@ -82,3 +83,4 @@ def test_sigterm_while_the_learner_starts_is_a_clean_stop(stack):
     summary = stack.read_summary()
     assert summary is not None and summary["interrupted"] is True and summary["updates"] == 0, stack.report()
     assert (stack.run_dir / "policy.onnx").is_file() and checkpoint_path(stack.run_dir).is_file()
+    assert not (stack.run_dir / "logs").exists()  # the launcher started no actors for a run that was over
