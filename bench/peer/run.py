@@ -103,6 +103,7 @@ COLORS = {
     # "--ppo.lr-kl-target 0.008" / "0.002", "--ppo.ent-coef 0.03")
     "ours-agalite-horizon20": "lightcoral",
     "ours-agalite-horizon256": "mediumseagreen",
+    "ours-agalite-horizon128": "darkseagreen",
     "ours-agalite-1layer": "steelblue",
     "ours-agalite-d128": "darkviolet",
     "ours-agalite-1layer-d128": "sienna",
