@@ -138,10 +138,11 @@ def test_cli_overrides_the_preset():
 @pytest.mark.parametrize(("kind", "lr"), [("gru", 1e-3), ("lstm", 1e-3), ("gtrxl", 3e-4)])
 def test_another_model_kind_brings_its_own_constant_learning_rate(kind: str, lr: float):
     """A constant lr belongs to the preset's model and env; an explicit --ppo.lr always wins."""
-    preset = ["--preset", "test-tmaze-agalite"]  # a constant (annealed) rate
+    preset = ["--preset", "tmaze-agalite-paper"]  # a constant rate (1e-4), no KL target
+    assert load_preset("tmaze-agalite-paper").ppo.lr_kl_target is None
     assert parse_config([*preset, "--model.kind", kind], "test").ppo.lr == DEFAULT_LR[kind] == lr
     assert parse_config([*preset, "--model.kind", kind, "--ppo.lr", "0.02"], "test").ppo.lr == 0.02
-    assert parse_config(preset, "test").ppo.lr == load_preset("test-tmaze-agalite").ppo.lr
+    assert parse_config(preset, "test").ppo.lr == load_preset("tmaze-agalite-paper").ppo.lr != DEFAULT_LR["agalite"]
     # another env: the preset's lr was tuned for the T-Maze, so the kind's default applies
     assert parse_config([*preset, "--env.id", "CartPole-v1"], "test").ppo.lr == DEFAULT_LR["agalite"]
 
