@@ -1,4 +1,6 @@
-"""SIGTERM and Ctrl-C as a request to stop at the next safe point, from the first line of ``python -m learner`` on.
+"""SIGTERM and Ctrl-C as a request to stop at the next safe point, from the entry point's first line on.
+
+The entry points are ``python -m learner`` and ``python -m learner.launch``.
 
 The handler is installed before torch is imported, not only once training runs: in a container the learner is
 PID 1, and PID 1 has no default action for SIGTERM, so a ``docker compose stop`` that arrived while the learner was

@@ -332,8 +332,9 @@ class Learner:
         return segments
 
     def run(self, stop: StopSignal | None = None) -> Summary:
-        """Train until the step budget or a stop. ``stop``: the one ``python -m learner`` installed before its
-        imports, so that a stop during startup is kept (learner.stop_signal); a fresh one otherwise."""
+        """Train until the step budget or a stop. ``stop``: the one the entry point (``python -m learner`` or
+        ``learner.launch``) installed before its imports, so that a stop during startup is kept
+        (learner.stop_signal); a fresh one otherwise."""
         stop = stop or StopSignal()
         stop.install()
         try:
