@@ -11,6 +11,7 @@ batch 32, the mean over 3 seeds; float64.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ def gradient_flow(cfg: ModelConfig, delay: int, seeds: int = 3, batch: int = 32,
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for gradient_flow.{json,md}")
+    out: Path = parser.parse_args().out
     rows: list[dict[str, Any]] = []
     for label, kw in MODELS.items():
         inits = ("default", "chrono") if kw["kind"] != "gtrxl" else ("default",)
@@ -60,8 +64,8 @@ def main() -> None:
             rows.append({"model": label, "memory_init": init, "flow": flows})
             print(label, init, {d: f"{v:.1e}" for d, v in flows.items()}, flush=True)
     info = machine_info()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gradient_flow.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gradient_flow.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
     lines = [
         "# Gradient flow through time at initialisation",
         "",
@@ -78,7 +82,7 @@ def main() -> None:
         lines.append(
             f"| {r['model']} | {r['memory_init']} | " + " | ".join(f"{r['flow'][str(d)]:.1e}" for d in DELAYS) + " |"
         )
-    (RESULTS / "gradient_flow.md").write_text("\n".join(lines) + "\n")
+    (out / "gradient_flow.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ def machine_markdown(info: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
+    import argparse
     import json
 
+    about = "Print this machine's description, as every benchmark records it, as JSON."
+    argparse.ArgumentParser(description=about).parse_args()
     print(json.dumps(machine_info(), indent=2))

@@ -6,6 +6,7 @@ construction per row (to read the real state size), so it takes seconds.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -19,6 +20,9 @@ OBS_DIM = 16  # T-Maze-like vector observation: the LSTM/GRU input size (flatten
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for model_costs.{json,md}")
+    out: Path = parser.parse_args().out
     check = []
     for label, cfg, count, macs, floats in PAPER_TABLE:
         c = model_cost(cfg, gtrxl_count=count)
@@ -47,8 +51,8 @@ def main() -> None:
                      "macs_per_step": c.macs_per_step, "state_floats_formula": c.state_floats,
                      "state_floats_model": real_floats, "state_bools": c.state_bools})  # fmt: skip
     info = machine_info()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "model_costs.json").write_text(json.dumps({"machine": info, "paper_check": check, "models": rows},
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model_costs.json").write_text(json.dumps({"machine": info, "paper_check": check, "models": rows},
                                                          indent=2) + "\n")  # fmt: skip
     md = ["# Model costs per env and step (analytic; encoder and heads excluded)", "", machine_markdown(info), "",
           "Convention (docs/models.md#costs): dense products and recurrence/attention arithmetic only.",
@@ -66,7 +70,7 @@ def main() -> None:
         model_floats = f"{r['state_floats_model']:,}" if r["state_floats_model"] is not None else "n/a"
         md.append(f"| {r['model']} | {r['macs_per_layer']:,} | {r['layers']} | {r['macs_per_step']:,} | "
                   f"{r['state_floats_formula']:,} | {model_floats} | {r['state_bools']} |")  # fmt: skip
-    (RESULTS / "model_costs.md").write_text("\n".join(md) + "\n")
+    (out / "model_costs.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     if not all(r["match"] for r in check):
         raise SystemExit("the analytic counts no longer reproduce the paper's table (models.macs.PAPER_TABLE)")
