@@ -5,18 +5,26 @@ field gets its twin, its type and its help text without another edit; flags give
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import io
-import logging
-import os
-import sys
-import typing
+from protocol.stop_signal import StopSignal
 
-import tyro
+# Before the imports below (ONNX Runtime and the environments take a second or two): a stop from then on is kept,
+# not lost (protocol.stop_signal; in a container the actor is PID 1, which ignores an unhandled SIGTERM).
+STOP = StopSignal()
+if __name__ == "__main__":
+    STOP.install()
 
-from actor.client import Actor, ActorConfig
-from policy.metadata import PolicyError
+import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
+import io  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import typing  # noqa: E402
+
+import tyro  # noqa: E402
+
+from actor.client import Actor, ActorConfig  # noqa: E402
+from policy.metadata import PolicyError  # noqa: E402
 
 ENV_PREFIX = "AGALITE_"
 
@@ -74,11 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
     )
     try:
-        actor = Actor(cfg)
+        actor = Actor(cfg, stop=STOP.event)
     except PolicyError as err:  # e.g. --device cuda without onnxruntime-gpu
         raise SystemExit(f"error: {err}") from None
-    actor.install_signal_handlers()
-    return actor.run()
+    STOP.install()  # for callers of main() other than `python -m actor` (installing twice is harmless)
+    code = actor.run()
+    if STOP.received:
+        logging.getLogger("actor").info("%s: stopped after the current step", STOP.received)
+    return code
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -20,7 +19,7 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -102,13 +101,15 @@ class LearnerGone(Exception):
 
 
 class Actor:
-    def __init__(self, cfg: ActorConfig) -> None:
+    def __init__(self, cfg: ActorConfig, stop: threading.Event | None = None) -> None:
+        """``stop``: set it to leave at the next safe point (``python -m actor`` passes the one its SIGTERM and
+        Ctrl-C handlers set, installed before its imports: protocol.stop_signal)."""
         self.cfg = cfg
         self.providers = providers_for(cfg.device)  # refuses --device cuda without onnxruntime-gpu, before connecting
         self.actor_id = cfg.actor_id or f"{socket.gethostname()}-{os.getpid()}"
         self.run_id = uuid.uuid4().hex[:12]
         self.ctx = zmq.Context()
-        self.stop = threading.Event()
+        self.stop = stop if stop is not None else threading.Event()
         self.seq = 0
         self.segments_sent = 0
         self.reconnects = 0
@@ -380,11 +381,3 @@ class Actor:
         if self.collector is not None:
             self.collector.close()
         self.ctx.term()
-
-    def install_signal_handlers(self) -> None:
-        def handler(signum: int, _frame: Any) -> None:
-            log.info("signal %d: finishing the current step and leaving", signum)
-            self.stop.set()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)

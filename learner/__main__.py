@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from learner.stop_signal import StopSignal
+from protocol.stop_signal import StopSignal
 
-# Before the imports below (torch takes seconds): a stop from then on is kept, not lost (learner.stop_signal).
+# Before the imports below (torch takes seconds): a stop from then on is kept, not lost (protocol.stop_signal).
 STOP = StopSignal()
 if __name__ == "__main__":
     STOP.install()

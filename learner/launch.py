@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from learner.stop_signal import StopSignal
+from protocol.stop_signal import StopSignal
 
-# Before the imports below (torch takes seconds): Ctrl-C or SIGTERM from then on is a clean stop (learner.stop_signal).
+# Before the imports below (torch takes seconds): Ctrl-C or SIGTERM from then on is a clean stop (protocol.stop_signal).
 STOP = StopSignal()
 if __name__ == "__main__":
     STOP.install()

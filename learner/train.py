@@ -47,12 +47,12 @@ from learner.metrics import EpisodeWindow, Metrics
 from learner.publisher import PolicyPublisher
 from learner.resume_check import ResumeConfigError, check_resume, write_run_config
 from learner.server import LearnerServer, RunSettings
-from learner.stop_signal import StopSignal
 from learner.trainer import Trainer, resolve_device
 from policy.files import json_text, write_atomically
 from policy.metadata import space_to_dict
 from protocol import Segment, SegmentSpec
 from protocol.spec import space_bounds
+from protocol.stop_signal import StopSignal
 
 log = logging.getLogger("learner")
 
@@ -334,7 +334,7 @@ class Learner:
     def run(self, stop: StopSignal | None = None) -> Summary:
         """Train until the step budget or a stop. ``stop``: the one the entry point (``python -m learner`` or
         ``learner.launch``) installed before its imports, so that a stop during startup is kept
-        (learner.stop_signal); a fresh one otherwise."""
+        (protocol.stop_signal); a fresh one otherwise."""
         stop = stop or StopSignal()
         stop.install()
         try:

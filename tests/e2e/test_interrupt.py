@@ -84,3 +84,20 @@ def test_sigterm_while_the_learner_starts_is_a_clean_stop(stack, module):
     assert summary is not None and summary["interrupted"] is True and summary["updates"] == 0, stack.report()
     assert (stack.run_dir / "policy.onnx").is_file() and checkpoint_path(stack.run_dir).is_file()
     assert not (stack.run_dir / "logs").exists()  # the launcher started no actors for a run that was over
+
+
+@pytest.mark.e2e
+def test_sigterm_while_an_actor_starts_is_a_clean_stop(stack):
+    # An actor container's process is PID 1 too: its handler must come before ONNX Runtime is loaded. No learner
+    # listens, so after its imports the actor waits for a Welcome; the stop must end that wait with exit code 0.
+    actor = stack.actor("early")
+    while not _catches(actor.pid, signal.SIGTERM):
+        assert actor.alive(), stack.report()
+        time.sleep(0.002)
+    maps = Path(f"/proc/{actor.pid}/maps").read_text()
+    assert "onnxruntime" not in maps, "the SIGTERM handler came only after ONNX Runtime was loaded"
+
+    actor.popen.send_signal(signal.SIGTERM)
+    assert stack.wait_exit(actor, timeout=120) == 0, stack.report()
+    log = actor.log.read_text()
+    assert "SIGTERM: stopped after the current step" in log and "Traceback" not in log, log

@@ -1,14 +1,15 @@
-"""SIGTERM and Ctrl-C as a request to stop at the next safe point, from the entry point's first line on.
+"""SIGTERM and Ctrl-C as a request to stop at the next safe point, from an entry point's first lines on.
 
-The entry points are ``python -m learner`` and ``python -m learner.launch``.
+Part of the contract between the processes and whoever runs them (``docker compose stop``, a terminal, the
+launcher): every entry point (``python -m learner``, ``python -m learner.launch``, ``python -m actor``) installs it
+before its heavy imports, not once its loop runs. In a container each process is PID 1, and PID 1 has no default
+action for SIGTERM, so a stop that arrived while the learner was still importing torch or resuming was ignored until
+Docker's SIGKILL at the end of the grace period (exit 137, a stop that looked like a crash); an actor importing
+ONNX Runtime had the same window, shorter. Now such a stop is remembered; setup finishes (it is bounded: load,
+export, bind, connect), and the loop sees the request at once and ends as it always does (the learner with its final
+checkpoint, policy and summary, an actor with its Bye).
 
-The handler is installed before torch is imported, not only once training runs: in a container the learner is
-PID 1, and PID 1 has no default action for SIGTERM, so a ``docker compose stop`` that arrived while the learner was
-still importing or resuming was ignored until Docker's SIGKILL at the end of the grace period (exit 137, a stop
-that looked like a crash). Now such a stop is remembered; setup finishes (it is bounded: load, export, bind), and
-the training loop sees the request at once and ends with its usual final checkpoint, policy and summary.
-
-Standard library only: it runs before the heavy imports.
+Standard library only: it runs before the heavy imports, on both sides of the torch line.
 """
 
 from __future__ import annotations
