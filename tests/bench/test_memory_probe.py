@@ -1,0 +1,34 @@
+"""The memory probe's episodes are real T-Maze episodes, and its training run learns a corridor a GRU can hold."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.memory_probe import episodes, probe
+from envs.tmaze import CUE_BITS, POSITION_BITS, decode_gray
+
+
+def test_episodes_walk_from_the_cue_to_the_junction() -> None:
+    obs, turns, at = episodes(corridor=6, count=8, seed=3)
+    assert (at == 5).all()  # walked straight: the junction at the last step
+    assert obs.shape[:2] == (6, 8) and set(turns) <= {0, 1} and len(set(turns)) == 2
+    for i in range(8):
+        cue = obs[0, i, :CUE_BITS]
+        assert int(np.argmax(cue)) == 1 - turns[i]  # up = (0, 1), down = (1, 0)
+        assert not obs[1:, i, :CUE_BITS].any()  # shown only at the start
+        positions = [decode_gray(obs[t, i, CUE_BITS : CUE_BITS + POSITION_BITS]) for t in range(6)]
+        assert positions == list(range(6))  # walked straight to the junction
+
+
+def test_a_short_corridor_is_learned_and_reported() -> None:
+    run = probe("gru", "--model.rnn-hidden 32", corridor=3, seed=1, max_updates=400, every=25)
+    assert run["updates_to_target"] is not None, run["curve"]
+    assert run["final_accuracy"] >= 0.95 and run["curve"][-1][0] == run["updates_to_target"]
+
+
+def test_wandering_episodes_reach_the_junction_at_different_steps() -> None:
+    obs, _, at = episodes(corridor=6, count=32, seed=1, wander=0.3)
+    assert obs.shape[:2] == (18, 32) and len(set(at.tolist())) > 2 and (at >= 5).all()
+    for i in range(32):
+        assert decode_gray(obs[at[i], i, CUE_BITS : CUE_BITS + POSITION_BITS]) == 5  # the junction, first reached
+        assert all(decode_gray(obs[t, i, CUE_BITS : CUE_BITS + POSITION_BITS]) < 5 for t in range(at[i]))
