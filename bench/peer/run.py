@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -122,6 +123,8 @@ COLORS = {
     "ours-agalite-r8distinct": "navy",
     "ours-agalite-out01": "hotpink",
     "ours-agalite-rmsreadout": "darkkhaki",
+    # eight heads of 8 (same width, state and MACs as two of 32): "--model.num-heads 8 --model.d-head 8"
+    "ours-agalite-8heads": "darkorange",
 }
 
 
@@ -230,6 +233,11 @@ def past_threshold(summary_dir: Path, tag: str, level: float, extra_steps: int) 
     return crossed is not None and points[-1]["step"] >= crossed + extra_steps
 
 
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
 def run_process(
     cmd: list[str],
     log_path: Path,
@@ -237,30 +245,43 @@ def run_process(
     env: dict[str, str],
     stop_when: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Run ``cmd`` to its end (SIGTERM at ``timeout_s``, or once ``stop_when()``), sampling the load every 10 s."""
+    """Run ``cmd`` to its end (SIGTERM at ``timeout_s``, or once ``stop_when()``), sampling the load every 10 s.
+
+    The run gets a process group of its own, and stops go to the whole group: Sample Factory's workers outlived a
+    SIGTERM sent to its main process alone and went on stepping for an hour, slowing every run after it. Whatever
+    of the group is left once the run ends is killed, and Ctrl-C on the harness stops the run the same way.
+    """
     loads: list[float] = []
     stopped_early = False
     t0 = time.time()
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         timed_out = False
-        while proc.poll() is None:
-            loads.append(os.getloadavg()[0])
-            equal_priority(proc.pid)
-            if stop_when is not None and not stopped_early and stop_when():
-                stopped_early = True
-                proc.terminate()  # the learner checkpoints, exports the policy and stops its actors
-            if time.time() - t0 > timeout_s:
-                timed_out = True
-                proc.terminate()
-                try:
-                    proc.wait(timeout=120)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                break
+        try:
+            while proc.poll() is None:
+                loads.append(os.getloadavg()[0])
+                equal_priority(proc.pid)
+                if stop_when is not None and not stopped_early and stop_when():
+                    stopped_early = True
+                    _signal_group(proc.pid, signal.SIGTERM)  # the learner checkpoints, exports and stops its actors
+                if time.time() - t0 > timeout_s:
+                    timed_out = True
+                    _signal_group(proc.pid, signal.SIGTERM)
+                    try:
+                        proc.wait(timeout=120)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                    break
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=10)
+        except KeyboardInterrupt:
+            _signal_group(proc.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
+                proc.wait(timeout=60)
+            raise
+        finally:
+            _signal_group(proc.pid, signal.SIGKILL)  # nothing of the run outlives it
     return {
         "niceness": "every process of the run reset to 0 every 10 s",
         "returncode": proc.returncode,
