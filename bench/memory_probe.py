@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="gru,agalite", help="model kinds (comma-separated)")
     parser.add_argument("--corridors", default="20,50,100", help="T-Maze corridor lengths (comma-separated)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=1, help="seeds run: first-seed .. first-seed + seeds - 1")
     parser.add_argument("--max-updates", type=int, default=2000)
     parser.add_argument("--every", type=int, default=25, help="updates between accuracy checks")
     parser.add_argument(
@@ -143,14 +144,16 @@ def main() -> None:
         label = args.label or " ".join([kind, args.model_args]).strip()
         for corridor in (int(c) for c in args.corridors.split(",")):
             runs = []
-            for seed in range(1, args.seeds + 1):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 run = probe(kind, args.model_args, corridor, seed, args.max_updates, args.every, args.wander)
-                runs.append(run)
+                runs.append({"seed": seed, **run})
                 print(f"{label} corridor {corridor} seed {seed}: updates to {TARGET} {run['updates_to_target']}, "
                       f"accuracy {run['final_accuracy']:.3f} ({run['seconds']} s)", flush=True)  # fmt: skip
-            rows[f"{label} | {corridor} | {args.wander}"] = {
+            key = f"{label} | {corridor} | {args.wander}"
+            kept = [r for r in rows.get(key, {}).get("runs", []) if r.get("seed") not in {r["seed"] for r in runs}]
+            rows[key] = {
                 "label": label, "corridor": corridor, "wander": args.wander, "max_updates": args.max_updates,
-                "runs": runs,
+                "runs": sorted(kept + runs, key=lambda r: r.get("seed", 0)),
             }  # fmt: skip
     info = machine_info()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -125,6 +125,9 @@ COLORS = {
     "ours-agalite-rmsreadout": "darkkhaki",
     # eight heads of 8 (same width, state and MACs as two of 32): "--model.num-heads 8 --model.d-head 8"
     "ours-agalite-8heads": "darkorange",
+    # the distinct frequency grid at r 2 (omega 0 and pi; the reference grid's -pi and pi give one component twice):
+    # "--model.frequencies distinct"
+    "ours-agalite-r2distinct": "teal",
 }
 
 

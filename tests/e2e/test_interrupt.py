@@ -64,17 +64,22 @@ def _catches(pid: int, sig: int) -> bool:
     return bool(int(mask, 16) >> (sig - 1) & 1)
 
 
+def _handler_comes_before(stack, proc, library: str) -> None:
+    """Wait until ``proc`` catches SIGTERM, then check that ``library`` (its heaviest import) is not loaded yet."""
+    while not _catches(proc.pid, signal.SIGTERM):  # polled tightly: the heavy import begins a moment later
+        assert proc.alive(), stack.report()
+        time.sleep(0.002)
+    maps = Path(f"/proc/{proc.pid}/maps").read_text()
+    assert library not in maps, f"the SIGTERM handler came only after {library} was loaded"
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("module", ["learner", "learner.launch"])
 def test_sigterm_while_the_learner_starts_is_a_clean_stop(stack, module):
     # In a container the learner is PID 1, which has no default action for SIGTERM: a stop that arrives before the
     # handler exists is ignored until Docker's SIGKILL. So the handler must come first, before torch is imported.
     learner = stack.learner("--num-actors", "2", module=module)
-    while not _catches(learner.pid, signal.SIGTERM):  # polled tightly: torch's import begins a moment later
-        assert learner.alive(), stack.report()
-        time.sleep(0.002)
-    maps = Path(f"/proc/{learner.pid}/maps").read_text()
-    assert "libtorch" not in maps, "the SIGTERM handler came only after torch was loaded"
+    _handler_comes_before(stack, learner, "libtorch")
 
     learner.popen.send_signal(signal.SIGTERM)
     assert stack.wait_exit(learner, timeout=180) == 0, stack.report()
@@ -91,11 +96,7 @@ def test_sigterm_while_an_actor_starts_is_a_clean_stop(stack):
     # An actor container's process is PID 1 too: its handler must come before ONNX Runtime is loaded. No learner
     # listens, so after its imports the actor waits for a Welcome; the stop must end that wait with exit code 0.
     actor = stack.actor("early")
-    while not _catches(actor.pid, signal.SIGTERM):
-        assert actor.alive(), stack.report()
-        time.sleep(0.002)
-    maps = Path(f"/proc/{actor.pid}/maps").read_text()
-    assert "onnxruntime" not in maps, "the SIGTERM handler came only after ONNX Runtime was loaded"
+    _handler_comes_before(stack, actor, "onnxruntime")
 
     actor.popen.send_signal(signal.SIGTERM)
     assert stack.wait_exit(actor, timeout=120) == 0, stack.report()
