@@ -3,14 +3,14 @@
 Run: ``python -m bench.memory_probe --kinds gru,agalite --corridors 20,50,100``. Writes
 bench/results/memory_probe.{json,md} (rows merge by label and corridor). Minutes on a CPU.
 
-Why: a PPO run on the T-Maze mixes three things (finding the junction, the credit for the turn, and holding the cue)
-and its seeds spread 3-10x, so telling two models' memories apart takes many 100k-step runs per setting. Here the
-real actor-critic (the learner's own config: preset, encoder, observation normalisation, the episode-start input)
-reads whole T-Maze episodes walked straight to the junction (observations from the real env, distractor bits
-included) and is trained by cross-entropy on its policy logits at the junction step only: the turn the cue asked
-for. BPTT runs over the whole episode, so what remains is whether the gradient finds the cue and the state keeps it.
-Reported: updates (batches of 16 episodes, Adam at lr 1e-3, gradient norm clipped at 0.5, as the PPO defaults) until
-the accuracy on 512 fresh episodes reaches 0.95, and the accuracy at the end.
+Why: a PPO run on the T-Maze mixes three things (finding the junction, the credit for the turn, and holding the cue) and
+its seeds spread 3-10x, so telling two models' memories apart takes many 100k-step runs per setting. Here the real
+actor-critic (the learner's own config: preset, encoder, observation normalisation, the episode-start input) reads whole
+T-Maze episodes walked to the junction (straight, or wandering with ``--wander``; observations from the real env,
+distractor bits included) and is trained by cross-entropy on its policy logits at the junction step only: the turn the
+cue asked for. BPTT runs over the whole episode, so what remains is whether the gradient finds the cue and the state
+keeps it. Reported: updates (batches of 16 episodes, Adam at lr 1e-3, gradient norm clipped at 0.5, as the PPO defaults)
+until the accuracy on 512 fresh episodes reaches 0.95, and the accuracy at the end.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.machine import machine_info, machine_markdown
+from bench.peer.run import median_or_none
 from envs.tmaze import CUE_BITS, DOWN, LEFT, POSITION_BITS, RIGHT, UP, TMazeEnv, decode_gray
 from learner.cli import parse_config
 from models.actor_critic import ActorCritic
@@ -78,6 +78,12 @@ def model_for(kind: str, model_args: str, env: TMazeEnv) -> ActorCritic:
     return build_actor_critic(cfg, env.observation_space, env.action_space)
 
 
+def _first_step_resets(length: int, batch: int) -> torch.Tensor:
+    reset = torch.zeros(length, batch, dtype=torch.bool)
+    reset[0] = True
+    return reset
+
+
 def probe(
     kind: str, model_args: str, corridor: int, seed: int, max_updates: int, every: int, wander: float = 0.0
 ) -> dict[str, Any]:
@@ -90,10 +96,7 @@ def probe(
     if model.obs_norm is not None:
         model.obs_norm.update(torch.from_numpy(train_obs))  # as the learner does from its first batch
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-5)
-    reset = torch.zeros(length, 16, dtype=torch.bool)
-    reset[0] = True
-    eval_reset = torch.zeros(length, 512, dtype=torch.bool)
-    eval_reset[0] = True
+    reset, eval_reset = _first_step_resets(length, 16), _first_step_resets(length, 512)
     x_eval, y_eval = torch.from_numpy(eval_obs), torch.from_numpy(eval_turn)
     rows16, rows512 = torch.arange(16), torch.arange(512)
     rng = np.random.default_rng(seed)
@@ -150,7 +153,8 @@ def main() -> None:
                 print(f"{label} corridor {corridor} seed {seed}: updates to {TARGET} {run['updates_to_target']}, "
                       f"accuracy {run['final_accuracy']:.3f} ({run['seconds']} s)", flush=True)  # fmt: skip
             key = f"{label} | {corridor} | {args.wander}"
-            kept = [r for r in rows.get(key, {}).get("runs", []) if r.get("seed") not in {r["seed"] for r in runs}]
+            new_seeds = {r["seed"] for r in runs}
+            kept = [r for r in rows.get(key, {}).get("runs", []) if r.get("seed") not in new_seeds]
             rows[key] = {
                 "label": label, "corridor": corridor, "wander": args.wander, "max_updates": args.max_updates,
                 "runs": sorted(kept + runs, key=lambda r: r.get("seed", 0)),
@@ -169,9 +173,8 @@ def report(rows: dict[str, Any], info: dict[str, Any]) -> str:
     for row in sorted(rows.values(), key=lambda r: (r.get("wander", 0.0), r["corridor"], r["label"])):
         steps = [r["updates_to_target"] for r in row["runs"]]
         shown = " / ".join("never" if s is None else str(s) for s in steps)
-        done = [s if s is not None else float("inf") for s in steps]
-        med = statistics.median(done)
-        median = "never" if med == float("inf") else f"{med:g}"
+        med = median_or_none(steps, len(steps))
+        median = "never" if med is None else f"{med:g}"
         accs = " / ".join(f"{r['final_accuracy']:.2f}" for r in row["runs"])
         lines.append(f"| {row['label']} | {row['corridor']} | {row.get('wander', 0.0):g} | {shown} ({median}; "
                      f"cap {row['max_updates']}) | {accs} |")  # fmt: skip
