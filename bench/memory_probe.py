@@ -16,6 +16,7 @@ until the accuracy on 512 fresh episodes reaches 0.95, and the accuracy at the e
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shlex
 import time
@@ -140,9 +141,15 @@ def main() -> None:
     parser.add_argument("--model-args", default="", help="learner flags for the model, e.g. '--model.num-heads 4'")
     parser.add_argument("--label", default=None, help="row label (default: the kind, plus the model args)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for memory_probe.{json,md}")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's, one per core; use 1 beside other work on a small machine)",
+    )
     args = parser.parse_args()
-    path = args.out / "memory_probe.json"
-    rows: dict[str, Any] = json.loads(path.read_text())["rows"] if path.exists() else {}
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     for kind in args.kinds.split(","):
         label = args.label or " ".join([kind, args.model_args]).strip()
         for corridor in (int(c) for c in args.corridors.split(",")):
@@ -152,17 +159,28 @@ def main() -> None:
                 runs.append({"seed": seed, **run})
                 print(f"{label} corridor {corridor} seed {seed}: updates to {TARGET} {run['updates_to_target']}, "
                       f"accuracy {run['final_accuracy']:.3f} ({run['seconds']} s)", flush=True)  # fmt: skip
-            key = f"{label} | {corridor} | {args.wander}"
-            new_seeds = {r["seed"] for r in runs}
-            kept = [r for r in rows.get(key, {}).get("runs", []) if r.get("seed") not in new_seeds]
-            rows[key] = {
-                "label": label, "corridor": corridor, "wander": args.wander, "max_updates": args.max_updates,
-                "runs": sorted(kept + runs, key=lambda r: r.get("seed", 0)),
-            }  # fmt: skip
-    info = machine_info()
-    args.out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
-    (args.out / "memory_probe.md").write_text(report(rows, info))
+            row = {"label": label, "corridor": corridor, "wander": args.wander, "max_updates": args.max_updates,
+                   "runs": runs}  # fmt: skip
+            save_row(args.out, f"{label} | {corridor} | {args.wander}", row)
+
+
+def save_row(out: Path, key: str, row: dict[str, Any]) -> None:
+    """Merge one row into memory_probe.json (its seeds replace the same seeds, others stay) and rewrite the report.
+
+    Read, merged and written under a lock, right after the row is measured: two probes run side by side (one per
+    setting) each keep the other's rows, and a probe stopped part-way keeps the rows it finished.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "memory_probe.json"
+    with open(out / ".memory_probe.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows: dict[str, Any] = json.loads(path.read_text())["rows"] if path.exists() else {}
+        new_seeds = {r["seed"] for r in row["runs"]}
+        kept = [r for r in rows.get(key, {}).get("runs", []) if r.get("seed") not in new_seeds]
+        rows[key] = {**row, "runs": sorted(kept + row["runs"], key=lambda r: r.get("seed", 0))}
+        info = machine_info()
+        path.write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
+        (out / "memory_probe.md").write_text(report(rows, info))
 
 
 def report(rows: dict[str, Any], info: dict[str, Any]) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from bench.memory_probe import episodes, probe
+from bench.memory_probe import episodes, probe, save_row
 from envs.tmaze import CUE_BITS, POSITION_BITS, decode_gray
 
 
@@ -32,3 +34,18 @@ def test_wandering_episodes_reach_the_junction_at_different_steps() -> None:
     for i in range(32):
         assert decode_gray(obs[at[i], i, CUE_BITS : CUE_BITS + POSITION_BITS]) == 5  # the junction, first reached
         assert all(decode_gray(obs[t, i, CUE_BITS : CUE_BITS + POSITION_BITS]) < 5 for t in range(at[i]))
+
+
+def test_a_row_keeps_the_rows_another_probe_wrote_meanwhile(tmp_path) -> None:
+    def row(label: str, seeds: list[int], updates: int) -> dict:
+        runs = [{"seed": s, "updates_to_target": updates, "final_accuracy": 1.0, "curve": []} for s in seeds]
+        return {"label": label, "corridor": 20, "wander": 0.0, "max_updates": 100, "runs": runs}
+
+    save_row(tmp_path, "a | 20 | 0.0", row("a", [1, 2], 50))
+    save_row(tmp_path, "b | 20 | 0.0", row("b", [1], 75))  # another probe's row, written after the first started
+    save_row(tmp_path, "a | 20 | 0.0", row("a", [2, 3], 25))  # seeds 2-3 again: seed 2 replaced, seed 1 kept
+    rows = json.loads((tmp_path / "memory_probe.json").read_text())["rows"]
+    assert sorted(rows) == ["a | 20 | 0.0", "b | 20 | 0.0"]
+    assert [(r["seed"], r["updates_to_target"]) for r in rows["a | 20 | 0.0"]["runs"]] == [(1, 50), (2, 25), (3, 25)]
+    report = (tmp_path / "memory_probe.md").read_text()
+    assert "| a | 20 | 0 | 50 / 25 / 25 (25;" in report and "| b | 20 | 0 | 75 (75;" in report
