@@ -48,6 +48,7 @@ from typing import Any
 from bench.learning_curve import first_at_or_above, free_ports, windowed_curve
 from bench.machine import machine_info, machine_markdown
 from bench.peer.tasks import TASKS, Task
+from models.config import LEGACY_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
@@ -128,6 +129,9 @@ COLORS = {
     # the distinct frequency grid at r 2 (omega 0 and pi; the reference grid's -pi and pi give one component twice):
     # "--model.frequencies distinct"
     "ours-agalite-r2distinct": "teal",
+    # 128-step segments where the env's horizon picks 64 (T-Maze 50): "--segment-length 128"
+    "ours-gru-seg128": "skyblue",
+    "ours-agalite-seg128": "lightgreen",
 }
 
 
@@ -430,10 +434,53 @@ def median_or_none(values: list[float | None], n: int) -> float | None:
     return None if med == float("inf") else med
 
 
+#: The resolved settings of our runs that must agree for runs of one runner to share a row of the table.
+ROW_SETTINGS = ("model", "ppo", "segment_length", "batch_envs", "envs_per_actor", "num_actors")
+
+
+def _settings(run: dict[str, Any]) -> dict[str, Any]:
+    """One of our runs' resolved settings, flattened (``model.r``); empty for Sample Factory's runs."""
+    cfg = run.get("config") or {}
+    flat: dict[str, Any] = {}
+    for section in ROW_SETTINGS:
+        value = cfg.get(section)
+        if isinstance(value, dict):
+            if section == "model":  # a setting added later reads as the value that reproduces the older run
+                value = {**LEGACY_DEFAULTS, **value}
+            flat.update({f"{section}.{k}": v for k, v in value.items()})
+        elif value is not None:
+            flat[section] = value
+    return flat
+
+
+def row_labels(runs: dict[str, Any]) -> dict[str, str]:
+    """The table row of each run: its runner, and where that runner's runs were made at different settings, the
+    settings that differ.
+
+    A runner such as ``ours-agalite`` means "the defaults of the run's commit", and results files grow over sessions:
+    when a default changes, new seeds would silently share a row (and a median) with seeds of the old default. Here
+    they form their own row, named by what differs (``ours-agalite (model.frequencies distinct)``).
+    """
+    by_runner: dict[str, list[str]] = {}
+    for key, r in runs.items():
+        by_runner.setdefault(r["runner"], []).append(key)
+    labels: dict[str, str] = {}
+    for runner, keys in by_runner.items():
+        settings = {k: _settings(runs[k]) for k in keys}
+        known = [s for s in settings.values() if s]
+        varying = sorted({name for s in known for name in s if any(o.get(name) != s.get(name) for o in known)})
+        for k in keys:
+            s = settings[k]
+            differs = ", ".join(f"{name} {s.get(name, '-')}" for name in varying)
+            labels[k] = f"{runner} ({differs})" if varying and s else runner
+    return labels
+
+
 def summarise(task: Task, runs: dict[str, Any]) -> dict[str, Any]:
     by_runner: dict[str, list[dict[str, Any]]] = {}
-    for r in runs.values():
-        by_runner.setdefault(r["runner"], []).append(r)
+    labels = row_labels(runs)
+    for run_key, r in runs.items():
+        by_runner.setdefault(labels[run_key], []).append(r)
     out: dict[str, Any] = {}
     for runner, rs in sorted(by_runner.items()):
         rs = sorted(rs, key=lambda r: r["seed"])
@@ -535,7 +582,8 @@ def write_report(task: Task, data: dict[str, Any]) -> None:
         "batch 1024, 1 epoch, clip 0.1, entropy 0.003, its MLP-512x2 ELU encoder, input and return normalisation "
         "on); `sf-tuned` is lr 1e-3 with rollout 64; "
         "`ours-*` are `python -m learner.launch` at the defaults of the code listed below, with the model "
-        "flags of `bench/peer/run.py`; every run's resolved config is in the .json.",
+        "flags of `bench/peer/run.py`; every run's resolved config is in the .json. Runs of one runner made at "
+        "different settings (a default that changed between them) stand in separate rows, named by what differs.",
         "",
         f"![curves](peer_{task.name}.png)",
         "",
@@ -595,12 +643,14 @@ def plot(task: Task, data: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     labelled: set[str] = set()
-    for r in sorted(data["runs"].values(), key=lambda r: (r["runner"], r["seed"])):
+    rows = row_labels(data["runs"])
+    for key, r in sorted(data["runs"].items(), key=lambda kr: (rows[kr[0]], kr[1]["seed"])):
         if not r["curve"]:
             continue
         xs, ys = zip(*r["curve"], strict=True)
-        label = None if r["runner"] in labelled else r["runner"]
-        labelled.add(r["runner"])
+        row = rows[key]
+        label = None if row in labelled else row
+        labelled.add(row)
         ax.plot(xs, ys, color=COLORS.get(r["runner"], "black"), alpha=0.8, lw=1.2, label=label)
     ax.axhline(task.threshold, color="red", ls="--", lw=0.8, label=f"threshold {task.threshold}")
     if task.chance is not None:

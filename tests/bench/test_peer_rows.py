@@ -1,0 +1,48 @@
+"""Runs of one runner made at different resolved settings never share a row (and a median) of a peer report.
+
+``ours-agalite`` means "the defaults of the run's commit"; results files grow over sessions, so when a default
+changes, later seeds must not be pooled with earlier ones. The configs here are the learner's own resolved configs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.peer.run import row_labels, summarise
+from bench.peer.tasks import TASKS
+from learner.cli import parse_config
+
+
+def _run(runner: str, seed: int, steps: int | None, flags: list[str]) -> dict[str, Any]:
+    config = parse_config(["--model.kind", "agalite", "--seed", str(seed), *flags], "test").to_dict()
+    return {"runner": runner, "seed": seed, "config": config, "steps_to_threshold": steps, "final": 1.0,
+            "env_steps_per_s": 4000.0, "eval": None, "wall_s": 60.0, "load1_mean": 1.0}  # fmt: skip
+
+
+def test_a_changed_default_splits_a_runner_into_rows_named_by_what_differs() -> None:
+    runs = {
+        "ours-agalite/s1": _run("ours-agalite", 1, 100, []),
+        "ours-agalite/s2": _run("ours-agalite", 2, 300, []),
+        "ours-agalite/s3": _run("ours-agalite", 3, 50, ["--model.frequencies", "distinct"]),
+        "sf-tuned/s1": {**_run("sf-tuned", 1, 200, []), "config": {"sf_argv": ["--seed", "1"]}},
+        "sf-tuned/s2": {**_run("sf-tuned", 2, 400, []), "config": {"sf_argv": ["--seed", "2"]}},
+    }
+    labels = row_labels(runs)
+    assert labels["ours-agalite/s1"] == labels["ours-agalite/s2"] == "ours-agalite (model.frequencies reference)"
+    assert labels["ours-agalite/s3"] == "ours-agalite (model.frequencies distinct)"
+    assert labels["sf-tuned/s1"] == labels["sf-tuned/s2"] == "sf-tuned"  # seeds and run dirs are not settings
+    summary = summarise(TASKS["tmaze_20"], runs)
+    assert summary["ours-agalite (model.frequencies reference)"]["seeds"] == [1, 2]
+    assert summary["ours-agalite (model.frequencies distinct)"]["median_steps_to_threshold"] == 50
+    assert summary["sf-tuned"]["median_steps_to_threshold"] == 300
+
+
+def test_a_setting_an_older_run_did_not_record_reads_as_the_value_that_reproduces_it() -> None:
+    older = _run("ours-agalite-noepstart", 1, 100, ["--model.no-episode-start-input"])
+    del older["config"]["model"]["episode_start_input"]  # written before the setting existed (it was off then)
+    runs = {
+        "ours-agalite-noepstart/s1": older,
+        "ours-agalite-noepstart/s2": _run("ours-agalite-noepstart", 2, 100, ["--model.no-episode-start-input"]),
+        "ours-gru/s1": _run("ours-gru", 1, 100, ["--model.kind", "gru"]),
+    }
+    assert set(row_labels(runs).values()) == {"ours-agalite-noepstart", "ours-gru"}
