@@ -13,7 +13,8 @@ from models.registry import build_actor_critic, small_config
 OBS_SPACE = spaces.Box(0.0, 1.0, shape=(7,), dtype=np.float32)
 ACT_SPACE = spaces.Discrete(3)
 
-#: (test id, kind, config overrides): every model kind, both GTrXL memory forms, the episode-start input.
+#: (test id, kind, config overrides): every model kind, both GTrXL memory forms, the episode-start input, and
+#: AGaLiTe as the default preset builds it (the distinct frequency grid at r 2, no component pair to scan once).
 KINDS = [
     ("agalite", "agalite", {}),
     ("galite", "galite", {}),
@@ -23,6 +24,7 @@ KINDS = [
     ("gru", "gru", {}),
     ("agalite-episode-start", "agalite", {"episode_start_input": True}),
     ("gru-episode-start", "gru", {"episode_start_input": True}),
+    ("agalite-default-preset", "agalite", {"episode_start_input": True, "frequencies": "distinct", "r": 2}),
 ]
 KIND_PARAMS = [pytest.param(kind, kw, id=name) for name, kind, kw in KINDS]
 
