@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from learner.config import RunConfig
-from models.config import LEGACY_DEFAULTS, ModelConfig
+from models.config import ModelConfig
 from policy.files import write_atomically
 
 log = logging.getLogger("learner")
@@ -84,10 +84,11 @@ def check_resume(
 ) -> list[str]:
     """Refuse (ResumeConfigError) a resume that changes what is trained, unless ``cfg.allow_config_change``.
     Returns the changes that were allowed (empty when nothing changed)."""
-    saved = ModelConfig.from_saved(ckpt["model_config"]).to_dict()
-    if saved != cfg.model.to_dict():
-        changes = config_changes({"model": saved}, {"model": cfg.model.to_dict()})
-        now = cfg.model.to_dict()
+    # Only what the model kind reads: a GRU run resumes although an AGaLiTe default changed since it was written.
+    saved = ModelConfig.from_saved(ckpt["model_config"]).used()
+    now = cfg.model.used()
+    if saved != now:
+        changes = config_changes({"model": saved}, {"model": now})
         back = [_flag(f"model.{k}", v) for k, v in sorted(saved.items()) if now.get(k) != v]
         hint = f" ({' '.join(f for f in back if f)})" if back and all(back) else ""
         raise ResumeConfigError(
@@ -96,8 +97,8 @@ def check_resume(
         )
     saved_run = dict(ckpt.get("config") or {})
     if isinstance(saved_run.get("model"), dict):
-        saved_run["model"] = {**LEGACY_DEFAULTS, **saved_run["model"]}
-    changes = config_changes(saved_run, cfg.to_dict())
+        saved_run["model"] = ModelConfig.from_saved(saved_run["model"]).used()
+    changes = config_changes(saved_run, {**cfg.to_dict(), "model": now})
     for name, old, new in (
         ("observation_space", ckpt["observation_space"], observation_space),
         ("action_space", ckpt["action_space"], action_space),

@@ -74,6 +74,12 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def used(self) -> dict[str, Any]:
+        """The settings this config's model kind reads (``KIND_SETTINGS``): two configs that agree here build the same
+        model. A GRU's config still carries AGaLiTe's fields, and a changed default among those must not make a GRU
+        run "another model" (resume) or another experiment (benchmark rows)."""
+        return {k: v for k, v in asdict(self).items() if k in KIND_SETTINGS[self.kind]}
+
     @classmethod
     def from_saved(cls, data: dict[str, Any]) -> ModelConfig:
         """A config saved with a checkpoint: settings added since it was written take the value that reproduces the
@@ -87,3 +93,19 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
         return cls(**data)
+
+
+_HEADS = {"kind", "encoder", "encoder_hidden", "head_hidden", "episode_start_input", "normalize_obs", "normalize_value"}
+_TRUNK = {"num_layers", "d_model", "num_heads", "d_head", "gru_bias"}
+_MEMORY_GATES = {"memory_init", "memory_horizon"}
+_LINEAR_ATTENTION = _TRUNK | _MEMORY_GATES | {"d_ffc", "eta", "feature_map", "gating"}
+_RNN = _HEADS | _MEMORY_GATES | {"rnn_hidden"}
+#: The ModelConfig fields each model kind reads (tests/models/test_config_used.py checks that every other field leaves
+#: the model unchanged).
+KIND_SETTINGS: dict[str, frozenset[str]] = {
+    "agalite": frozenset(_HEADS | _LINEAR_ATTENTION | {"r", "frequencies", "reset_counter", "agalite_scan"}),
+    "galite": frozenset(_HEADS | _LINEAR_ATTENTION | {"galite_variant", "galite_form"}),
+    "gtrxl": frozenset(_HEADS | _TRUNK | {"memory_len", "memory_form"}),
+    "lstm": frozenset(_RNN),
+    "gru": frozenset(_RNN),
+}

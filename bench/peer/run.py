@@ -48,7 +48,7 @@ from typing import Any
 from bench.learning_curve import first_at_or_above, free_ports, windowed_curve
 from bench.machine import machine_info, machine_markdown
 from bench.peer.tasks import TASKS, Task
-from models.config import LEGACY_DEFAULTS
+from models.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
@@ -438,15 +438,15 @@ def median_or_none(values: list[float | None], n: int) -> float | None:
 ROW_SETTINGS = ("model", "ppo", "segment_length", "batch_envs", "envs_per_actor", "num_actors")
 
 
-def _settings(run: dict[str, Any]) -> dict[str, Any]:
+def resolved_settings(run: dict[str, Any]) -> dict[str, Any]:
     """One of our runs' resolved settings, flattened (``model.r``); empty for Sample Factory's runs."""
     cfg = run.get("config") or {}
     flat: dict[str, Any] = {}
     for section in ROW_SETTINGS:
         value = cfg.get(section)
         if isinstance(value, dict):
-            if section == "model":  # a setting added later reads as the value that reproduces the older run
-                value = {**LEGACY_DEFAULTS, **value}
+            if section == "model":  # what the model kind reads; a setting added later reads as the older run's value
+                value = ModelConfig.from_saved(value).used()
             flat.update({f"{section}.{k}": v for k, v in value.items()})
         elif value is not None:
             flat[section] = value
@@ -466,7 +466,7 @@ def row_labels(runs: dict[str, Any]) -> dict[str, str]:
         by_runner.setdefault(r["runner"], []).append(key)
     labels: dict[str, str] = {}
     for runner, keys in by_runner.items():
-        settings = {k: _settings(runs[k]) for k in keys}
+        settings = {k: resolved_settings(runs[k]) for k in keys}
         known = [s for s in settings.values() if s]
         varying = sorted({name for s in known for name in s if any(o.get(name) != s.get(name) for o in known)})
         for k in keys:

@@ -21,9 +21,12 @@ def _run(runner: str, seed: int, steps: int | None, flags: list[str]) -> dict[st
 
 def test_a_changed_default_splits_a_runner_into_rows_named_by_what_differs() -> None:
     runs = {
-        "ours-agalite/s1": _run("ours-agalite", 1, 100, []),
-        "ours-agalite/s2": _run("ours-agalite", 2, 300, []),
+        "ours-agalite/s1": _run("ours-agalite", 1, 100, ["--model.frequencies", "reference"]),
+        "ours-agalite/s2": _run("ours-agalite", 2, 300, ["--model.frequencies", "reference"]),
         "ours-agalite/s3": _run("ours-agalite", 3, 50, ["--model.frequencies", "distinct"]),
+        # a GRU does not read the AGaLiTe's grid: its runs at either default stay one row
+        "ours-gru/s1": _run("ours-gru", 1, 100, ["--model.kind", "gru", "--model.frequencies", "reference"]),
+        "ours-gru/s2": _run("ours-gru", 2, 100, ["--model.kind", "gru", "--model.frequencies", "distinct"]),
         "sf-tuned/s1": {**_run("sf-tuned", 1, 200, []), "config": {"sf_argv": ["--seed", "1"]}},
         "sf-tuned/s2": {**_run("sf-tuned", 2, 400, []), "config": {"sf_argv": ["--seed", "2"]}},
     }
@@ -31,6 +34,7 @@ def test_a_changed_default_splits_a_runner_into_rows_named_by_what_differs() -> 
     assert labels["ours-agalite/s1"] == labels["ours-agalite/s2"] == "ours-agalite (model.frequencies reference)"
     assert labels["ours-agalite/s3"] == "ours-agalite (model.frequencies distinct)"
     assert labels["sf-tuned/s1"] == labels["sf-tuned/s2"] == "sf-tuned"  # seeds and run dirs are not settings
+    assert labels["ours-gru/s1"] == labels["ours-gru/s2"] == "ours-gru"
     summary = summarise(TASKS["tmaze_20"], runs)
     assert summary["ours-agalite (model.frequencies reference)"]["seeds"] == [1, 2]
     assert summary["ours-agalite (model.frequencies distinct)"]["median_steps_to_threshold"] == 50

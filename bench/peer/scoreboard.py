@@ -1,0 +1,174 @@
+"""The issue's targets, task by task, from the side-by-side results: who learns each memory task in fewer env steps.
+
+    python -m bench.peer.scoreboard     # writes bench/results/peer_scoreboard.md from bench/results/peer_*.json
+
+Why: the ``peer_<task>.md`` reports keep every run ever made (ablations, earlier defaults, one-seed looks), which is
+what a diagnosis needs and what a reader asking "does the default beat the peer?" cannot use. This page answers that
+question only, per task: Sample Factory's better config (median over its seeds), and our GRU-128 and AGaLiTe **at
+today's defaults**, which are the stored runs whose resolved settings (model, PPO, segment, batch) equal what
+``bench.peer.run`` would launch at this commit. A run made at an earlier default is left out even where its runner
+has the same name, so the page goes stale honestly (a task with no run at today's defaults says so) instead of
+quoting an old default as today's. Targets: our GRU at most Sample Factory's better median, and our AGaLiTe at most
+our GRU's wherever the env declares a memory horizon of 20 steps or more.
+
+A run at today's defaults may also be stored under another runner name when it was made by flag before its setting
+became the default (``ALIASES``); its settings are checked the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.peer.run import RESULTS, RUNS, median_or_none, ours_command, resolved_settings, summarise
+from bench.peer.tasks import TASKS, Task
+from envs.registry import check_env
+from learner.cli import parse_config
+
+#: Runner names under which runs at what is now the default were stored (made by flag before the change).
+ALIASES: dict[str, tuple[str, ...]] = {"ours-agalite": ("ours-agalite-r2distinct",)}
+#: The AGaLiTe-versus-GRU target covers memories at least this long (env steps, as the env declares them).
+LONG_MEMORY = 20
+
+
+def todays_settings(task: Task, runner: str) -> tuple[dict[str, Any], int | None]:
+    """What ``bench.peer.run`` would launch for ``runner`` on ``task`` now (flattened settings), and the env's
+    declared memory horizon (the learner builds the env once to read it)."""
+    argv = ours_command(task, runner, 1, RUNS / "scoreboard", [])[3:]  # without "python -m learner.launch"
+    cfg = parse_config(argv, "scoreboard")
+    horizon = check_env(cfg.env.id, cfg.env.kwargs_dict()).memory_horizon
+    return resolved_settings({"config": cfg.to_dict()}), horizon
+
+
+def runs_at_defaults(runs: dict[str, Any], runner: str, today: dict[str, Any]) -> dict[str, Any]:
+    """The stored runs of ``runner`` (or its aliases) made at ``today``'s settings."""
+    names = (runner, *ALIASES.get(runner, ()))
+    return {k: r for k, r in runs.items() if r["runner"] in names and resolved_settings(r) == today}
+
+
+@dataclass(frozen=True)
+class Side:
+    """One runner's runs on one task: median env steps to the threshold (None: never), and what qualifies it."""
+
+    median: float | None
+    reached: int
+    runs: int
+    final: float | None  # median final value, shown where the threshold was never reached
+    stopped_early: int  # runs a time limit (or a failure) ended before the budget without reaching the threshold
+
+
+def side(runs: dict[str, Any]) -> Side:
+    steps = [r["steps_to_threshold"] for r in runs.values()]
+    finals = [r["final"] for r in runs.values() if r.get("final") is not None]
+    early = sum(
+        r["steps_to_threshold"] is None and bool(r.get("timed_out") or r.get("returncode")) for r in runs.values()
+    )
+    return Side(
+        median_or_none(steps, len(steps)),
+        sum(x is not None for x in steps),
+        len(steps),
+        statistics.median(finals) if finals else None,
+        early,
+    )
+
+
+def _cell(s: Side) -> str:
+    if s.runs == 0:
+        return "no run"
+    if s.median is not None:
+        return f"{s.median / 1000:,.0f}k ({s.reached}/{s.runs})"
+    final = "" if s.final is None else f"; final {s.final:.2f}"
+    early = f"; {s.stopped_early} stopped early" if s.stopped_early else ""
+    return f"never ({s.reached}/{s.runs}{final}{early})"
+
+
+def _at_most(a: Side, b: Side) -> str:
+    """Whether median a <= median b, where never counts as worse than any number; '?' without runs on both sides."""
+    if a.runs == 0 or b.runs == 0:
+        return "?"
+    if a.median is None:
+        return "no" if b.median is not None else "tie (neither)"
+    return "yes" if b.median is None or a.median <= b.median else "no"
+
+
+def board_row(task: Task, data: dict[str, Any]) -> dict[str, Any]:
+    runs = data.get("runs", {})
+    gru_today, horizon = todays_settings(task, "ours-gru")
+    agalite_today, _ = todays_settings(task, "ours-agalite")
+    gru = side(runs_at_defaults(runs, "ours-gru", gru_today))
+    agalite = side(runs_at_defaults(runs, "ours-agalite", agalite_today))
+    summary = summarise(task, runs)
+    better = summary.get("sf_better")
+    sf_runs = {k: r for k, r in runs.items() if better and r["runner"] == better}
+    sf = side(sf_runs)
+    long_memory = horizon is not None and horizon >= LONG_MEMORY
+    return {
+        "task": task.name,
+        "horizon": horizon,
+        "sf": (better, sf),
+        "gru": gru,
+        "agalite": agalite,
+        "gru_vs_sf": _at_most(gru, sf),
+        "agalite_vs_gru": _at_most(agalite, gru) if long_memory else "not covered",
+    }
+
+
+def write(rows: list[dict[str, Any]], out: Path) -> None:
+    lines = [
+        "# Scoreboard: today's defaults against Sample Factory",
+        "",
+        "Written by `python -m bench.peer.scoreboard` from `bench/results/peer_*.json` (see its docstring). Per task: "
+        "median env steps to the task's threshold over the seeds run (reached/run in brackets; `never` counts as "
+        "worse than any number), Sample Factory's better config, and our GRU-128 and small AGaLiTe at **today's "
+        "defaults** only: runs made at an earlier default are left out (they stay in each task's own report). "
+        f"Targets: our GRU <= the peer; our AGaLiTe <= our GRU where the env's memory horizon is {LONG_MEMORY} "
+        "steps or more.",
+        "",
+        "| task | memory horizon | Sample Factory (better config) | our GRU-128 | our AGaLiTe | GRU <= peer | "
+        "AGaLiTe <= GRU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        better, sf = row["sf"]
+        sf_cell = f"{_cell(sf)}, `{better}`" if better else "no run"
+        horizon = "not declared" if row["horizon"] is None else str(row["horizon"])
+        lines.append(
+            f"| [{row['task']}](peer_{row['task']}.md) | {horizon} | {sf_cell} | {_cell(row['gru'])} | "
+            f"{_cell(row['agalite'])} | {row['gru_vs_sf']} | {row['agalite_vs_gru']} |"
+        )
+    met = sum(r["gru_vs_sf"] == "yes" for r in rows), sum(r["gru_vs_sf"] in ("yes", "no") for r in rows)
+    covered = [r for r in rows if r["agalite_vs_gru"] in ("yes", "no")]
+    lines += [
+        "",
+        f"GRU <= peer: met on {met[0]} of the {met[1]} tasks with runs on both sides. AGaLiTe <= GRU: met on "
+        f"{sum(r['agalite_vs_gru'] == 'yes' for r in covered)} of the {len(covered)} long-memory tasks with runs "
+        "on both sides. `?`: a side has no run at today's defaults; `tie (neither)`: neither reached the threshold "
+        "(the median final value of the measure is shown instead); `stopped early`: a time limit ended the run before "
+        "its budget.",
+        "",
+    ]
+    out.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where peer_<task>.json lie")
+    parser.add_argument("--out", type=Path, default=None, help="the page to write (default: <results-dir>/...)")
+    args = parser.parse_args(argv)
+    rows = []
+    for task in TASKS.values():
+        path = args.results_dir / f"peer_{task.name}.json"
+        if path.exists():
+            rows.append(board_row(task, json.loads(path.read_text())))
+    out = args.out or args.results_dir / "peer_scoreboard.md"
+    write(rows, out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

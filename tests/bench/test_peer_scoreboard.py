@@ -1,0 +1,55 @@
+"""The scoreboard counts only runs at today's defaults, so an old default is never quoted as today's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.peer.run import RUNS, ours_command
+from bench.peer.scoreboard import main, runs_at_defaults, side, todays_settings
+from bench.peer.tasks import TASKS
+from learner.cli import parse_config
+
+TASK = TASKS["tmaze_20"]
+
+
+def _run(runner: str, seed: int, steps: int | None, extra: list[str], as_runner: str | None = None) -> dict[str, Any]:
+    """A stored run as bench.peer.run saves it, with the config the learner resolves for that command line."""
+    config = parse_config(ours_command(TASK, runner, seed, RUNS / "x", extra)[3:], "test").to_dict()
+    return {"runner": as_runner or runner, "seed": seed, "config": config, "steps_to_threshold": steps,
+            "final": 0.95 if steps else 0.5, "env_steps_per_s": 1.0, "eval": None, "wall_s": 1.0,
+            "load1_mean": 1.0, "curve": [], "last_step": TASK.budget, "timed_out": False, "returncode": 0}  # fmt: skip
+
+
+def test_only_runs_at_todays_defaults_count() -> None:
+    runs = {
+        "ours-agalite/s1": _run("ours-agalite", 1, 900_000, ["--model.frequencies", "reference"]),  # an old default
+        "ours-agalite/s2": _run("ours-agalite", 2, 80_000, []),
+        "ours-agalite-r2distinct/s3": _run("ours-agalite", 3, 60_000, [], as_runner="ours-agalite-r2distinct"),
+        "ours-agalite-seg64/s1": _run("ours-agalite", 1, 10_000, ["--segment-length", "64"], "ours-agalite-seg64"),
+        "ours-gru/s1": _run("ours-gru", 1, 70_000, ["--model.frequencies", "reference"]),  # not read by a GRU
+        "ours-gru/s2": _run("ours-gru", 2, None, ["--ppo.ent-coef", "0.03"]),  # another PPO setting
+    }
+    agalite = runs_at_defaults(runs, "ours-agalite", todays_settings(TASK, "ours-agalite")[0])
+    assert sorted(agalite) == ["ours-agalite-r2distinct/s3", "ours-agalite/s2"]
+    gru = runs_at_defaults(runs, "ours-gru", todays_settings(TASK, "ours-gru")[0])
+    assert sorted(gru) == ["ours-gru/s1"]
+    assert side(agalite).median == 70_000 and side(gru).median == 70_000
+
+
+def test_the_page_states_each_target(tmp_path: Path) -> None:
+    sf = {f"sf-tuned/s{s}": {**_run("ours-gru", s, steps, []), "runner": "sf-tuned", "config": {"sf_argv": []}}
+          for s, steps in ((1, 150_000), (2, 170_000), (3, None))}  # fmt: skip
+    runs = {
+        **sf,
+        "ours-gru/s1": _run("ours-gru", 1, 60_000, []),
+        "ours-gru/s2": _run("ours-gru", 2, 80_000, []),
+        "ours-agalite/s1": _run("ours-agalite", 1, None, []),
+    }
+    (tmp_path / f"peer_{TASK.name}.json").write_text(json.dumps({"task": TASK.name, "runs": runs}))
+    assert main(["--results-dir", str(tmp_path)]) == 0
+    page = (tmp_path / "peer_scoreboard.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith(f"| [{TASK.name}]"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:] == ["20", "170k (2/3), `sf-tuned`", "70k (2/2)", "never (0/1; final 0.50)", "yes", "no"]
