@@ -140,13 +140,18 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
             f"| [{row['task']}](peer_{row['task']}.md) | {horizon} | {sf_cell} | {_cell(row['gru'])} | "
             f"{_cell(row['agalite'])} | {row['gru_vs_sf']} | {row['agalite_vs_gru']} |"
         )
-    met = sum(r["gru_vs_sf"] == "yes" for r in rows), sum(r["gru_vs_sf"] in ("yes", "no") for r in rows)
-    covered = [r for r in rows if r["agalite_vs_gru"] in ("yes", "no")]
+
+    def tally(key: str) -> str:
+        judged = [r[key] for r in rows]
+        met, missed, ties = (sum(v == x for v in judged) for x in ("yes", "no", "tie (neither)"))
+        return (
+            f"met on {met} of the {met + missed} tasks that someone solved, missed on {missed}; {ties} where nobody did"
+        )
+
     lines += [
         "",
-        f"GRU <= peer: met on {met[0]} of the {met[1]} tasks with runs on both sides. AGaLiTe <= GRU: met on "
-        f"{sum(r['agalite_vs_gru'] == 'yes' for r in covered)} of the {len(covered)} long-memory tasks with runs "
-        "on both sides. `?`: a side has no run at today's defaults; `tie (neither)`: neither reached the threshold "
+        f"GRU <= peer: {tally('gru_vs_sf')}. AGaLiTe <= GRU (long memories): {tally('agalite_vs_gru')}. "
+        "`?`: a side has no run at today's defaults; `tie (neither)`: neither reached the threshold "
         "(the median final value of the measure is shown instead); `stopped early`: a time limit ended the run before "
         "its budget.",
         "",
