@@ -94,6 +94,7 @@ def probe(
     eval_obs, eval_turn, eval_at = episodes(corridor, 512, seed=10_000 * seed + 5_000, wander=wander)
     length = train_obs.shape[0]
     model = model_for(kind, model_args, TMazeEnv(corridor_length=corridor))
+    settings = model.cfg.used()
     if model.obs_norm is not None:
         model.obs_norm.update(torch.from_numpy(train_obs))  # as the learner does from its first batch
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-5)
@@ -121,10 +122,10 @@ def probe(
                 reached = update
                 break
     return {"updates_to_target": reached, "final_accuracy": curve[-1][1], "curve": curve,
-            "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+            "seconds": round(time.perf_counter() - start, 1), "model": settings}  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", default="gru,agalite", help="model kinds (comma-separated)")
     parser.add_argument("--corridors", default="20,50,100", help="T-Maze corridor lengths (comma-separated)")
@@ -147,9 +148,16 @@ def main() -> None:
         default=None,
         help="torch threads (default: torch's, one per core; use 1 beside other work on a small machine)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    path = args.out / "memory_probe.json"
+    stored: dict[str, Any] = json.loads(path.read_text())["rows"] if path.exists() else {}
+    for kind in args.kinds.split(","):  # refused before any training rather than after it
+        label = args.label or " ".join([kind, args.model_args]).strip()
+        used = model_for(kind, args.model_args, TMazeEnv(corridor_length=4)).cfg.used()
+        for corridor in args.corridors.split(","):
+            _refuse_another_model(stored, f"{label} | {int(corridor)} | {args.wander}", used)
     for kind in args.kinds.split(","):
         label = args.label or " ".join([kind, args.model_args]).strip()
         for corridor in (int(c) for c in args.corridors.split(",")):
@@ -164,6 +172,13 @@ def main() -> None:
             save_row(args.out, f"{label} | {corridor} | {args.wander}", row)
 
 
+def _refuse_another_model(rows: dict[str, Any], key: str, model: dict[str, Any] | None) -> None:
+    """A label names the flags, not the model they build: after a default changed, the same label would pool two
+    models' seeds in one median. Rows written before runs recorded their model count as another model."""
+    if any(r.get("model") != model for r in rows.get(key, {}).get("runs", [])):
+        raise SystemExit(f"error: the row {key!r} holds runs of another model; pass --label to name this one")
+
+
 def save_row(out: Path, key: str, row: dict[str, Any]) -> None:
     """Merge one row into memory_probe.json (its seeds replace the same seeds, others stay) and rewrite the report.
 
@@ -175,6 +190,7 @@ def save_row(out: Path, key: str, row: dict[str, Any]) -> None:
     with open(out / ".memory_probe.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         rows: dict[str, Any] = json.loads(path.read_text())["rows"] if path.exists() else {}
+        _refuse_another_model(rows, key, row["runs"][0].get("model"))
         new_seeds = {r["seed"] for r in row["runs"]}
         kept = [r for r in rows.get(key, {}).get("runs", []) if r.get("seed") not in new_seeds]
         rows[key] = {**row, "runs": sorted(kept + row["runs"], key=lambda r: r.get("seed", 0))}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
-from bench.memory_probe import episodes, probe, save_row
+from bench.memory_probe import episodes, main, probe, save_row
 from envs.tmaze import CUE_BITS, POSITION_BITS, decode_gray
 
 
@@ -49,3 +50,16 @@ def test_a_row_keeps_the_rows_another_probe_wrote_meanwhile(tmp_path) -> None:
     assert [(r["seed"], r["updates_to_target"]) for r in rows["a | 20 | 0.0"]["runs"]] == [(1, 50), (2, 25), (3, 25)]
     report = (tmp_path / "memory_probe.md").read_text()
     assert "| a | 20 | 0 | 50 / 25 / 25 (25;" in report and "| b | 20 | 0 | 75 (75;" in report
+
+
+def test_a_label_that_now_builds_another_model_is_refused_before_training(tmp_path) -> None:
+    # Written before the default preset's AGaLiTe changed its frequency grid: the plain label "agalite" meant the
+    # reference grid then, and its runs recorded no model.
+    old = {"seed": 1, "updates_to_target": 900, "final_accuracy": 1.0, "curve": []}
+    row = {"label": "agalite", "corridor": 20, "wander": 0.0, "max_updates": 1200, "runs": [old]}
+    (tmp_path / "memory_probe.json").write_text(json.dumps({"machine": {}, "rows": {"agalite | 20 | 0.0": row}}))
+    with pytest.raises(SystemExit, match="holds runs of another model; pass --label"):
+        main(["--kinds", "agalite", "--corridors", "20", "--seeds", "1", "--out", str(tmp_path)])
+    recorded = {**old, "model": {"kind": "agalite", "frequencies": "reference"}}
+    with pytest.raises(SystemExit, match="another model"):
+        save_row(tmp_path, "agalite | 20 | 0.0", {**row, "runs": [{**recorded, "model": {"kind": "agalite"}}]})
