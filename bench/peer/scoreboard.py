@@ -151,7 +151,7 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
     lines += [
         "",
         f"GRU <= peer: {tally('gru_vs_sf')}. AGaLiTe <= GRU (long memories): {tally('agalite_vs_gru')}. "
-        "`?`: a side has no run at today's defaults; `tie (neither)`: neither reached the threshold "
+        "`?`: a side has no run at today's defaults; `tie (neither)`: neither median reached the threshold "
         "(the median final value of the measure is shown instead); `stopped early`: a time limit ended the run before "
         "its budget.",
         "",
