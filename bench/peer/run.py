@@ -672,6 +672,18 @@ def load(task: Task) -> dict[str, Any]:
     return {"task": task.name, "runs": {}}
 
 
+def stop_like_ctrl_c() -> None:
+    """SIGTERM, and SIGINT even where a background shell started the harness with it ignored, stop the harness the
+    way Ctrl-C in a terminal does: run_process then stops the running run's whole group. Without this, ``kill`` on
+    the harness ended it at once and left the run (its own process group) training on, unrecorded."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     global RESULTS, RUNS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -707,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "ours" and not runners:
         runners = ["ours-gru"]
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        stop_like_ctrl_c()
     for name in args.tasks:
         task = TASKS[name]
         if args.budget:
