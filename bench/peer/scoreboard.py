@@ -35,13 +35,10 @@ ALIASES: dict[str, tuple[str, ...]] = {"ours-agalite": ("ours-agalite-r2distinct
 LONG_MEMORY = 20
 
 
-def todays_settings(task: Task, runner: str) -> tuple[dict[str, Any], int | None]:
-    """What ``bench.peer.run`` would launch for ``runner`` on ``task`` now (flattened settings), and the env's
-    declared memory horizon (the learner builds the env once to read it)."""
+def todays_settings(task: Task, runner: str) -> dict[str, Any]:
+    """What ``bench.peer.run`` would launch for ``runner`` on ``task`` now, flattened as the stored runs are."""
     argv = ours_command(task, runner, 1, RUNS / "scoreboard", [])[3:]  # without "python -m learner.launch"
-    cfg = parse_config(argv, "scoreboard")
-    horizon = check_env(cfg.env.id, cfg.env.kwargs_dict()).memory_horizon
-    return resolved_settings({"config": cfg.to_dict()}), horizon
+    return resolved_settings({"config": parse_config(argv, "scoreboard").to_dict()})
 
 
 def runs_at_defaults(runs: dict[str, Any], runner: str, today: dict[str, Any]) -> dict[str, Any]:
@@ -97,10 +94,9 @@ def _at_most(a: Side, b: Side) -> str:
 
 def board_row(task: Task, data: dict[str, Any]) -> dict[str, Any]:
     runs = data.get("runs", {})
-    gru_today, horizon = todays_settings(task, "ours-gru")
-    agalite_today, _ = todays_settings(task, "ours-agalite")
-    gru = side(runs_at_defaults(runs, "ours-gru", gru_today))
-    agalite = side(runs_at_defaults(runs, "ours-agalite", agalite_today))
+    horizon = check_env(task.env_id, task.env_kwargs).memory_horizon
+    gru = side(runs_at_defaults(runs, "ours-gru", todays_settings(task, "ours-gru")))
+    agalite = side(runs_at_defaults(runs, "ours-agalite", todays_settings(task, "ours-agalite")))
     summary = summarise(task, runs)
     better = summary.get("sf_better")
     sf_runs = {k: r for k, r in runs.items() if better and r["runner"] == better}

@@ -31,9 +31,9 @@ def test_only_runs_at_todays_defaults_count() -> None:
         "ours-gru/s1": _run("ours-gru", 1, 70_000, ["--model.frequencies", "reference"]),  # not read by a GRU
         "ours-gru/s2": _run("ours-gru", 2, None, ["--ppo.ent-coef", "0.03"]),  # another PPO setting
     }
-    agalite = runs_at_defaults(runs, "ours-agalite", todays_settings(TASK, "ours-agalite")[0])
+    agalite = runs_at_defaults(runs, "ours-agalite", todays_settings(TASK, "ours-agalite"))
     assert sorted(agalite) == ["ours-agalite-r2distinct/s3", "ours-agalite/s2"]
-    gru = runs_at_defaults(runs, "ours-gru", todays_settings(TASK, "ours-gru")[0])
+    gru = runs_at_defaults(runs, "ours-gru", todays_settings(TASK, "ours-gru"))
     assert sorted(gru) == ["ours-gru/s1"]
     assert side(agalite).median == 70_000 and side(gru).median == 70_000
 
