@@ -32,6 +32,7 @@ from bench.peer.run import median_or_none
 from envs.tmaze import CUE_BITS, DOWN, LEFT, POSITION_BITS, RIGHT, UP, TMazeEnv, decode_gray
 from learner.cli import parse_config
 from models.actor_critic import ActorCritic
+from models.config import ModelConfig
 from models.registry import build_actor_critic
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -73,10 +74,13 @@ def episodes(corridor: int, count: int, seed: int, wander: float = 0.0) -> tuple
     return obs, turns, decide
 
 
-def model_for(kind: str, model_args: str, env: TMazeEnv) -> ActorCritic:
+def model_config(kind: str, model_args: str) -> ModelConfig:
     argv = ["--model.kind", kind, *(["--model.rnn-hidden", "128"] if kind in ("gru", "lstm") else [])]
-    cfg = parse_config([*argv, *shlex.split(model_args)], "memory probe").model
-    return build_actor_critic(cfg, env.observation_space, env.action_space)
+    return parse_config([*argv, *shlex.split(model_args)], "memory probe").model
+
+
+def model_for(kind: str, model_args: str, env: TMazeEnv) -> ActorCritic:
+    return build_actor_critic(model_config(kind, model_args), env.observation_space, env.action_space)
 
 
 def _first_step_resets(length: int, batch: int) -> torch.Tensor:
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     stored: dict[str, Any] = json.loads(path.read_text())["rows"] if path.exists() else {}
     for kind in args.kinds.split(","):  # refused before any training rather than after it
         label = args.label or " ".join([kind, args.model_args]).strip()
-        used = model_for(kind, args.model_args, TMazeEnv(corridor_length=4)).cfg.used()
+        used = model_config(kind, args.model_args).used()
         for corridor in args.corridors.split(","):
             _refuse_another_model(stored, f"{label} | {int(corridor)} | {args.wander}", used)
     for kind in args.kinds.split(","):
