@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.peer.run import RUNS, ours_command
-from bench.peer.scoreboard import main, runs_at_defaults, side, todays_settings
+from bench.peer.scoreboard import Side, ahead_share, main, runs_at_defaults, side, todays_settings
 from bench.peer.tasks import TASKS
 from learner.cli import parse_config
 
@@ -52,4 +52,14 @@ def test_the_page_states_each_target(tmp_path: Path) -> None:
     page = (tmp_path / "peer_scoreboard.md").read_text()
     row = next(line for line in page.splitlines() if line.startswith(f"| [{TASK.name}]"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1:] == ["20", "170k (2/3), `sf-tuned`", "70k (2/2)", "never (0/1; final 0.50)", "yes", "no"]
+    assert cells[1:] == ["20", "170k (2/3), `sf-tuned`", "70k (2/2)", "never (0/1; final 0.50)", "yes", "no",
+                         "0.00 of 2 pairs"]  # fmt: skip
+
+
+def test_the_ahead_share_counts_seed_pairs_with_never_as_worst() -> None:
+    def of(*steps: float | None) -> Side:
+        return Side(None, 0, len(steps), None, 0, steps)
+
+    assert ahead_share(of(100, 300), of(200, None)) == 0.75  # 100 beats both; 300 beats only never
+    assert ahead_share(of(None), of(None)) == 0.5
+    assert ahead_share(of(), of(100)) is None
