@@ -155,7 +155,7 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
         horizon = "not declared" if row["horizon"] is None else str(row["horizon"])
         share = row["agalite_ahead"]
         pairs = len(row["agalite"].steps) * len(row["gru"].steps)
-        ahead = "-" if share is None else f"{share:.2f} of {pairs} pairs"
+        ahead = "-" if share is None else f"{share:.2f} of {pairs} pair{'' if pairs == 1 else 's'}"
         lines.append(
             f"| [{row['task']}](peer_{row['task']}.md) | {horizon} | {sf_cell} | {_cell(row['gru'])} | "
             f"{_cell(row['agalite'])} | {row['gru_vs_sf']} | {row['agalite_vs_gru']} | {ahead} |"
