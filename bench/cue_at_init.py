@@ -30,7 +30,14 @@ from envs.tmaze import TMazeEnv
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CORRIDORS = (20, 50, 100)
-MODELS = {"GRU-128": ("gru", ""), "AGaLiTe (default preset)": ("agalite", "")}
+MODELS = {
+    "GRU-128": ("gru", ""),
+    "AGaLiTe (default preset)": ("agalite", ""),
+    # existing knobs that might let the cue through: the gate open (z ~ 0.88), a longer initial memory, the paper's grid
+    "AGaLiTe, gate bias -2": ("agalite", "--model.gru-bias -2"),
+    "AGaLiTe, memory horizon 256": ("agalite", "--model.memory-horizon 256"),
+    "AGaLiTe, reference grid": ("agalite", "--model.frequencies reference"),
+}
 TRAIN, TEST = 2048, 1024
 
 
