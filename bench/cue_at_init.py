@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from bench.machine import machine_info, machine_markdown
-from bench.memory_probe import episodes, model_for
+from bench.memory_probe import episodes, first_step_resets, model_for
 from envs.tmaze import TMazeEnv
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -74,10 +74,8 @@ def features_at_junction(kind: str, args: str, corridor: int, seed: int) -> tupl
     for i, block in enumerate(blocks):
         hooks.append(block.attention.register_forward_hook(tap(f"layer {i + 1} read-out")))
         hooks.append(block.register_forward_hook(tap(f"block {i + 1} output")))
-    reset = torch.zeros(obs.shape[0], obs.shape[1], dtype=torch.bool)
-    reset[0] = True
     with torch.no_grad():
-        model(torch.from_numpy(obs), reset, model.initial_state(obs.shape[1]))
+        model(torch.from_numpy(obs), first_step_resets(*obs.shape[:2]), model.initial_state(obs.shape[1]))
     for h in hooks:
         h.remove()
     taps.pop(f"block {len(blocks)} output", None)  # the trunk output itself

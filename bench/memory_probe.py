@@ -83,7 +83,8 @@ def model_for(kind: str, model_args: str, env: TMazeEnv) -> ActorCritic:
     return build_actor_critic(model_config(kind, model_args), env.observation_space, env.action_space)
 
 
-def _first_step_resets(length: int, batch: int) -> torch.Tensor:
+def first_step_resets(length: int, batch: int) -> torch.Tensor:
+    """Reset flags [length, batch] for batches of whole episodes: each row's first step starts an episode."""
     reset = torch.zeros(length, batch, dtype=torch.bool)
     reset[0] = True
     return reset
@@ -102,7 +103,7 @@ def probe(
     if model.obs_norm is not None:
         model.obs_norm.update(torch.from_numpy(train_obs))  # as the learner does from its first batch
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-5)
-    reset, eval_reset = _first_step_resets(length, 16), _first_step_resets(length, 512)
+    reset, eval_reset = first_step_resets(length, 16), first_step_resets(length, 512)
     x_eval, y_eval = torch.from_numpy(eval_obs), torch.from_numpy(eval_turn)
     rows16, rows512 = torch.arange(16), torch.arange(512)
     rng = np.random.default_rng(seed)
