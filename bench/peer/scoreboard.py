@@ -49,29 +49,35 @@ def runs_at_defaults(runs: dict[str, Any], runner: str, today: dict[str, Any]) -
 
 @dataclass(frozen=True)
 class Side:
-    """One runner's runs on one task: median env steps to the threshold (None: never), and what qualifies it."""
+    """One runner's runs on one task: env steps to the threshold per run, and what qualifies them."""
 
-    median: float | None
-    reached: int
-    runs: int
+    steps: tuple[float | None, ...]  # env steps to the threshold per run (None: never)
     final: float | None  # median final value, shown where the threshold was never reached
     stopped_early: int  # runs a time limit (or a failure) ended before the budget without reaching the threshold
-    steps: tuple[float | None, ...] = ()  # env steps to the threshold per run (None: never)
+
+    @property
+    def runs(self) -> int:
+        return len(self.steps)
+
+    @property
+    def reached(self) -> int:
+        return sum(x is not None for x in self.steps)
+
+    @property
+    def median(self) -> float | None:
+        """Median env steps to the threshold over the runs (None: never), never counting as the worst."""
+        return median_or_none(list(self.steps), self.runs)
 
 
 def side(runs: dict[str, Any]) -> Side:
-    steps = [r["steps_to_threshold"] for r in runs.values()]
     finals = [r["final"] for r in runs.values() if r.get("final") is not None]
     early = sum(
         r["steps_to_threshold"] is None and bool(r.get("timed_out") or r.get("returncode")) for r in runs.values()
     )
     return Side(
-        median_or_none(steps, len(steps)),
-        sum(x is not None for x in steps),
-        len(steps),
+        tuple(r["steps_to_threshold"] for r in runs.values()),
         statistics.median(finals) if finals else None,
         early,
-        tuple(steps),
     )
 
 
@@ -90,7 +96,7 @@ def ahead_share(a: Side, b: Side) -> float | None:
         for y in b.steps:
             xs, ys = inf if x is None else x, inf if y is None else y
             wins += 1.0 if xs < ys else 0.5 if xs == ys else 0.0
-    return wins / (len(a.steps) * len(b.steps))
+    return wins / (a.runs * b.runs)
 
 
 def _cell(s: Side) -> str:
@@ -154,7 +160,7 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
         sf_cell = f"{_cell(sf)}, `{better}`" if better else "no run"
         horizon = "not declared" if row["horizon"] is None else str(row["horizon"])
         share = row["agalite_ahead"]
-        pairs = len(row["agalite"].steps) * len(row["gru"].steps)
+        pairs = row["agalite"].runs * row["gru"].runs
         ahead = "-" if share is None else f"{share:.2f} of {pairs} pair{'' if pairs == 1 else 's'}"
         lines.append(
             f"| [{row['task']}](peer_{row['task']}.md) | {horizon} | {sf_cell} | {_cell(row['gru'])} | "

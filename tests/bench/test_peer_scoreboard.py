@@ -58,7 +58,7 @@ def test_the_page_states_each_target(tmp_path: Path) -> None:
 
 def test_the_ahead_share_counts_seed_pairs_with_never_as_worst() -> None:
     def of(*steps: float | None) -> Side:
-        return Side(None, 0, len(steps), None, 0, steps)
+        return Side(steps, None, 0)
 
     assert ahead_share(of(100, 300), of(200, None)) == 0.75  # 100 beats both; 300 beats only never
     assert ahead_share(of(None), of(None)) == 0.5
