@@ -163,7 +163,7 @@ class AGaLiTeAttention(nn.Module):
         return dk, dv
 
     def _step(self, x, m, c, tilde_k, tilde_v, s):
-        f = self.features(x, layout="row")
+        f = self.features(x, layout="row", keep=m)
         dk, dv = self._decays(f, m)
         tilde_k = dk * tilde_k + c * f.k_bar  # [B, H, r, F]
         tilde_v = dv * tilde_v + c * f.v_bar  # [B, H, r, d]

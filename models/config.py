@@ -10,7 +10,7 @@ GaLiTeForm = Literal["auto", "pairwise", "scan"]
 
 
 #: Settings added after checkpoints were first written, with the value that matches those older checkpoints.
-LEGACY_DEFAULTS: dict[str, Any] = {"episode_start_input": False}
+LEGACY_DEFAULTS: dict[str, Any] = {"episode_start_input": False, "first_write": "gated"}
 
 
 @dataclass
@@ -30,6 +30,10 @@ class ModelConfig:
     r: int = 2
     frequencies: Literal["reference", "distinct"] = "reference"
     """reference: linspace(-pi, pi, r) as in the paper's code (r=2 is rank 1); distinct: r frequencies in [0, pi]."""
+    first_write: Literal["gated", "full"] = "gated"
+    """AGaLiTe's write at an episode start. gated: as at every step, scaled by the write gates (the paper); full: the
+    gates are 1 there, so the emptied state is filled with the first step, which then fades at each memory's own
+    decay (docs/models.md, "The first write")."""
     reset_counter: bool = True
     """Restart AGaLiTe's time counter at each episode start; False keeps the reference's never-reset counter."""
     galite_variant: Literal["paper", "code"] = "paper"
@@ -103,7 +107,7 @@ _RNN = _HEADS | _MEMORY_GATES | {"rnn_hidden"}
 #: The ModelConfig fields each model kind reads (tests/models/test_config_used.py checks that every other field leaves
 #: the model unchanged).
 KIND_SETTINGS: dict[str, frozenset[str]] = {
-    "agalite": frozenset(_HEADS | _LINEAR_ATTENTION | {"r", "frequencies", "reset_counter", "agalite_scan"}),
+    "agalite": frozenset(_HEADS | _LINEAR_ATTENTION | {"r", "frequencies", "first_write", "reset_counter", "agalite_scan"}),
     "galite": frozenset(_HEADS | _LINEAR_ATTENTION | {"galite_variant", "galite_form"}),
     "gtrxl": frozenset(_HEADS | _TRUNK | {"memory_len", "memory_form"}),
     "lstm": frozenset(_RNN),

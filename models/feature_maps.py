@@ -128,6 +128,7 @@ class GatedFeatures(nn.Module):
         feature_map: str = "pp_relu",
         gating: str = "vector",
         memory_horizon: int | None = None,
+        full_first_write: bool = False,
     ) -> None:
         super().__init__()
         if feature_map not in FEATURE_MAPS:
@@ -158,13 +159,27 @@ class GatedFeatures(nn.Module):
         self.n_gate = self.width - d_head - self.n_feat
         self.proj = nn.Linear(d_model, num_heads * self.width)
         self.memory_horizon = memory_horizon
+        self.full_first_write = full_first_write and gating != "none"
         self.reset_parameters()
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> GatedFeatures:
         """The projections of one AGaLiTe or GaLiTe layer, with chrono gate biases when ``cfg`` asks for them."""
         horizon = cfg.memory_horizon if cfg.memory_init == "chrono" else None
-        return cls(cfg.d_model, cfg.num_heads, cfg.d_head, cfg.eta, cfg.feature_map, cfg.gating, horizon)
+        full = cfg.kind == "agalite" and cfg.first_write == "full"
+        return cls(cfg.d_model, cfg.num_heads, cfg.d_head, cfg.eta, cfg.feature_map, cfg.gating, horizon, full)
+
+    def _open_at_start(self, gate: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        """With ``full_first_write``, every gate is 1 at an episode start (keep = 0) and unchanged elsewhere.
+
+        Why: a write scaled by gamma into an emptied state weighs the episode's first step like any later step in
+        the normalised read-out, so after n steps of a corridor a cue is 1 part in ~n of what a query reads (a
+        fresh AGaLiTe's output does not carry the T-Maze cue, bench/results/cue_at_init.md). Written whole, the
+        first step is what each memory holds until its decay lets later writes in: an exponential average started
+        at its first value instead of at zero. The decay m (1 - gate) is unchanged by this (m = 0 there)."""
+        if not self.full_first_write or keep is None:
+            return gate
+        return torch.addcmul(1.0 - keep, keep, gate)
 
     def reset_parameters(self) -> None:
         """Orthogonal(sqrt 2) per reference Dense (rows scattered into the per-head layout), zero bias (or the chrono
@@ -205,8 +220,9 @@ class GatedFeatures(nn.Module):
     def _dpfp(self, xp: torch.Tensor) -> torch.Tensor:
         return torch.cat([xp * torch.roll(xp, shifts=i, dims=-1) for i in range(1, self.eta + 1)], dim=-1)
 
-    def forward(self, x: torch.Tensor, layout: str = "column") -> Features:
-        """x [N, d_model] -> Features (N = batch when acting, T*B when training); ``layout`` of the key side."""
+    def forward(self, x: torch.Tensor, layout: str = "column", keep: torch.Tensor | None = None) -> Features:
+        """x [N, d_model] -> Features (N = batch when acting, T*B when training); ``layout`` of the key side; ``keep``
+        [N, 1, 1, 1] the keep-mask (0 at an episode start), read only with ``full_first_write``."""
         if layout not in ("column", "row"):
             raise ValueError(f"unknown layout {layout!r}; expected 'column' or 'row'")
         column = layout == "column"
@@ -214,7 +230,7 @@ class GatedFeatures(nn.Module):
         z = self.proj(x).reshape(-1, h, 1, self.width)
         if self.n_gate:
             v, feat, gate = torch.split(z, [d, self.n_feat, self.n_gate], dim=-1)
-            gate = torch.sigmoid(gate)
+            gate = self._open_at_start(torch.sigmoid(gate), keep)
         else:
             v, feat = torch.split(z, [d, self.n_feat], dim=-1)
             gate = None
@@ -272,12 +288,12 @@ class GatedFeatures(nn.Module):
                 self.proj(x).reshape(-1, h, 1, self.width), [d, d, d, eta, eta, d, d, eta], dim=-1
             )
             k, q, p1, p2 = torch.relu(k), torch.relu(q), torch.relu(p1), torch.relu(p2)
-            beta, sg, p3 = torch.sigmoid(beta), torch.sigmoid(sg), torch.sigmoid(p3)
+            beta, sg, p3 = (self._open_at_start(torch.sigmoid(g), m) for g in (beta, sg, p3))
             dv = torch.addcmul(m, m, beta, value=-1.0)
             if factored:
                 return beta * v, (p1 * p3, k * sg), (p2, q), outer_row(p3, sg, h, mask=m), dv
             return beta * v, outer_row(p1 * p3, k * sg, h), outer_row(p2, q, h), outer_row(p3, sg, h, mask=m), dv
-        f = self.forward(x, layout="row")
+        f = self.forward(x, layout="row", keep=m)
         if f.gate_k is None or f.gate_v is None:  # gating "none": both gates are None
             return f.v_bar, f.k_bar, f.phi_q, m, m
         dk = torch.addcmul(m, m, f.gate_k, value=-1.0)
