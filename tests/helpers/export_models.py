@@ -25,6 +25,7 @@ KINDS = [
     ("agalite-episode-start", "agalite", {"episode_start_input": True}),
     ("gru-episode-start", "gru", {"episode_start_input": True}),
     ("agalite-default-preset", "agalite", {"episode_start_input": True, "frequencies": "distinct", "r": 2}),
+    ("agalite-first-write-full", "agalite", {"first_write": "full", "frequencies": "distinct"}),
 ]
 KIND_PARAMS = [pytest.param(kind, kw, id=name) for name, kind, kw in KINDS]
 

@@ -215,7 +215,10 @@ def test_training_terms_equal_forward(feature_map: str, gating: str) -> None:
     assert all((x - y).abs().max().item() < 1e-10 for x, y in zip(g1, g2, strict=True))
 
 
-@pytest.mark.parametrize("cfg", [small(), small(r=3, frequencies="distinct"), small(feature_map="dpfp")])
+@pytest.mark.parametrize(
+    "cfg",
+    [small(), small(r=3, frequencies="distinct"), small(feature_map="dpfp"), small(first_write="full")],
+)
 def test_gradients_of_sequence_form_match_step_loop(cfg: ModelConfig, gradient_gap) -> None:
     """The training form's hand-written backward passes give the step loop's gradients (float64)."""
     model = make(cfg).double()
@@ -247,7 +250,49 @@ def test_sequence_equals_step_by_step_feature_maps_and_gating(feature_map: str, 
     check_sequence_equals_steps(make(small(r=3, feature_map=feature_map, gating=gating)), t_len=32, batch=2)
 
 
-@pytest.mark.parametrize("cfg", [small(r=8, frequencies="distinct"), small(r=4), small(r=2, gating="scalar")])
+@pytest.mark.parametrize(("feature_map", "gating"), [("pp_relu", "vector"), ("elu1", "vector"), ("dpfp", "scalar")])
+@pytest.mark.parametrize("scan", ["chunked", "doubling"])
+def test_sequence_equals_step_by_step_full_first_write(feature_map: str, gating: str, scan: str) -> None:
+    cfg = small(r=3, frequencies="distinct", feature_map=feature_map, gating=gating, first_write="full")
+    check_sequence_equals_steps(make(small(**{**cfg.to_dict(), "agalite_scan": scan})), t_len=48, batch=3)
+
+
+@pytest.mark.parametrize("gating", ["vector", "scalar"])
+def test_full_first_write_fills_the_emptied_state(gating: str) -> None:
+    """At an episode start the state holds the first step unscaled (gates 1): a gated model whose gates were
+    forced open writes the same state there, and on later steps the two models differ only through that state."""
+    cfg = small(gating=gating, first_write="full")
+    full = make(cfg).double()
+    opened = make(small(**{**cfg.to_dict(), "first_write": "gated"})).double()
+    opened.load_state_dict(full.state_dict())
+    for attention in opened.attentions:  # gate pre-activations far positive: sigmoid == 1 in float64
+        proj = attention.features.proj
+        bias = proj.bias.view(cfg.num_heads, attention.features.width)
+        col = cfg.d_head + attention.features.n_feat
+        with torch.no_grad():
+            proj.weight.view(cfg.num_heads, attention.features.width, -1)[:, col:] = 0.0
+            bias[:, col:] = 1e3
+    g = torch.Generator().manual_seed(4)
+    x = randn64(1, 2, IN, generator=g)
+    reset = torch.ones(1, 2, dtype=torch.bool)
+    _, init = to64(full, full.initial_state(2))
+    with torch.no_grad():
+        stale = {k: v + 1.0 if v.is_floating_point() else v for k, v in init.items()}  # a reset must ignore it
+        y_full, s_full = full(x, reset, stale)
+        y_open, s_open = opened(x, reset, init)
+    first_layer = [k for k in s_full if k.startswith("l0_")]
+    assert max((s_full[k] - s_open[k]).abs().max().item() for k in first_layer) < 1e-12
+    # the gated model's first write is gamma-scaled: it differs (a test that could not tell the two apart fails here)
+    gated = make(small(**{**cfg.to_dict(), "first_write": "gated"})).double()
+    gated.load_state_dict(full.state_dict())
+    with torch.no_grad():
+        _, s_gated = gated(x, reset, init)
+    assert (s_gated["l0_s"] - s_full["l0_s"]).abs().max().item() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "cfg", [small(r=8, frequencies="distinct"), small(r=4), small(r=2, gating="scalar"), small(first_write="full")]
+)
 def test_reset_mid_sequence_equals_fresh_state(cfg: ModelConfig) -> None:
     model = make(cfg)
     g = torch.Generator().manual_seed(2)
