@@ -37,6 +37,9 @@ MODELS = {
     "AGaLiTe, gate bias -2": ("agalite", "--model.gru-bias -2"),
     "AGaLiTe, memory horizon 256": ("agalite", "--model.memory-horizon 256"),
     "AGaLiTe, reference grid": ("agalite", "--model.frequencies reference"),
+    # the episode's first step written whole into the emptied state (docs/models.md, "The first write")
+    "AGaLiTe, first write full": ("agalite", "--model.first-write full"),
+    "AGaLiTe, first write full, memory horizon 256": ("agalite", "--model.first-write full --model.memory-horizon 256"),
 }
 TRAIN, TEST = 2048, 1024
 

@@ -27,3 +27,11 @@ def test_a_fresh_gru_carries_a_short_corridors_cue_and_the_agalite_taps_are_prob
     assert set(agalite) == {"layer 1 read-out", "block 1 output", "layer 2 read-out", "trunk output"}
     for tap in agalite.values():
         assert 0.0 <= tap["mean_accuracy"] <= 1.0 and tap["mean_share"] >= 0.0
+
+
+def test_the_full_first_write_brings_the_cue_to_a_fresh_agalites_output() -> None:
+    """At corridor 20 the gated write leaves the output at chance,
+    the full write carries the cue there (0.52 against 0.99 over 3 seeds, bench/results/cue_at_init.md)."""
+    gated = measure("agalite", "--model.first-write gated", corridor=20, seeds=1)["trunk output"]["mean_accuracy"]
+    full = measure("agalite", "--model.first-write full", corridor=20, seeds=1)["trunk output"]["mean_accuracy"]
+    assert gated < 0.7 and full > 0.9
