@@ -129,6 +129,8 @@ COLORS = {
     # the distinct frequency grid at r 2 (omega 0 and pi; the reference grid's -pi and pi give one component twice):
     # "--model.frequencies distinct"
     "ours-agalite-r2distinct": "teal",
+    # the episode's first step written whole into the emptied state: "--model.first-write full"
+    "ours-agalite-firstwrite": "lime",
     # 128-step segments where the env's horizon picks 64 (T-Maze 50): "--segment-length 128"
     "ours-gru-seg128": "skyblue",
     "ours-agalite-seg128": "lightgreen",
