@@ -30,7 +30,7 @@ from envs.registry import check_env
 from learner.cli import parse_config
 
 #: Runner names under which runs at what is now the default were stored (made by flag before the change).
-ALIASES: dict[str, tuple[str, ...]] = {"ours-agalite": ("ours-agalite-r2distinct",)}
+ALIASES: dict[str, tuple[str, ...]] = {"ours-agalite": ("ours-agalite-r2distinct", "ours-agalite-firstwrite")}
 #: The AGaLiTe-versus-GRU target covers memories at least this long (env steps, as the env declares them).
 LONG_MEMORY = 20
 

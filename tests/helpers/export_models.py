@@ -14,7 +14,8 @@ OBS_SPACE = spaces.Box(0.0, 1.0, shape=(7,), dtype=np.float32)
 ACT_SPACE = spaces.Discrete(3)
 
 #: (test id, kind, config overrides): every model kind, both GTrXL memory forms, the episode-start input, and
-#: AGaLiTe as the default preset builds it (the distinct frequency grid at r 2, no component pair to scan once).
+#: AGaLiTe as the default preset builds it (the distinct frequency grid at r 2, no component pair to scan once; the
+#: full first write).
 KINDS = [
     ("agalite", "agalite", {}),
     ("galite", "galite", {}),
@@ -24,8 +25,11 @@ KINDS = [
     ("gru", "gru", {}),
     ("agalite-episode-start", "agalite", {"episode_start_input": True}),
     ("gru-episode-start", "gru", {"episode_start_input": True}),
-    ("agalite-default-preset", "agalite", {"episode_start_input": True, "frequencies": "distinct", "r": 2}),
-    ("agalite-first-write-full", "agalite", {"first_write": "full", "frequencies": "distinct"}),
+    (
+        "agalite-default-preset",
+        "agalite",
+        {"episode_start_input": True, "frequencies": "distinct", "r": 2, "first_write": "full"},
+    ),
 ]
 KIND_PARAMS = [pytest.param(kind, kw, id=name) for name, kind, kw in KINDS]
 

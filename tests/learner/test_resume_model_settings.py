@@ -44,3 +44,13 @@ def test_an_agalite_run_of_the_old_grid_is_another_model(tmp_path: Path) -> None
         ResumeConfigError, match=r'frequencies: "reference" -> "distinct".*--model\.frequencies reference'
     ):
         check_resume(ckpt, parse_config([], "test"), obs, act, tmp_path)
+
+
+def test_an_agalite_run_of_the_gated_first_write_is_another_model(tmp_path: Path) -> None:
+    """A run the default preset wrote before the full first write (its config.json has no ``first_write``: it loads
+    as the gated write it was trained with) is refused with the flag that resumes it, and resumes with that flag."""
+    ckpt, obs, act = _checkpoint(parse_config(["--model.first-write", "gated"], "test"))
+    del ckpt["config"]["model"]["first_write"]
+    with pytest.raises(ResumeConfigError, match=r'first_write: "gated" -> "full".*--model\.first-write gated'):
+        check_resume(ckpt, parse_config([], "test"), obs, act, tmp_path)
+    assert check_resume(ckpt, parse_config(["--model.first-write", "gated"], "test"), obs, act, tmp_path) == []
