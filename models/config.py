@@ -107,7 +107,9 @@ _RNN = _HEADS | _MEMORY_GATES | {"rnn_hidden"}
 #: The ModelConfig fields each model kind reads (tests/models/test_config_used.py checks that every other field leaves
 #: the model unchanged).
 KIND_SETTINGS: dict[str, frozenset[str]] = {
-    "agalite": frozenset(_HEADS | _LINEAR_ATTENTION | {"r", "frequencies", "first_write", "reset_counter", "agalite_scan"}),
+    "agalite": frozenset(
+        _HEADS | _LINEAR_ATTENTION | {"r", "frequencies", "first_write", "reset_counter", "agalite_scan"}
+    ),
     "galite": frozenset(_HEADS | _LINEAR_ATTENTION | {"galite_variant", "galite_form"}),
     "gtrxl": frozenset(_HEADS | _TRUNK | {"memory_len", "memory_form"}),
     "lstm": frozenset(_RNN),
