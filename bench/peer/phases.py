@@ -15,13 +15,11 @@ its memory phase is from there to the task's threshold.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from bench.peer.run import RESULTS
+from bench.peer.run import RESULTS, load
 from bench.peer.tasks import TASKS
 
 #: Success rate that marks regular arrivals at the junction (about half of them right: the agent is guessing).
@@ -56,18 +54,15 @@ def _median(values: list[float | None]) -> str:
 
 def table(tasks: Sequence[str], runners: Sequence[str], results: Path) -> list[str]:
     lines = [
-        "| task | runner | seeds | arrival (success first >= 0.3), per seed | memory phase (arrival to threshold), "
-        "per seed | median arrival | median memory phase |",
+        f"| task | runner | seeds | arrival (success first >= {ARRIVAL}), per seed "
+        "| memory phase (arrival to threshold), per seed | median arrival | median memory phase |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in tasks:
         task = TASKS[name]
-        path = results / f"peer_{name}.json"
-        data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        stored = load(task, results)["runs"]
         for runner in runners:
-            runs = sorted(
-                (r for r in data.get("runs", {}).values() if r["runner"] == runner), key=lambda r: int(r["seed"])
-            )
+            runs = sorted((r for r in stored.values() if r["runner"] == runner), key=lambda r: int(r["seed"]))
             if not runs:
                 continue
             split = [phases(r.get("curve") or [], task.threshold) for r in runs]

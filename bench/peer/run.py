@@ -667,8 +667,9 @@ def plot(task: Task, data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def load(task: Task) -> dict[str, Any]:
-    path = RESULTS / f"peer_{task.name}.json"
+def load(task: Task, results: Path | None = None) -> dict[str, Any]:
+    """A task's stored runs from ``results`` (default: the results folder this run writes to), empty if none."""
+    path = (results or RESULTS) / f"peer_{task.name}.json"
     if path.exists():
         return json.loads(path.read_text())
     return {"task": task.name, "runs": {}}
