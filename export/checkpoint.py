@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium
+import numpy as np
 import torch
 
 from models.actor_critic import ActorCritic
@@ -21,6 +22,16 @@ from models.registry import build_actor_critic
 from policy.metadata import PolicyError, space_from_dict, space_to_dict
 
 CHECKPOINT_KEYS = ("model_config", "observation_space", "action_space", "model_state", "policy_version")
+
+#: The only globals a checkpoint may name beyond torch's own tensors and containers: the learner's numpy RNG state is
+#: a tuple holding a uint32 ndarray. Readers pass these to ``torch.load(weights_only=True)``; without them every
+#: checkpoint the learner writes is refused.
+SAFE_GLOBALS: list[Any] = [
+    np._core.multiarray._reconstruct,  # type: ignore[attr-defined]  # private to numpy, so not in its stubs
+    np.ndarray,
+    np.dtype,
+    np.dtypes.UInt32DType,
+]
 
 
 @dataclass
@@ -52,7 +63,8 @@ def load_actor_critic_from_checkpoint(path: str | os.PathLike[str], map_location
     if not p.is_file():
         raise PolicyError(f"checkpoint {str(p)!r} does not exist")
     try:
-        data = torch.load(p, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            data = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file
         raise PolicyError(f"cannot read checkpoint {str(p)!r}: {exc}") from exc
     if not isinstance(data, dict):

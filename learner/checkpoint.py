@@ -25,8 +25,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+
+from export.checkpoint import SAFE_GLOBALS
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: What a learner checkpoint must hold to be resumed from.
@@ -44,14 +45,6 @@ RESUME_KEYS: tuple[str, ...] = (
     "python_rng",
     "config",
 )
-#: The only globals a checkpoint may name beyond torch's own tensors and containers: the numpy RNG state is a
-#: tuple holding a uint32 ndarray.
-SAFE_GLOBALS: list[Any] = [
-    np._core.multiarray._reconstruct,  # type: ignore[attr-defined]  # private to numpy, so not in its stubs
-    np.ndarray,
-    np.dtype,
-    np.dtypes.UInt32DType,
-]
 
 log = logging.getLogger("learner")
 

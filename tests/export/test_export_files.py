@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from export import (
     load_actor_critic_from_checkpoint,
     save_policy,
 )
+from learner.checkpoint import save_checkpoint
 from policy.metadata import METADATA_KEY, PolicyError, PolicyMetadata, space_from_dict, space_to_dict
 from policy.runtime import StepFunction
 from tests.helpers.export_models import ACT_SPACE, OBS_SPACE, build
@@ -146,11 +148,17 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_from_checkpoint_with_verify(tmp_path: Path) -> None:
+    """The file is written as the learner writes its own, RNG states included: the numpy one is an ndarray, which
+    ``torch.load(weights_only=True)`` refuses unless allowed (every learner checkpoint was once refused here)."""
     ac = build("gru")
-    torch.save(checkpoint_dict(ac, OBS_SPACE, ACT_SPACE, policy_version=3), tmp_path / "ck.pt")
-    r = _run_cli(
-        "--checkpoint", str(tmp_path / "ck.pt"), "--out", str(tmp_path / "p.onnx"), "--verify", "--verify-steps", "50"
-    )
+    payload = {
+        **checkpoint_dict(ac, OBS_SPACE, ACT_SPACE, policy_version=3),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state(),  # noqa: NPY002 - the learner saves the global generator's state
+        "python_rng": random.getstate(),
+    }
+    path = save_checkpoint(tmp_path, payload)
+    r = _run_cli("--checkpoint", str(path), "--out", str(tmp_path / "p.onnx"), "--verify", "--verify-steps", "50")
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("-> ok") == 2 and "parity B=8" in r.stdout
     assert StepFunction.from_file(tmp_path / "p.onnx").metadata.policy_version == 3
