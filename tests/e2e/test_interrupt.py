@@ -4,6 +4,8 @@ stops cleanly with exit code 0, leaves a checkpoint and policy.onnx, no actor be
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,10 +13,11 @@ import pytest
 import torch
 
 from learner.checkpoint import checkpoint_path
+from policy.runtime import StepFunction
 
 
 @pytest.mark.e2e
-def test_ctrl_c_stops_everything_cleanly_and_the_same_command_resumes(stack):
+def test_ctrl_c_stops_everything_cleanly_and_the_same_command_resumes(stack, tmp_path):
     flags = ("--num-actors", "2", "--total-steps", "40000")
     launcher = stack.learner(*flags, module="learner.launch", name="launcher-first")
     first = stack.wait_status(
@@ -32,6 +35,15 @@ def test_ctrl_c_stops_everything_cleanly_and_the_same_command_resumes(stack):
     ckpt = torch.load(checkpoint_path(stack.run_dir), map_location="cpu", weights_only=False)
     assert ckpt["updates"] == summary["updates"] >= first["updates"]
     assert ckpt["env_steps"] == summary["env_steps"] < 40000
+    # the deployment path of the README exports from the checkpoint the learner wrote (its RNG states included)
+    exported = subprocess.run(
+        [sys.executable, "-m", "export", "--checkpoint", str(checkpoint_path(stack.run_dir)), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert StepFunction.from_file(tmp_path / "policy.onnx").metadata.policy_version == ckpt["policy_version"]
     # the actors left on purpose (Bye), and said so in their logs; nothing crashed
     for i in range(2):
         log = (stack.run_dir / "logs" / f"actor-{i}.log").read_text()
