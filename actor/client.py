@@ -145,7 +145,10 @@ class Actor:
         why = None
         shaking = False  # connected, handshake not finished
         while monitor.poll(0):
-            event = recv_monitor_message(monitor)["event"]
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)["event"]
+            except zmq.Again:
+                break
             if event == zmq.EVENT_CONNECTED:
                 shaking = True
                 continue
@@ -186,7 +189,10 @@ class Actor:
                 pid=os.getpid(),
             )
             try:
-                self.control.send(encode(hello))
+                # never blocks: a DEALER whose connection was refused may hold no pipe to queue on, and a blocking
+                # send there would hang this actor in silence; the monitor below still says why
+                with contextlib.suppress(zmq.Again):
+                    self.control.send(encode(hello), zmq.NOBLOCK)
                 deadline = time.monotonic() + self.cfg.hello_timeout_s
                 while not self.stop.is_set() and time.monotonic() < deadline:
                     if not self.control.poll(100):
