@@ -54,22 +54,17 @@ ARRIVAL_DRIFT = 0.1
 
 def corridor_profile(policy: Path, corridor: int) -> dict[str, Any]:
     """The exported policy's action probabilities on a straight walk, and how far its own sampled walks get."""
-    from policy.runtime import StepFunction  # the actor's runtime: what an actor would play
+    from policy.runtime import Policy, StepFunction  # the actor's runtime: what an actor would play
+    from policy.sampling import log_softmax
 
-    step = StepFunction.from_file(policy)
+    agent = Policy(StepFunction.from_file(policy))
     env = TMazeEnv(corridor_length=corridor)
-
-    def probabilities(logits: np.ndarray) -> np.ndarray:
-        p = np.exp(logits - logits.max())
-        return p / p.sum()
-
     probs = np.zeros((corridor, 4))
     for i in range(WALKS):
         obs, _ = env.reset(seed=10_000 + i)
-        state = step.initial_state(1)
         for t in range(corridor):
-            logits, _, state = step.run(obs[None], np.array([t == 0]), state)
-            probs[t] += probabilities(logits[0])
+            logits, _ = agent.step(obs[None], np.array([t == 0]))
+            probs[t] += np.exp(log_softmax(logits[0]))
             if t < corridor - 1:
                 obs, *_ = env.step(3)
     probs /= WALKS
@@ -78,11 +73,10 @@ def corridor_profile(policy: Path, corridor: int) -> dict[str, Any]:
     furthest = []
     for i in range(SAMPLED):
         obs, _ = env.reset(seed=20_000 + i)
-        state = step.initial_state(1)
         best = 0
         for t in range(TIME_LIMIT):
-            logits, _, state = step.run(obs[None], np.array([t == 0]), state)
-            obs, _, terminated, truncated, _ = env.step(int(rng.choice(4, p=probabilities(logits[0]))))
+            logits, _ = agent.step(obs[None], np.array([t == 0]))
+            obs, _, terminated, truncated, _ = env.step(int(rng.choice(4, p=np.exp(log_softmax(logits[0])))))
             best = max(best, env.position)
             if terminated or truncated:
                 break
