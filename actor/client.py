@@ -144,7 +144,7 @@ class Actor:
         """Why the learner refused the control connection's handshake, if a monitor event says it did."""
         why = None
         shaking = False  # connected, handshake not finished
-        while monitor.poll(0):
+        while True:  # every event queued so far, without waiting for more
             try:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)["event"]
             except zmq.Again:
