@@ -72,6 +72,11 @@ class PPOConfig:
     """With norm_adv, advantages are divided by max(their std, this x the running std of the returns) (x 1 without
     value normalisation): once a task is solved the advantages are only value-error noise, and dividing by their
     own tiny std turned that noise into full-size updates that wiped a learned memory (docs/learning.md)."""
+    preserve_values: bool = False
+    """With value normalisation, rescale the value head's last layer whenever the return statistics move, so that no
+    state's value changes with them (PopArt's output preservation). Without it, states missing from recent batches
+    keep values fitted under old statistics: on T-Maze 100 the corridor beyond the usual walk looked worse than the
+    start and runs learned to stay near it (docs/learning.md). Off until the task suite is measured with it."""
     ent_coef: float = 0.001
     """Weight of the entropy bonus."""
     vf_coef: float = 0.5

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -19,7 +20,9 @@ from torch import nn
 
 from learner import distributed
 from learner.config import PPOConfig
+from models.actor_critic import ActorCritic
 from models.distributions import action_distribution
+from models.normalization import RunningNorm, preserve_denormalized_outputs
 from protocol import Segment
 
 log = logging.getLogger("learner.ppo")
@@ -200,7 +203,8 @@ class PPO:
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg
         num_t = batch.actions.shape[0]
-        obs_norm, value_norm = getattr(self.model, "obs_norm", None), getattr(self.model, "value_norm", None)
+        obs_norm = getattr(self.model, "obs_norm", None)
+        value_norm: RunningNorm | None = getattr(self.model, "value_norm", None)
         # the running statistics are updated before any gradient step: keep them to put back if this batch's
         # numbers are not finite (one inf in the value statistics would make every later value NaN)
         statistics = [p for p in self.model.parameters() if not p.requires_grad] + list(self.model.buffers())
@@ -219,6 +223,7 @@ class PPO:
                 cfg.gae_lambda,
             )
         old_values = values[:-1]
+        value_stats = None if value_norm is None else (value_norm.mean.detach().clone(), value_norm.std().detach())
         if value_norm is not None:
             value_norm.update(returns)
 
@@ -235,6 +240,9 @@ class PPO:
             with torch.no_grad():
                 for p, value in zip(statistics, saved, strict=True):
                     p.copy_(value)
+        elif value_norm is not None and value_stats is not None and cfg.preserve_values:
+            layer = cast(ActorCritic, self.model).value_output_layer()
+            preserve_denormalized_outputs(layer, value_norm, *value_stats)
         sums: dict[str, float] = {}
         steps = 0
         skipped = cfg.epochs * mb_count if poisoned else 0

@@ -85,6 +85,12 @@ class ActorCritic(nn.Module):
             nn.Parameter(torch.full((self.num_actions,), float(init_log_std))) if action_kind == "continuous" else None
         )
 
+    def value_output_layer(self) -> nn.Linear:
+        """The value head's last layer, the one ``preserve_denormalized_outputs`` rescales."""
+        last = self.value[-1]
+        assert isinstance(last, nn.Linear)
+        return last
+
     @property
     def policy_output_dim(self) -> int:
         """Width of the policy output: A logits, or A means followed by A log stds."""

@@ -56,3 +56,24 @@ class RunningNorm(nn.Module):
         self.mean.copy_(new_mean.to(self.mean.dtype))
         self.var.copy_((m2 / total).to(self.var.dtype))
         self.count.copy_(total)
+
+
+@torch.no_grad()
+def preserve_denormalized_outputs(
+    last: nn.Linear, norm: RunningNorm, old_mean: torch.Tensor, old_std: torch.Tensor
+) -> None:
+    """Rescale the layer that feeds ``norm.denormalize`` so that its denormalised outputs stay what they were before
+    ``norm``'s statistics moved from (``old_mean``, ``old_std``) to their current values, for every input.
+
+    Why (PopArt's "preserving outputs precisely", van Hasselt et al. 2016): without it every update of the value
+    statistics shifts the raw value of every state by the change of the mean, and only the states in the batch are
+    fitted back. States the agent rarely visits keep outputs fitted under old statistics: on a long T-Maze the running
+    mean of the returns lags the true value from above while the value is first learned, so the value of positions
+    beyond the usual walk stayed lower than at the start, and PPO learned to walk back from them (docs/learning.md).
+    """
+    new_mean, new_std = norm.mean.detach(), norm.std().detach()
+    ratio = (old_std / new_std).to(last.weight.dtype)
+    if not (bool(torch.isfinite(ratio).all()) and bool(torch.isfinite(new_mean).all())):
+        return
+    last.weight.mul_(ratio.reshape(-1, *([1] * (last.weight.dim() - 1))))
+    last.bias.copy_(((old_std * last.bias + old_mean - new_mean) / new_std).to(last.bias.dtype))

@@ -507,3 +507,30 @@ def test_update_refreshes_the_statistics_and_fits_values_in_standardised_units()
     target = (returns - model.value_norm.mean) / model.value_norm.std()
     expected = 0.5 * float(((values[:-1] - target) ** 2).mean())
     assert stats["losses/value_loss"] == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("preserve", [True, False])
+def test_moving_return_statistics_keep_every_states_value_only_with_preserve_values(preserve: bool):
+    """With lr 0 no gradient step moves the model, so only the statistics update can change a value: with
+    preserve_values the value head is rescaled so that no state's value moves, including states that are not in the
+    batch (the ones a value fit cannot pull back); without it every value moves with the return statistics."""
+    cfg = PPOConfig(epochs=1, minibatches=1, lr=0.0, preserve_values=preserve)
+    model = _model(normalize=True)
+    ppo = PPO(model, cfg, seed=0)
+    ppo.update(_batch(model))  # the first update moves the statistics from (0, 1) to the first batch's
+    unseen = torch.from_numpy(np.random.default_rng(7).normal(3.0, 2.0, size=(6, 3, OBS_SPACE.shape[0]))).float()
+    reset = torch.zeros(6, 3, dtype=torch.bool)
+    reset[0] = True
+    with torch.no_grad():
+        _, before, _ = model(unseen, reset, model.initial_state(3))
+        mean_before = model.value_norm.mean.clone()
+    batch = _batch(model)
+    batch.rewards.mul_(10.0).sub_(5.0)  # returns far from the first batch's: the statistics move a lot
+    ppo.update(batch)
+    with torch.no_grad():
+        _, after, _ = model(unseen, reset, model.initial_state(3))
+    assert abs(float(model.value_norm.mean - mean_before)) > 1.0
+    if preserve:
+        torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    else:
+        assert float((after - before).abs().mean()) > 0.5

@@ -8,7 +8,7 @@ import torch
 
 from models.actor_critic import ActorCritic
 from models.config import ModelConfig
-from models.normalization import RunningNorm
+from models.normalization import RunningNorm, preserve_denormalized_outputs
 
 
 def test_merged_batches_equal_the_statistics_of_all_data() -> None:
@@ -52,3 +52,21 @@ def test_value_output_is_in_return_units() -> None:
     ac.value_norm.update(torch.tensor([100.0, 300.0]))  # mean 200, std 100
     _, after, _ = ac(obs, reset, ac.initial_state(2))
     np.testing.assert_allclose(after.detach().numpy(), 200.0 + 100.0 * before.detach().numpy(), rtol=1e-4)
+
+
+def test_preserved_outputs_stay_in_return_units_and_non_finite_statistics_leave_the_layer_alone() -> None:
+    torch.manual_seed(0)
+    layer, norm = torch.nn.Linear(8, 1), RunningNorm(())
+    x = torch.randn(64, 8)
+    with torch.no_grad():
+        before = norm.denormalize(layer(x).squeeze(-1))
+        for returns in (torch.randn(100) * 3 - 2, torch.randn(50) * 0.1 - 10, torch.randn(20) * 30 + 5):
+            old = norm.mean.clone(), norm.std()
+            norm.update(returns)
+            preserve_denormalized_outputs(layer, norm, *old)
+        torch.testing.assert_close(norm.denormalize(layer(x).squeeze(-1)), before, rtol=1e-4, atol=1e-4)
+        weight = layer.weight.clone()
+        old = norm.mean.clone(), norm.std()
+        norm.mean.fill_(float("nan"))
+        preserve_denormalized_outputs(layer, norm, *old)
+    assert torch.equal(layer.weight, weight)
