@@ -14,7 +14,9 @@ the defaults, then the exported policy itself, through ONNX Runtime as an actor 
   included) and their mean over the corridor's inner positions: ``drift`` = p(right) - p(left) is the mean step a
   walk makes; a uniform policy has 0, and a walk of 1,000 steps needs about +0.1 to cover 100 positions;
 * how far 16 episodes of its own sampled actions get (the largest position each reaches) and how many reach the
-  junction.
+  junction;
+* its value along the same walk: until an episode arrives every state's true value is the same, so a value that
+  falls beyond the positions the walks usually reach is an error the policy climbs back from (docs/learning.md).
 
 A run "arrived" when its own episodes reach the junction. Every run is ``python -m learner.launch`` at the default
 preset with ``--env.id agalite/TMaze-v0``, the corridor as ``--env.kwargs``, the model's flags below, ``--seed`` and
@@ -46,6 +48,12 @@ PRESET = "tmaze-agalite"
 MODELS: dict[str, tuple[str, list[str]]] = {
     "gru": ("GRU-128", ["--model.kind", "gru", "--model.rnn-hidden", "128"]),
     "agalite": ("AGaLiTe (default preset)", ["--model.kind", "agalite"]),
+    # the value head rescaled with the return statistics (PPOConfig.preserve_values, docs/learning.md)
+    "gru-pv": (
+        "GRU-128, --ppo.preserve-values",
+        ["--model.kind", "gru", "--model.rnn-hidden", "128", "--ppo.preserve-values"],
+    ),
+    "agalite-pv": ("AGaLiTe, --ppo.preserve-values", ["--model.kind", "agalite", "--ppo.preserve-values"]),
 }
 WALKS, SAMPLED, TIME_LIMIT = 20, 16, 1000
 ARRIVAL_DRIFT = 0.1
@@ -59,15 +67,17 @@ def corridor_profile(policy: Path, corridor: int) -> dict[str, Any]:
 
     agent = Policy(StepFunction.from_file(policy))
     env = TMazeEnv(corridor_length=corridor)
-    probs = np.zeros((corridor, 4))
+    probs, values = np.zeros((corridor, 4)), np.zeros(corridor)
     for i in range(WALKS):
         obs, _ = env.reset(seed=10_000 + i)
         for t in range(corridor):
-            logits, _ = agent.step(obs[None], np.array([t == 0]))
+            logits, value = agent.step(obs[None], np.array([t == 0]))
             probs[t] += np.exp(log_softmax(logits[0]))
+            values[t] += float(value[0])
             if t < corridor - 1:
                 obs, *_ = env.step(3)
     probs /= WALKS
+    values /= WALKS
     inner = probs[1 : corridor - 1].mean(0)  # position 0 clips left and the junction turns: neither is a walk step
     rng = np.random.default_rng(0)
     furthest = []
@@ -86,6 +96,7 @@ def corridor_profile(policy: Path, corridor: int) -> dict[str, Any]:
         "drift": round(float(inner[3] - inner[2]), 4),
         "p_right_by_position": [round(float(x), 4) for x in probs[:, 3]],
         "p_left_by_position": [round(float(x), 4) for x in probs[:, 2]],
+        "value_by_position": [round(float(x), 4) for x in values],
         "furthest": sorted(furthest),
         "reached_junction": sum(b == corridor - 1 for b in furthest),
     }
@@ -166,8 +177,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
             )
         lines += [
             "",
-            "| model | seed | p(left) | p(right) | drift | furthest (median / max) | arrived | success rate | load |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| model | seed | p(left) | p(right) | drift | furthest (median / max) | arrived | success rate | "
+            "V(start) | V(8-19) - V(start) | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for model in MODELS:
             group = sorted(
@@ -176,10 +188,12 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
             )
             for r in group:
                 success = "-" if r["success_rate"] is None else f"{r['success_rate']:.2f}"
+                v = r.get("value_by_position")  # rows written before it was recorded have none
+                v0, v_past = ("-", "-") if v is None else (f"{v[0]:.2f}", f"{statistics.mean(v[8:20]) - v[0]:+.2f}")
                 lines.append(
                     f"| {MODELS[model][0]} | {r['seed']} | {r['p_corridor'][2]:.3f} | {r['p_corridor'][3]:.3f} | "
                     f"{r['drift']:+.3f} | {statistics.median(r['furthest']):.0f} / {max(r['furthest'])} | "
-                    f"{'yes' if arrived(r) else 'no'} | {success} | {r['load_before']} |"
+                    f"{'yes' if arrived(r) else 'no'} | {success} | {v0} | {v_past} | {r['load_before']} |"
                 )
         lines.append("")
     lines += ["## Machine", "", machine_markdown(result["machine"]), ""]

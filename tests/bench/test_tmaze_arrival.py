@@ -18,13 +18,15 @@ from tests.helpers.export_models import build
 CORRIDOR = 12
 
 
-def _policy(tmp_path: Path, logits: list[float]) -> Path:
-    """A fresh small AGaLiTe for the T-Maze whose policy head ignores its features and outputs ``logits``."""
+def _policy(tmp_path: Path, logits: list[float], value: float = 0.0) -> Path:
+    """A fresh small AGaLiTe for the T-Maze whose heads ignore their features: ``logits`` and ``value`` everywhere."""
     env = TMazeEnv(corridor_length=CORRIDOR)
     ac = build("agalite", obs_space=env.observation_space, act_space=spaces.Discrete(4))
     with torch.no_grad():
         ac.policy[-1].weight.zero_()
         ac.policy[-1].bias.copy_(torch.tensor(logits))
+        ac.value[-1].weight.zero_()
+        ac.value[-1].bias.fill_(value)
     path = tmp_path / "policy.onnx"
     path.write_bytes(export_step_function(ac, observation_space=env.observation_space).onnx_bytes)
     return path
@@ -44,8 +46,9 @@ def test_a_policy_that_walks_left_stays_at_the_start(tmp_path: Path) -> None:
 
 
 def test_a_uniform_policy_has_no_drift_and_the_report_counts_arrivals(tmp_path: Path) -> None:
-    profile = corridor_profile(_policy(tmp_path, [0.0, 0.0, 0.0, 0.0]), CORRIDOR)
+    profile = corridor_profile(_policy(tmp_path, [0.0, 0.0, 0.0, 0.0], value=-1.5), CORRIDOR)
     assert abs(profile["drift"]) < 1e-3 and profile["p_corridor"] == pytest.approx([0.25] * 4, abs=1e-3)
+    assert profile["value_by_position"] == pytest.approx([-1.5] * CORRIDOR, abs=1e-3)
     rows = [
         {
             "model": "gru",
@@ -61,4 +64,6 @@ def test_a_uniform_policy_has_no_drift_and_the_report_counts_arrivals(tmp_path: 
     ]
     out = tmp_path / "report.md"
     write_markdown({"rows": rows, "machine": machine_info()}, out)
-    assert "| GRU-128 | 2 | 1 of 2 |" in out.read_text()
+    text = out.read_text()
+    assert "| GRU-128 | 2 | 1 of 2 |" in text
+    assert "| -1.50 | +0.00 |" in text  # the value at the start, and beyond position 8 against it
