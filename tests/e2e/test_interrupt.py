@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from learner.checkpoint import checkpoint_path
+from learner.checkpoint import checkpoint_path, load_checkpoint
 from policy.runtime import StepFunction
 
 
@@ -32,7 +31,8 @@ def test_ctrl_c_stops_everything_cleanly_and_the_same_command_resumes(stack, tmp
     summary = stack.read_summary()
     assert summary is not None and summary["interrupted"] is True, stack.report()
     assert (stack.run_dir / "policy.onnx").is_file()
-    ckpt = torch.load(checkpoint_path(stack.run_dir), map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(stack.run_dir)  # read as a resume reads it: no code from the file, RNG states allowed
+    assert ckpt is not None
     assert ckpt["updates"] == summary["updates"] >= first["updates"]
     assert ckpt["env_steps"] == summary["env_steps"] < 40000
     # the deployment path of the README exports from the checkpoint the learner wrote (its RNG states included)
