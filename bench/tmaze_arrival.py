@@ -41,6 +41,7 @@ import numpy as np
 from bench.learning_curve import fresh_run_dir, launch, stop
 from bench.machine import machine_info, machine_markdown
 from envs.tmaze import TMazeEnv
+from learner.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -130,6 +131,12 @@ def run_one(model: str, corridor: int, steps: int, seed: int, max_minutes: float
     if not policy.exists():
         raise RuntimeError(f"{name}: the run exported no policy (exit {code}); its log: {log_path}")
     status = json.loads((run_dir / "status.json").read_text())
+    checkpoint = load_checkpoint(run_dir)
+    weights = {} if checkpoint is None else checkpoint["model_state"]
+    return_stats = {  # the value head's return statistics at the end (a lagging mean is why the values fall)
+        "return_mean": round(float(weights["value_norm.mean"]), 4) if "value_norm.mean" in weights else None,
+        "return_std": round(float(weights["value_norm.var"]) ** 0.5, 4) if "value_norm.var" in weights else None,
+    }
     row = {
         "model": model,
         "corridor": corridor,
@@ -139,6 +146,7 @@ def run_one(model: str, corridor: int, steps: int, seed: int, max_minutes: float
         "success_rate": status.get("success_rate"),
         "wall_s": round(time.time() - t0, 1),
         "load_before": round(load_before, 2),
+        **return_stats,
         **corridor_profile(policy, corridor),
     }
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -159,7 +167,8 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         "over the corridor's inner positions on a walk straight to the junction; `drift` = p(right) - p(left) "
         f"(a walk of {TIME_LIMIT:,} steps needs about +{ARRIVAL_DRIFT} to cover 100 positions); `furthest`: the "
         f"median and largest position that {SAMPLED} of its own sampled episodes reached; `arrived`: some of them "
-        "reached the junction.",
+        "reached the junction; `V`: the exported value on the straight walk, at the start and at positions 8-19 against "
+        "it; `return mean / std`: the running return statistics the value head is standardised with, at the end.",
         "",
     ]
     rows = result["rows"]
@@ -178,8 +187,8 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         lines += [
             "",
             "| model | seed | p(left) | p(right) | drift | furthest (median / max) | arrived | success rate | "
-            "V(start) | V(8-19) - V(start) | load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "V(start) | V(8-19) - V(start) | return mean / std | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for model in MODELS:
             group = sorted(
@@ -190,10 +199,11 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
                 success = "-" if r["success_rate"] is None else f"{r['success_rate']:.2f}"
                 v = r.get("value_by_position")  # rows written before it was recorded have none
                 v0, v_past = ("-", "-") if v is None else (f"{v[0]:.2f}", f"{statistics.mean(v[8:20]) - v[0]:+.2f}")
+                stats = "-" if r.get("return_mean") is None else f"{r['return_mean']:.2f} / {r['return_std']:.2f}"
                 lines.append(
                     f"| {MODELS[model][0]} | {r['seed']} | {r['p_corridor'][2]:.3f} | {r['p_corridor'][3]:.3f} | "
                     f"{r['drift']:+.3f} | {statistics.median(r['furthest']):.0f} / {max(r['furthest'])} | "
-                    f"{'yes' if arrived(r) else 'no'} | {success} | {v0} | {v_past} | {r['load_before']} |"
+                    f"{'yes' if arrived(r) else 'no'} | {success} | {v0} | {v_past} | {stats} | {r['load_before']} |"
                 )
         lines.append("")
     lines += ["## Machine", "", machine_markdown(result["machine"]), ""]

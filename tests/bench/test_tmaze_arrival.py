@@ -66,4 +66,4 @@ def test_a_uniform_policy_has_no_drift_and_the_report_counts_arrivals(tmp_path: 
     write_markdown({"rows": rows, "machine": machine_info()}, out)
     text = out.read_text()
     assert "| GRU-128 | 2 | 1 of 2 |" in text
-    assert "| -1.50 | +0.00 |" in text  # the value at the start, and beyond position 8 against it
+    assert "| -1.50 | +0.00 | - |" in text  # the value at the start, beyond position 8 against it; no statistics
