@@ -167,8 +167,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         "over the corridor's inner positions on a walk straight to the junction; `drift` = p(right) - p(left) "
         f"(a walk of {TIME_LIMIT:,} steps needs about +{ARRIVAL_DRIFT} to cover 100 positions); `furthest`: the "
         f"median and largest position that {SAMPLED} of its own sampled episodes reached; `arrived`: some of them "
-        "reached the junction; `V`: the exported value on the straight walk, at the start and at positions 8-19 against "
-        "it; `return mean / std`: the running return statistics the value head is standardised with, at the end.",
+        "reached the junction; `V`: the exported value on the straight walk, at the start and at positions 8-19 "
+        "against it; `return mean / std`: the running return statistics the value head is standardised with, at the "
+        "end.",
         "",
     ]
     rows = result["rows"]
