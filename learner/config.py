@@ -44,6 +44,16 @@ class EnvConfig:
 DEFAULT_LR: dict[str, float] = {"lstm": 1e-3, "gru": 1e-3, "agalite": 3e-4, "galite": 3e-4, "gtrxl": 3e-4}
 
 
+#: PPO settings added after runs were saved, with the value that reproduces how those runs trained: a run directory
+#: or a stored result written before a setting existed reads as this value, not as today's default.
+PPO_LEGACY_DEFAULTS: dict[str, Any] = {"preserve_values": False}
+
+
+def ppo_from_saved(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved PPO section with the settings added since it was written filled in as those runs trained."""
+    return {**PPO_LEGACY_DEFAULTS, **saved}
+
+
 @dataclass
 class PPOConfig:
     """Recurrent PPO; ``epochs=1, minibatches=1`` is A2C (the paper's T-Maze runs)."""

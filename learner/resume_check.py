@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from learner.config import RunConfig
+from learner.config import RunConfig, ppo_from_saved
 from models.config import ModelConfig
 from policy.files import write_atomically
 
@@ -98,6 +98,8 @@ def check_resume(
     saved_run = dict(ckpt.get("config") or {})
     if isinstance(saved_run.get("model"), dict):
         saved_run["model"] = ModelConfig.from_saved(saved_run["model"]).used()
+    if isinstance(saved_run.get("ppo"), dict):
+        saved_run["ppo"] = ppo_from_saved(saved_run["ppo"])
     changes = config_changes(saved_run, {**cfg.to_dict(), "model": now})
     for name, old, new in (
         ("observation_space", ckpt["observation_space"], observation_space),

@@ -48,6 +48,7 @@ from typing import Any
 from bench.learning_curve import first_at_or_above, free_ports, windowed_curve
 from bench.machine import machine_info, machine_markdown
 from bench.peer.tasks import TASKS, Task
+from learner.config import ppo_from_saved
 from models.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,6 +135,9 @@ COLORS = {
     # 128-step segments where the env's horizon picks 64 (T-Maze 50): "--segment-length 128"
     "ours-gru-seg128": "skyblue",
     "ours-agalite-seg128": "lightgreen",
+    # the value head rescaled with the return statistics (PopArt's output preservation): "--ppo.preserve-values"
+    "ours-gru-pv": "deepskyblue",
+    "ours-agalite-pv": "forestgreen",
 }
 
 
@@ -449,6 +453,8 @@ def resolved_settings(run: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict):
             if section == "model":  # what the model kind reads; a setting added later reads as the older run's value
                 value = ModelConfig.from_saved(value).used()
+            elif section == "ppo":
+                value = ppo_from_saved(value)
             flat.update({f"{section}.{k}": v for k, v in value.items()})
         elif value is not None:
             flat[section] = value
