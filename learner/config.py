@@ -85,8 +85,8 @@ class PPOConfig:
     preserve_values: bool = False
     """With value normalisation, rescale the value head's last layer whenever the return statistics move, so that no
     state's value changes with them (PopArt's output preservation). Without it, states missing from recent batches
-    keep values fitted under old statistics: on T-Maze 100 the corridor beyond the usual walk looked worse than the
-    start and runs learned to stay near it (docs/learning.md). Off until the task suite is measured with it."""
+    keep values fitted under old statistics: on T-Maze 100 the values became uneven where the walks thin out and runs
+    learned to stay near the start (docs/learning.md). Off until the task suite is measured with it."""
     ent_coef: float = 0.001
     """Weight of the entropy bonus."""
     vf_coef: float = 0.5

@@ -240,7 +240,8 @@ class PPO:
             with torch.no_grad():
                 for p, value in zip(statistics, saved, strict=True):
                     p.copy_(value)
-        elif value_norm is not None and value_stats is not None and cfg.preserve_values:
+        elif value_stats is not None and cfg.preserve_values:
+            assert value_norm is not None
             layer = cast(ActorCritic, self.model).value_output_layer()
             preserve_denormalized_outputs(layer, value_norm, *value_stats)
         sums: dict[str, float] = {}

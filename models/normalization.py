@@ -67,9 +67,9 @@ def preserve_denormalized_outputs(
 
     Why (PopArt's "preserving outputs precisely", van Hasselt et al. 2016): without it every update of the value
     statistics shifts the raw value of every state by the change of the mean, and only the states in the batch are
-    fitted back. States the agent rarely visits keep outputs fitted under old statistics: on a long T-Maze the running
-    mean of the returns lags the true value from above while the value is first learned, so the value of positions
-    beyond the usual walk stayed lower than at the start, and PPO learned to walk back from them (docs/learning.md).
+    fitted back. States the agent rarely visits keep outputs fitted under old statistics: on a long T-Maze, where the
+    running mean of the returns lags the true value from above while the value is first learned, the values along the
+    corridor became uneven where the walks thin out (mostly lower), and PPO learned to walk back (docs/learning.md).
     """
     new_mean, new_std = norm.mean.detach(), norm.std().detach()
     ratio = (old_std / new_std).to(last.weight.dtype)
