@@ -1,6 +1,7 @@
 """The issue's targets, task by task, from the side-by-side results: who learns each memory task in fewer env steps.
 
     python -m bench.peer.scoreboard     # writes bench/results/peer_scoreboard.md from bench/results/peer_*.json
+    python -m bench.peer.scoreboard --candidate="--ppo.preserve-values"   # the page if those flags were the default
 
 Why: the ``peer_<task>.md`` reports keep every run ever made (ablations, earlier defaults, one-seed looks), which is
 what a diagnosis needs and what a reader asking "does the default beat the peer?" cannot use. This page answers that
@@ -12,19 +13,23 @@ quoting an old default as today's. Targets: our GRU at most Sample Factory's bet
 our GRU's wherever the env declares a memory horizon of 20 steps or more.
 
 A run at today's defaults may also be stored under another runner name when it was made by flag before its setting
-became the default (``ALIASES``); its settings are checked the same way.
+became the default (``ALIASES``); its settings are checked the same way. ``--candidate`` writes the page as if some
+flags were added to the defaults (to peer_scoreboard_candidate.md), counting runs of any of our runner names made at
+those settings: which tasks still need runs before a setting can become the default.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.peer.run import RESULTS, RUNS, median_or_none, ours_command, resolved_settings, summarise
+from bench.peer.run import RESULTS, RUNS, family, median_or_none, ours_command, resolved_settings, summarise
 from bench.peer.tasks import TASKS, Task
 from envs.registry import check_env
 from learner.cli import parse_config
@@ -35,16 +40,24 @@ ALIASES: dict[str, tuple[str, ...]] = {"ours-agalite": ("ours-agalite-r2distinct
 LONG_MEMORY = 20
 
 
-def todays_settings(task: Task, runner: str) -> dict[str, Any]:
-    """What ``bench.peer.run`` would launch for ``runner`` on ``task`` now, flattened as the stored runs are."""
-    argv = ours_command(task, runner, 1, RUNS / "scoreboard", [])[3:]  # without "python -m learner.launch"
+def todays_settings(task: Task, runner: str, candidate: Sequence[str] = ()) -> dict[str, Any]:
+    """What ``bench.peer.run`` would launch for ``runner`` on ``task`` now (with the ``candidate`` flags added),
+    flattened as the stored runs are."""
+    argv = ours_command(task, runner, 1, RUNS / "scoreboard", list(candidate))[3:]  # without "python -m learner.launch"
     return resolved_settings({"config": parse_config(argv, "scoreboard").to_dict()})
 
 
-def runs_at_defaults(runs: dict[str, Any], runner: str, today: dict[str, Any]) -> dict[str, Any]:
-    """The stored runs of ``runner`` (or its aliases) made at ``today``'s settings."""
+def runs_at_defaults(
+    runs: dict[str, Any], runner: str, today: dict[str, Any], any_name: bool = False
+) -> dict[str, Any]:
+    """The stored runs of ``runner`` (or its aliases; with ``any_name``, of any of our runners) made at ``today``'s
+    settings."""
     names = (runner, *ALIASES.get(runner, ()))
-    return {k: r for k, r in runs.items() if r["runner"] in names and resolved_settings(r) == today}
+    return {
+        k: r
+        for k, r in runs.items()
+        if (r["runner"] in names or (any_name and family(r["runner"]) == "ours")) and resolved_settings(r) == today
+    }
 
 
 @dataclass(frozen=True)
@@ -118,11 +131,14 @@ def _at_most(a: Side, b: Side) -> str:
     return "yes" if b.median is None or a.median <= b.median else "no"
 
 
-def board_row(task: Task, data: dict[str, Any]) -> dict[str, Any]:
+def board_row(task: Task, data: dict[str, Any], candidate: Sequence[str] = ()) -> dict[str, Any]:
+    """One task's row; with ``candidate`` flags, as if they were the defaults (runs of any of our runner names whose
+    settings equal the defaults plus those flags count)."""
     runs = data.get("runs", {})
     horizon = check_env(task.env_id, task.env_kwargs).memory_horizon
-    gru = side(runs_at_defaults(runs, "ours-gru", todays_settings(task, "ours-gru")))
-    agalite = side(runs_at_defaults(runs, "ours-agalite", todays_settings(task, "ours-agalite")))
+    preview = bool(candidate)
+    gru = side(runs_at_defaults(runs, "ours-gru", todays_settings(task, "ours-gru", candidate), preview))
+    agalite = side(runs_at_defaults(runs, "ours-agalite", todays_settings(task, "ours-agalite", candidate), preview))
     summary = summarise(task, runs)
     better = summary.get("sf_better")
     sf_runs = {k: r for k, r in runs.items() if better and r["runner"] == better}
@@ -140,10 +156,23 @@ def board_row(task: Task, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write(rows: list[dict[str, Any]], out: Path) -> None:
+def write(rows: list[dict[str, Any]], out: Path, candidate: Sequence[str] = ()) -> None:
+    flags = " ".join(candidate)
     lines = [
-        "# Scoreboard: today's defaults against Sample Factory",
+        f"# Scoreboard if `{flags}` were the default"
+        if candidate
+        else "# Scoreboard: today's defaults against Sample Factory",
         "",
+        *(
+            [
+                f'A preview, written by `python -m bench.peer.scoreboard --candidate="{flags}"`: the same page with '
+                "today's defaults plus these flags, counting runs of any of our runner names made at those settings. "
+                "It says which tasks still need runs before the flags can become the default.",
+                "",
+            ]
+            if candidate
+            else []
+        ),
         "Written by `python -m bench.peer.scoreboard` from `bench/results/peer_*.json` (see its docstring). Per task: "
         "median env steps to the task's threshold over the seeds run (reached/run in brackets; `never` counts as "
         "worse than any number), Sample Factory's better config, and our GRU-128 and small AGaLiTe at **today's "
@@ -191,14 +220,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where peer_<task>.json lie")
     parser.add_argument("--out", type=Path, default=None, help="the page to write (default: <results-dir>/...)")
+    parser.add_argument(
+        "--candidate",
+        default="",
+        help='learner flags to preview as defaults, one string (e.g. "--ppo.preserve-values"): writes '
+        "peer_scoreboard_candidate.md instead",
+    )
     args = parser.parse_args(argv)
+    candidate = shlex.split(args.candidate)
     rows = []
     for task in TASKS.values():
         path = args.results_dir / f"peer_{task.name}.json"
         if path.exists():
-            rows.append(board_row(task, json.loads(path.read_text())))
-    out = args.out or args.results_dir / "peer_scoreboard.md"
-    write(rows, out)
+            rows.append(board_row(task, json.loads(path.read_text()), candidate))
+    name = "peer_scoreboard_candidate.md" if candidate else "peer_scoreboard.md"
+    out = args.out or args.results_dir / name
+    write(rows, out, candidate)
     print(f"wrote {out}")
     return 0
 
