@@ -16,7 +16,7 @@ the defaults, then the exported policy itself, through ONNX Runtime as an actor 
 * how far 16 episodes of its own sampled actions get (the largest position each reaches) and how many reach the
   junction;
 * its value along the same walk: until an episode arrives every state's true value is the same, so a value that
-  falls beyond the positions the walks usually reach is an error the policy climbs back from (docs/learning.md).
+  changes along the corridor is an error the policy climbs (docs/learning.md).
 
 A run "arrived" when its own episodes reach the junction. Every run is ``python -m learner.launch`` at the default
 preset with ``--env.id agalite/TMaze-v0``, the corridor as ``--env.kwargs``, the model's flags below, ``--seed`` and
@@ -133,7 +133,7 @@ def run_one(model: str, corridor: int, steps: int, seed: int, max_minutes: float
     status = json.loads((run_dir / "status.json").read_text())
     checkpoint = load_checkpoint(run_dir)
     weights = {} if checkpoint is None else checkpoint["model_state"]
-    return_stats = {  # the value head's return statistics at the end (a lagging mean is why the values fall)
+    return_stats = {  # the value head's return statistics at the end (a lagging mean is why the values move)
         "return_mean": round(float(weights["value_norm.mean"]), 4) if "value_norm.mean" in weights else None,
         "return_std": round(float(weights["value_norm.var"]) ** 0.5, 4) if "value_norm.var" in weights else None,
     }
