@@ -158,21 +158,25 @@ def board_row(task: Task, data: dict[str, Any], candidate: Sequence[str] = ()) -
 
 def write(rows: list[dict[str, Any]], out: Path, candidate: Sequence[str] = ()) -> None:
     flags = " ".join(candidate)
-    lines = [
+    title = (
         f"# Scoreboard if `{flags}` were the default"
         if candidate
-        else "# Scoreboard: today's defaults against Sample Factory",
+        else "# Scoreboard: today's defaults against Sample Factory"
+    )
+    preview = (
+        [
+            f'A preview, written by `python -m bench.peer.scoreboard --candidate="{flags}"`: the same page with '
+            "today's defaults plus these flags, counting runs of any of our runner names made at those settings. "
+            "It says which tasks still need runs before the flags can become the default.",
+            "",
+        ]
+        if candidate
+        else []
+    )
+    lines = [
+        title,
         "",
-        *(
-            [
-                f'A preview, written by `python -m bench.peer.scoreboard --candidate="{flags}"`: the same page with '
-                "today's defaults plus these flags, counting runs of any of our runner names made at those settings. "
-                "It says which tasks still need runs before the flags can become the default.",
-                "",
-            ]
-            if candidate
-            else []
-        ),
+        *preview,
         "Written by `python -m bench.peer.scoreboard` from `bench/results/peer_*.json` (see its docstring). Per task: "
         "median env steps to the task's threshold over the seeds run (reached/run in brackets; `never` counts as "
         "worse than any number), Sample Factory's better config, and our GRU-128 and small AGaLiTe at **today's "
