@@ -101,6 +101,8 @@ def check_resume(
     if isinstance(saved_run.get("ppo"), dict):
         saved_run["ppo"] = ppo_from_saved(saved_run["ppo"])
     changes = config_changes(saved_run, {**cfg.to_dict(), "model": now})
+    before_flat, now_flat = _normalised(saved_run), _normalised({**cfg.to_dict(), "model": now})
+    back = [_flag(k, v) for k, v in sorted(before_flat.items()) if now_flat.get(k) != v]
     for name, old, new in (
         ("observation_space", ckpt["observation_space"], observation_space),
         ("action_space", ckpt["action_space"], action_space),
@@ -112,9 +114,12 @@ def check_resume(
             if before.get(k) != after.get(k)
         ]
     if changes and not getattr(cfg, "allow_config_change", False):
+        # a default that changed since the run was written is the usual cause: name the flags that resume it as it was
+        named = bool(back) and all(back) and len(back) == len(changes)  # every change has a flag (none is a space)
+        hint = f", or {' '.join(f for f in back if f)} to resume it as it trained" if named else ""
         raise ResumeConfigError(
             f"{where} was trained with another configuration ({'; '.join(changes)}); pass --allow-config-change "
-            "to resume with the new one, or use another --run-dir"
+            f"to resume with the new one{hint}, or use another --run-dir"
         )
     if changes:
         log.warning("resuming with a changed configuration (allowed): %s", "; ".join(changes))

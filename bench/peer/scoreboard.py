@@ -1,7 +1,7 @@
 """The issue's targets, task by task, from the side-by-side results: who learns each memory task in fewer env steps.
 
     python -m bench.peer.scoreboard     # writes bench/results/peer_scoreboard.md from bench/results/peer_*.json
-    python -m bench.peer.scoreboard --candidate="--ppo.preserve-values"   # the page if those flags were the default
+    python -m bench.peer.scoreboard --candidate="--segment-length 128"   # the page if those flags were the default
 
 Why: the ``peer_<task>.md`` reports keep every run ever made (ablations, earlier defaults, one-seed looks), which is
 what a diagnosis needs and what a reader asking "does the default beat the peer?" cannot use. This page answers that
@@ -35,7 +35,10 @@ from envs.registry import check_env
 from learner.cli import parse_config
 
 #: Runner names under which runs at what is now the default were stored (made by flag before the change).
-ALIASES: dict[str, tuple[str, ...]] = {"ours-agalite": ("ours-agalite-r2distinct", "ours-agalite-firstwrite")}
+ALIASES: dict[str, tuple[str, ...]] = {
+    "ours-agalite": ("ours-agalite-r2distinct", "ours-agalite-firstwrite", "ours-agalite-pv"),
+    "ours-gru": ("ours-gru-pv",),
+}
 #: The AGaLiTe-versus-GRU target covers memories at least this long (env steps, as the env declares them).
 LONG_MEMORY = 20
 
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--candidate",
         default="",
-        help='learner flags to preview as defaults, one string (e.g. "--ppo.preserve-values"): writes '
+        help='learner flags to preview as defaults, one string (e.g. "--segment-length 128"): writes '
         "peer_scoreboard_candidate.md instead",
     )
     args = parser.parse_args(argv)

@@ -54,11 +54,11 @@ def test_a_setting_an_older_run_did_not_record_reads_as_the_value_that_reproduce
 
 def test_a_ppo_setting_an_older_run_did_not_record_reads_as_the_value_it_trained_with() -> None:
     older = _run("ours-agalite", 1, 100, [])
-    del older["config"]["ppo"]["preserve_values"]  # written before the setting existed (off then, as now)
+    del older["config"]["ppo"]["preserve_values"]  # written before the setting existed (off then, on by default now)
     runs = {
         "ours-agalite/s1": older,
-        "ours-agalite/s2": _run("ours-agalite", 2, 100, []),
-        "ours-agalite/s3": _run("ours-agalite", 3, 100, ["--ppo.preserve-values"]),
+        "ours-agalite/s2": _run("ours-agalite", 2, 100, ["--ppo.no-preserve-values"]),
+        "ours-agalite/s3": _run("ours-agalite", 3, 100, []),
     }
     labels = row_labels(runs)
     assert labels["ours-agalite/s1"] == labels["ours-agalite/s2"] == "ours-agalite (ppo.preserve_values False)"

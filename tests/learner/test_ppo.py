@@ -503,9 +503,11 @@ def test_update_refreshes_the_statistics_and_fits_values_in_standardised_units()
     sigma = float(returns.double().std(unbiased=False))
     assert float(model.value_norm.std()) == pytest.approx(sigma, rel=1e-3)
     # the head's output is the standardised value; before this first update the statistics were (0, 1), so the
-    # head's output equals values[:-1]
+    # values were the head's output, and the preservation (on by default) rescaled the head so that they stay: its
+    # output is now (values - mu_R) / sigma_R
     target = (returns - model.value_norm.mean) / model.value_norm.std()
-    expected = 0.5 * float(((values[:-1] - target) ** 2).mean())
+    head = (values[:-1] - model.value_norm.mean) / model.value_norm.std()
+    expected = 0.5 * float(((head - target) ** 2).mean())
     assert stats["losses/value_loss"] == pytest.approx(expected, rel=1e-3)
 
 

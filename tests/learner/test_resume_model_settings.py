@@ -58,9 +58,9 @@ def test_an_agalite_run_of_the_gated_first_write_is_another_model(tmp_path: Path
 
 def test_a_run_saved_before_preserve_values_existed_resumes_as_it_trained(tmp_path: Path) -> None:
     """A config.json written before ``ppo.preserve_values`` existed reads as the behaviour it trained with (off):
-    the same command resumes it, and turning it on is a change to allow like any other."""
-    ckpt, obs, act = _checkpoint(parse_config([], "test"))
+    today's default (on) is refused with the flag that resumes it, and that flag resumes it."""
+    ckpt, obs, act = _checkpoint(parse_config(["--ppo.no-preserve-values"], "test"))
     del ckpt["config"]["ppo"]["preserve_values"]
-    assert check_resume(ckpt, parse_config([], "test"), obs, act, tmp_path) == []
-    with pytest.raises(ResumeConfigError, match=r"ppo\.preserve_values: false -> true"):
-        check_resume(ckpt, parse_config(["--ppo.preserve-values"], "test"), obs, act, tmp_path)
+    with pytest.raises(ResumeConfigError, match=r"ppo\.preserve_values: false -> true.*--ppo\.no-preserve-values"):
+        check_resume(ckpt, parse_config([], "test"), obs, act, tmp_path)
+    assert check_resume(ckpt, parse_config(["--ppo.no-preserve-values"], "test"), obs, act, tmp_path) == []
