@@ -49,11 +49,11 @@ PRESET = "tmaze-agalite"
 MODELS: dict[str, tuple[str, list[str]]] = {
     "gru": ("GRU-128", ["--model.kind", "gru", "--model.rnn-hidden", "128"]),
     "agalite": ("AGaLiTe (default preset)", ["--model.kind", "agalite"]),
-    # without the value head's rescaling when the return statistics move (PPOConfig.preserve_values, the default
-    # since these rows showed what it does; docs/learning.md)
-    "gru-no-pv": (
-        "GRU-128, --ppo.no-preserve-values",
-        ["--model.kind", "gru", "--model.rnn-hidden", "128", "--ppo.no-preserve-values"],
+    # the value head's rescaling when the return statistics move (PPOConfig.preserve_values) against each kind's
+    # default: on for the AGaLiTe since these rows, off for the GRU (learner.config.PRESERVE_VALUES_OFF_FOR)
+    "gru-pv": (
+        "GRU-128, --ppo.preserve-values",
+        ["--model.kind", "gru", "--model.rnn-hidden", "128", "--ppo.preserve-values"],
     ),
     "agalite-no-pv": ("AGaLiTe, --ppo.no-preserve-values", ["--model.kind", "agalite", "--ppo.no-preserve-values"]),
 }

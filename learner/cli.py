@@ -16,6 +16,7 @@ from envs import EnvInfo, EnvSetupError, check_env
 from learner.config import (
     DEFAULT_LR,
     DEFAULT_PRESET,
+    PRESERVE_VALUES_OFF_FOR,
     RunConfig,
     available_presets,
     check_config,
@@ -57,6 +58,11 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
         # another env takes the model kind's default. An adapted rate needs no such change (its KL target does the
         # per-model part; the preset's lr is only its ceiling).
         cfg.ppo.lr = DEFAULT_LR[cfg.model.kind]
+    if cfg.model.kind in PRESERVE_VALUES_OFF_FOR and not any(
+        _given(rest, flag) for flag in ("--ppo.preserve-values", "--ppo.no-preserve-values")
+    ):
+        # measured per kind, like the learning rate: the preservation pays for the AGaLiTe and costs the GRU
+        cfg.ppo.preserve_values = False
     info = check_env_config(cfg)
     setup_logging()  # here, not in the commands: the segment length chosen below is logged
     fit_segment_to_memory(cfg, info.memory_horizon, typed=_given(rest, "--segment-length"))

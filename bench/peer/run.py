@@ -135,8 +135,8 @@ COLORS = {
     # 128-step segments where the env's horizon picks 64 (T-Maze 50): "--segment-length 128"
     "ours-gru-seg128": "skyblue",
     "ours-agalite-seg128": "lightgreen",
-    # the value head rescaled with the return statistics (PopArt's output preservation): "--ppo.preserve-values", made
-    # before it became the default; the scoreboard counts these runs as today's defaults (bench.peer.scoreboard.ALIASES)
+    # the value head rescaled with the return statistics (PopArt's output preservation): "--ppo.preserve-values"; the
+    # AGaLiTe's default since these runs (the scoreboard counts them, bench.peer.scoreboard.ALIASES), not the GRU's
     "ours-gru-pv": "deepskyblue",
     "ours-agalite-pv": "forestgreen",
 }

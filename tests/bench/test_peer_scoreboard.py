@@ -66,16 +66,16 @@ def test_the_ahead_share_counts_seed_pairs_with_never_as_worst() -> None:
 
 
 def test_a_candidate_default_counts_runs_made_with_its_flags_under_any_of_our_names(tmp_path: Path) -> None:
-    off = ["--ppo.no-preserve-values"]
+    seg = ["--segment-length", "128"]
     runs = {
         "ours-gru/s1": _run("ours-gru", 1, 60_000, []),  # today's default: counts on today's page only
-        "ours-gru-nopv/s1": _run("ours-gru", 1, 40_000, off, as_runner="ours-gru-nopv"),
-        "ours-gru-nopv/s2": _run("ours-gru", 2, 50_000, off, as_runner="ours-gru-nopv"),
-        "ours-agalite-nopv/s1": _run("ours-agalite", 1, 30_000, off, as_runner="ours-agalite-nopv"),
+        "ours-gru-seg128/s1": _run("ours-gru", 1, 40_000, seg, as_runner="ours-gru-seg128"),
+        "ours-gru-seg128/s2": _run("ours-gru", 2, 50_000, seg, as_runner="ours-gru-seg128"),
+        "ours-agalite-seg128/s1": _run("ours-agalite", 1, 30_000, seg, as_runner="ours-agalite-seg128"),
     }
     (tmp_path / f"peer_{TASK.name}.json").write_text(json.dumps({"task": TASK.name, "runs": runs}))
     assert main(["--results-dir", str(tmp_path)]) == 0
-    assert main(["--results-dir", str(tmp_path), f"--candidate={' '.join(off)}"]) == 0
+    assert main(["--results-dir", str(tmp_path), f"--candidate={' '.join(seg)}"]) == 0
 
     def cells(page: str) -> list[str]:
         row = next(line for line in (tmp_path / page).read_text().splitlines() if line.startswith(f"| [{TASK.name}]"))
@@ -83,4 +83,4 @@ def test_a_candidate_default_counts_runs_made_with_its_flags_under_any_of_our_na
 
     assert cells("peer_scoreboard.md")[3:5] == ["60k (1/1)", "no run"]
     assert cells("peer_scoreboard_candidate.md")[3:5] == ["45k (2/2)", "30k (1/1)"]
-    assert "if `--ppo.no-preserve-values` were the default" in (tmp_path / "peer_scoreboard_candidate.md").read_text()
+    assert "if `--segment-length 128` were the default" in (tmp_path / "peer_scoreboard_candidate.md").read_text()

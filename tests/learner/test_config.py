@@ -147,6 +147,17 @@ def test_another_model_kind_brings_its_own_constant_learning_rate(kind: str, lr:
     assert parse_config([*preset, "--env.id", "CartPole-v1"], "test").ppo.lr == DEFAULT_LR["agalite"]
 
 
+@pytest.mark.parametrize(("kind", "preserved"), [("agalite", True), ("gtrxl", True), ("gru", False), ("lstm", False)])
+def test_the_value_preservation_default_follows_the_model_kind_and_a_flag_wins(kind: str, preserved: bool):
+    """Measured per kind (docs/learning.md): on for the attention models, off for the recurrent ones; either flag
+    overrides the kind's default, and the saved config holds what was resolved."""
+    cfg = parse_config(["--model.kind", kind], "test")
+    assert cfg.ppo.preserve_values is preserved
+    assert cfg.to_dict()["ppo"]["preserve_values"] is preserved
+    assert parse_config(["--model.kind", kind, "--ppo.preserve-values"], "test").ppo.preserve_values is True
+    assert parse_config(["--model.kind", kind, "--ppo.no-preserve-values"], "test").ppo.preserve_values is False
+
+
 def test_the_default_preset_adapts_its_learning_rate_for_every_kind_and_env():
     """The KL target is what makes one default fit every model kind and task: it stays when either changes."""
     target = load_preset("tmaze-agalite").ppo.lr_kl_target
