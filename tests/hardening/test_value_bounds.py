@@ -148,7 +148,13 @@ def test_a_step_whose_loss_is_non_finite_is_skipped_while_finite_statistics_are_
     batch = batch_from_segments([_segment(model, logp=np.full((T, B), -1e30, np.float32))], torch.device("cpu"))
     stats = ppo.update(batch)
     assert stats["losses/skipped_steps"] == 1.0 and stats["losses/gradient_steps"] == 0.0
+    # no gradient step: every trained weight is as it was, except the value head's last layer, which the kept return
+    # statistics rescaled (the output preservation, on by default for this kind) and nothing trained
+    layer = model.value_output_layer()
+    rescaled = {id(layer.weight), id(layer.bias)}
     for name, value in model.named_parameters():
-        if value.requires_grad:
+        if value.requires_grad and id(value) not in rescaled:
             assert torch.equal(value, trained[name]), name
+    old_weight = next(trained[n] for n, v in model.named_parameters() if v is layer.weight)
+    torch.testing.assert_close(layer.weight, old_weight / model.value_norm.std())  # the statistics were (0, 1)
     assert all(torch.isfinite(p).all() for p in model.parameters())
