@@ -156,5 +156,6 @@ def test_a_step_whose_loss_is_non_finite_is_skipped_while_finite_statistics_are_
         if value.requires_grad and id(value) not in rescaled:
             assert torch.equal(value, trained[name]), name
     old_weight = next(trained[n] for n, v in model.named_parameters() if v is layer.weight)
+    assert model.value_norm is not None
     torch.testing.assert_close(layer.weight, old_weight / model.value_norm.std())  # the statistics were (0, 1)
     assert all(torch.isfinite(p).all() for p in model.parameters())
