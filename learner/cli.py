@@ -58,12 +58,11 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
         # another env takes the model kind's default. An adapted rate needs no such change (its KL target does the
         # per-model part; the preset's lr is only its ceiling).
         cfg.ppo.lr = DEFAULT_LR[cfg.model.kind]
-    kind_rule = cfg.model.kind in PRESERVE_VALUES_OFF_FOR and cfg.ppo.preserve_values
-    if kind_rule and not any(_given(rest, f) for f in ("--ppo.preserve-values", "--ppo.no-preserve-values")):
-        # measured per kind, like the learning rate: the preservation pays for the AGaLiTe and costs the GRU
+    # measured per kind, like the learning rate: the value preservation pays for the AGaLiTe and costs the GRU
+    explicit = any(_given(rest, f) for f in ("--ppo.preserve-values", "--ppo.no-preserve-values"))
+    kind_rule = cfg.model.kind in PRESERVE_VALUES_OFF_FOR and cfg.ppo.preserve_values and not explicit
+    if kind_rule:
         cfg.ppo.preserve_values = False
-    else:
-        kind_rule = False
     info = check_env_config(cfg)
     setup_logging()  # here, not in the commands: the segment length chosen below is logged
     if kind_rule:

@@ -69,6 +69,13 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _flags_back(old: dict[str, Any], new: dict[str, Any]) -> list[str | None]:
+    """For each training setting of ``old`` that ``new`` changes, the flag that sets it back (None where no simple
+    flag does): a default that changed since a run was written is the usual cause of a refused resume."""
+    a, b = _normalised(old), _normalised(new)
+    return [_flag(k, v) for k, v in sorted(a.items()) if b.get(k) != v]
+
+
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for every training setting that differs."""
     a, b = _normalised(old), _normalised(new)
@@ -89,7 +96,7 @@ def check_resume(
     now = cfg.model.used()
     if saved != now:
         changes = config_changes({"model": saved}, {"model": now})
-        back = [_flag(f"model.{k}", v) for k, v in sorted(saved.items()) if now.get(k) != v]
+        back = _flags_back({"model": saved}, {"model": now})
         hint = f" ({' '.join(f for f in back if f)})" if back and all(back) else ""
         raise ResumeConfigError(
             f"{where} holds a checkpoint of another model ({'; '.join(changes)}); "
@@ -100,9 +107,9 @@ def check_resume(
         saved_run["model"] = ModelConfig.from_saved(saved_run["model"]).used()
     if isinstance(saved_run.get("ppo"), dict):
         saved_run["ppo"] = ppo_from_saved(saved_run["ppo"])
-    changes = config_changes(saved_run, {**cfg.to_dict(), "model": now})
-    before_flat, now_flat = _normalised(saved_run), _normalised({**cfg.to_dict(), "model": now})
-    back = [_flag(k, v) for k, v in sorted(before_flat.items()) if now_flat.get(k) != v]
+    new_run = {**cfg.to_dict(), "model": now}
+    changes = config_changes(saved_run, new_run)
+    back = _flags_back(saved_run, new_run)
     for name, old, new in (
         ("observation_space", ckpt["observation_space"], observation_space),
         ("action_space", ckpt["action_space"], action_space),
@@ -114,7 +121,6 @@ def check_resume(
             if before.get(k) != after.get(k)
         ]
     if changes and not getattr(cfg, "allow_config_change", False):
-        # a default that changed since the run was written is the usual cause: name the flags that resume it as it was
         named = bool(back) and all(back) and len(back) == len(changes)  # every change has a flag (none is a space)
         hint = f", or {' '.join(f for f in back if f)} to resume it as it trained" if named else ""
         raise ResumeConfigError(
