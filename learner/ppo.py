@@ -159,6 +159,20 @@ def ppo_loss(
     return LossOutput(loss, policy_loss, value_loss, entropy, approx_kl, clip_fraction, old_approx_kl)
 
 
+def value_statistics(value_norm: RunningNorm, value_layer: nn.Linear) -> dict[str, float]:
+    """The return statistics the value head is standardised with, and the size of its last layer's weights.
+
+    Why: with the output preservation each move of the statistics rescales that layer by old std / new std, so where
+    the returns' spread falls (a task being solved) the layer grows by the same factor, and with it the value loss's
+    gradient into the shared core; these curves show when that happens.
+    """
+    return {
+        "values/return_mean": float(value_norm.mean.detach().mean()),
+        "values/return_std": float(value_norm.std().detach().mean()),
+        "values/head_weight_norm": float(value_layer.weight.detach().norm()),
+    }
+
+
 class PPO:
     """Owns the optimiser; ``update`` turns one batch of segments into one or more gradient steps."""
 
@@ -320,6 +334,8 @@ class PPO:
         stats["losses/gradient_steps"] = float(steps)
         stats["losses/skipped_steps"] = float(skipped)
         stats["charts/learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
+        if value_norm is not None:
+            stats.update(value_statistics(value_norm, cast(ActorCritic, self.model).value_output_layer()))
         return stats
 
     def state_dict(self) -> dict:

@@ -536,3 +536,22 @@ def test_moving_return_statistics_keep_every_states_value_only_with_preserve_val
         torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
     else:
         assert float((after - before).abs().mean()) > 0.5
+
+
+def test_update_reports_the_value_statistics_and_the_rescaled_head():
+    """The values/ metrics are the statistics the model now holds; with lr 0 only the preservation changes the
+    value head, so its weight norm moves by exactly old std / new std."""
+    model = _model(normalize=True)
+    ppo = PPO(model, PPOConfig(epochs=1, minibatches=1, lr=0.0), seed=0)
+    first = ppo.update(_batch(model))
+    assert first["values/return_mean"] == pytest.approx(float(model.value_norm.mean))
+    assert first["values/return_std"] == pytest.approx(float(model.value_norm.std()))
+    batch = _batch(model)
+    batch.rewards.mul_(10.0)  # a wider spread of returns: the std grows, the head shrinks
+    second = ppo.update(batch)
+    assert second["values/return_std"] > first["values/return_std"]
+    ratio = first["values/return_std"] / second["values/return_std"]
+    assert second["values/head_weight_norm"] == pytest.approx(first["values/head_weight_norm"] * ratio, rel=1e-5)
+    assert second["values/head_weight_norm"] == pytest.approx(float(model.value_output_layer().weight.detach().norm()))
+    # a model without value normalisation has no value statistics to report
+    assert not any(k.startswith("values/") for k in PPO(_model(), PPOConfig(), seed=0).update(_batch(_model())))
