@@ -555,3 +555,23 @@ def test_update_reports_the_value_statistics_and_the_rescaled_head():
     assert second["values/head_weight_norm"] == pytest.approx(float(model.value_output_layer().weight.detach().norm()))
     # a model without value normalisation has no value statistics to report
     assert not any(k.startswith("values/") for k in PPO(_model(), PPOConfig(), seed=0).update(_batch(_model())))
+
+
+@pytest.mark.parametrize("preserve", [True, False])
+def test_rescaled_value_loss_weighs_the_value_loss_by_the_return_std_only_with_preservation(preserve: bool):
+    """With lr 0 both updates see the same model and batch: the total loss differs only in the value term's weight,
+    vf_coef x the returns' std with the flag (and the preservation) on, vf_coef otherwise."""
+    stats = {}
+    for rescale in (False, True):
+        cfg = PPOConfig(
+            epochs=1, minibatches=1, lr=0.0, preserve_values=preserve, preserve_values_rescale_loss=rescale
+        )
+        model = _model(normalize=True)
+        stats[rescale] = PPO(model, cfg, seed=0).update(_batch(model))
+    off, on = stats[False], stats[True]
+    assert on["losses/value_loss"] == pytest.approx(off["losses/value_loss"], rel=1e-6)
+    std = on["values/return_std"]
+    assert abs(std - 1.0) > 0.1  # the batch's returns moved the statistics away from their start
+    weight = 0.5 * std if preserve else 0.5
+    expected = off["losses/loss"] + (weight - 0.5) * off["losses/value_loss"]
+    assert on["losses/loss"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
