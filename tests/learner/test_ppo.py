@@ -563,9 +563,7 @@ def test_rescaled_value_loss_weighs_the_value_loss_by_the_return_std_only_with_p
     vf_coef x the returns' std with the flag (and the preservation) on, vf_coef otherwise."""
     stats = {}
     for rescale in (False, True):
-        cfg = PPOConfig(
-            epochs=1, minibatches=1, lr=0.0, preserve_values=preserve, preserve_values_rescale_loss=rescale
-        )
+        cfg = PPOConfig(epochs=1, minibatches=1, lr=0.0, preserve_values=preserve, preserve_values_rescale_loss=rescale)
         model = _model(normalize=True)
         stats[rescale] = PPO(model, cfg, seed=0).update(_batch(model))
     off, on = stats[False], stats[True]
