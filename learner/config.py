@@ -54,7 +54,7 @@ PRESERVE_VALUES_OFF_FOR: frozenset[str] = frozenset({"gru", "lstm"})
 
 #: PPO settings added after runs were saved, with the value that reproduces how those runs trained: a run directory
 #: or a stored result written before a setting existed reads as this value, not as today's default.
-PPO_LEGACY_DEFAULTS: dict[str, Any] = {"preserve_values": False, "preserve_values_rescale_loss": False}
+PPO_LEGACY_DEFAULTS: dict[str, Any] = {"preserve_values": False, "preserve_values_loss_power": 0.0}
 
 
 def ppo_from_saved(saved: dict[str, Any]) -> dict[str, Any]:
@@ -97,12 +97,14 @@ class PPOConfig:
     learned to stay near the start (the AGaLiTe: 1,556k env steps to 0.9 without it, 264k with it; docs/learning.md).
     The recurrent kinds (PRESERVE_VALUES_OFF_FOR) leave it off unless a flag turns it on: it cost the GRU on short
     tasks and gave it nothing on T-Maze 100."""
-    preserve_values_rescale_loss: bool = False
-    """With preserve_values, weight the value loss by the returns' running std. The preservation scales the value
-    head's last layer by 1 / that std (the statistics start at std 1), so where rewards are bounded and the std is
-    0.2-0.3 the head is 3-5x larger than the fit would make it, and with it the value fit's pull on the shared core:
-    on delayed recall D = 40 the GRU then took 1.5x the env steps; with this weight it took as many as without the
-    preservation (docs/learning.md, "Why the preservation costs"). Off: not yet measured across the suite."""
+    preserve_values_loss_power: float = 0.0
+    """With preserve_values, weight the value loss by the returns' running std to this power (0: no weight; 2: the
+    loss in the returns' own units). The preservation scales the value head's last layer by 1 / that std (the
+    statistics start at std 1), so where rewards are bounded (std 0.05-0.3) the head grows 3-18x, and with it the
+    value fit's pull on its own output through the shared core: on delayed recall D = 40 the GRU then took 1.5x the
+    env steps, with power 1 or 2 as many as without the preservation, and T-Maze 100 kept the arrival the
+    preservation buys. Off by default: on RepeatPrevious Easy it recovered only part of the cost (docs/learning.md,
+    "Why the preservation costs")."""
     ent_coef: float = 0.001
     """Weight of the entropy bonus."""
     vf_coef: float = 0.5

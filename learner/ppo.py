@@ -247,9 +247,9 @@ class PPO:
             return v if value_norm is None else (v - value_norm.mean) / value_norm.std()
 
         return_scale = 1.0 if value_norm is None else float(value_norm.std().mean())
-        if value_norm is not None and cfg.preserve_values and cfg.preserve_values_rescale_loss:
+        if value_norm is not None and cfg.preserve_values and cfg.preserve_values_loss_power:
             # the preservation has grown the head by 1 / return_scale since the statistics' start at std 1
-            cfg = dataclasses.replace(cfg, vf_coef=cfg.vf_coef * return_scale)
+            cfg = dataclasses.replace(cfg, vf_coef=cfg.vf_coef * return_scale**cfg.preserve_values_loss_power)
         adv_std_floor = cfg.adv_std_floor * return_scale
         n = batch.num_envs
         mb_count = max(1, min(cfg.minibatches, n))

@@ -557,19 +557,19 @@ def test_update_reports_the_value_statistics_and_the_rescaled_head():
     assert not any(k.startswith("values/") for k in PPO(_model(), PPOConfig(), seed=0).update(_batch(_model())))
 
 
-@pytest.mark.parametrize("preserve", [True, False])
-def test_rescaled_value_loss_weighs_the_value_loss_by_the_return_std_only_with_preservation(preserve: bool):
+@pytest.mark.parametrize(("preserve", "power"), [(True, 1.0), (True, 2.0), (False, 2.0)])
+def test_the_value_loss_is_weighted_by_a_power_of_the_return_std_only_with_preservation(preserve: bool, power: float):
     """With lr 0 both updates see the same model and batch: the total loss differs only in the value term's weight,
-    vf_coef x the returns' std with the flag (and the preservation) on, vf_coef otherwise."""
+    vf_coef x the returns' std ** power with the preservation on, vf_coef otherwise."""
     stats = {}
-    for rescale in (False, True):
-        cfg = PPOConfig(epochs=1, minibatches=1, lr=0.0, preserve_values=preserve, preserve_values_rescale_loss=rescale)
+    for p in (0.0, power):
+        cfg = PPOConfig(epochs=1, minibatches=1, lr=0.0, preserve_values=preserve, preserve_values_loss_power=p)
         model = _model(normalize=True)
-        stats[rescale] = PPO(model, cfg, seed=0).update(_batch(model))
-    off, on = stats[False], stats[True]
+        stats[p] = PPO(model, cfg, seed=0).update(_batch(model))
+    off, on = stats[0.0], stats[power]
     assert on["losses/value_loss"] == pytest.approx(off["losses/value_loss"], rel=1e-6)
     std = on["values/return_std"]
     assert abs(std - 1.0) > 0.1  # the batch's returns moved the statistics away from their start
-    weight = 0.5 * std if preserve else 0.5
+    weight = 0.5 * std**power if preserve else 0.5
     expected = off["losses/loss"] + (weight - 0.5) * off["losses/value_loss"]
     assert on["losses/loss"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
