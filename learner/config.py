@@ -242,6 +242,7 @@ def config_problems(cfg: RunConfig) -> list[str]:
             ("max_queue_segments", cfg.max_queue_segments, 0),
             ("ppo.epochs", p.epochs, 1),
             ("ppo.minibatches", p.minibatches, 1),
+            ("ppo.preserve_values_loss_power", p.preserve_values_loss_power, 0),
             ("torch_threads", cfg.torch_threads, 1),
             ("learner_ranks", cfg.learner_ranks, 1),
         )

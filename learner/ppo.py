@@ -163,9 +163,9 @@ def ppo_loss(
 def value_statistics(value_norm: RunningNorm, value_layer: nn.Linear) -> dict[str, float]:
     """The return statistics the value head is standardised with, and the size of its last layer's weights.
 
-    Why: with the output preservation each move of the statistics rescales that layer by old std / new std, so where
-    the returns' spread falls (a task being solved) the layer grows by the same factor, and with it the value loss's
-    gradient into the shared core; these curves show when that happens.
+    Why: with the output preservation each move of the statistics rescales that layer by old std / new std, so over
+    a run it ends at 1 / std times the size the fit gave it: 3-18x where rewards are bounded (std < 1), and with it
+    the value fit's pull on the shared core (docs/learning.md, "Why the preservation costs"); these curves show it.
     """
     return {
         "values/return_mean": float(value_norm.mean.detach().mean()),

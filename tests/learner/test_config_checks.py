@@ -29,6 +29,10 @@ def test_the_presets_pass() -> None:
         (lambda c: dataclasses.replace(c, net=dataclasses.replace(c.net, policy_port=c.net.control_port)), "ports"),
         (lambda c: dataclasses.replace(c, learner_ranks=16), "fewer env rows per minibatch than learner_ranks (16)"),
         (lambda c: dataclasses.replace(c, learner_ranks=0), "learner_ranks must be >= 1"),
+        (
+            lambda c: dataclasses.replace(c, ppo=dataclasses.replace(c.ppo, preserve_values_loss_power=-1.0)),
+            "ppo.preserve_values_loss_power must be >= 0",
+        ),
     ],
 )
 def test_contradictions_are_named(change, needle: str) -> None:
