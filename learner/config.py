@@ -98,8 +98,8 @@ class PPOConfig:
     The recurrent kinds (PRESERVE_VALUES_OFF_FOR) leave it off unless a flag turns it on: it cost the GRU on short
     tasks and gave it nothing on T-Maze 100."""
     preserve_values_loss_power: float = 0.0
-    """With preserve_values, weight the value loss by the returns' running std to this power (0: no weight; 2: the
-    loss in the returns' own units). The preservation scales the value head's last layer by 1 / that std (the
+    """With preserve_values (refused without it), weight the value loss by the returns' running std to this power
+    (0: no weight; 2: the loss in the returns' own units). The preservation scales the value head's last layer by 1 / that std (the
     statistics start at std 1), so where rewards are bounded (std 0.05-0.3) the head grows 3-18x, and with it the
     value fit's pull on its own output through the shared core: on delayed recall D = 40 the GRU then took 1.5x the
     env steps, with power 1 or 2 as many as without the preservation, and T-Maze 100 kept the arrival the
@@ -274,6 +274,11 @@ def config_problems(cfg: RunConfig) -> list[str]:
             )
         if p.anneal_lr:
             problems.append("ppo.anneal_lr and ppo.lr_kl_target both set the learning rate: choose one")
+    if p.preserve_values_loss_power and not p.preserve_values:
+        problems.append(
+            f"ppo.preserve_values_loss_power ({p.preserve_values_loss_power}) weights the value loss only under the "
+            "output preservation, which is off (the GRU's and LSTM's default): add --ppo.preserve-values"
+        )
     if p.minibatches > cfg.batch_envs:
         problems.append(
             f"ppo.minibatches ({p.minibatches}) exceeds batch_envs ({cfg.batch_envs}): minibatches split a batch's "

@@ -69,6 +69,16 @@ def test_the_command_line_refuses_them_in_one_line() -> None:
     assert "ppo.minibatches (64) exceeds batch_envs (16)" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_value_loss_weight_without_the_preservation_is_refused_in_one_line() -> None:
+    """The GRU trains without the preservation by default, so the weight alone would change nothing, silently."""
+    result = _learner("--model.kind", "gru", "--ppo.preserve-values-loss-power", "1")
+    assert result.returncode == 2
+    assert "add --ppo.preserve-values" in result.stderr and "Traceback" not in result.stderr
+    base = load_preset("test-tmaze-agalite")  # the AGaLiTe preserves by default: the weight applies
+    weighted = dataclasses.replace(base, ppo=dataclasses.replace(base.ppo, preserve_values_loss_power=1.0))
+    assert config_problems(weighted) == []
+
+
 def test_learner_ranks_without_torchrun_is_refused_in_one_line() -> None:
     result = _learner("--learner-ranks", "2")
     assert result.returncode != 0
