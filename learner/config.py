@@ -99,12 +99,12 @@ class PPOConfig:
     tasks and gave it nothing on T-Maze 100."""
     preserve_values_loss_power: float = 0.0
     """With preserve_values (refused without it), weight the value loss by the returns' running std to this power
-    (0: no weight; 2: the loss in the returns' own units). The preservation scales the value head's last layer by 1 / that std (the
-    statistics start at std 1), so where rewards are bounded (std 0.05-0.3) the head grows 3-18x, and with it the
-    value fit's pull on its own output through the shared core: on delayed recall D = 40 the GRU then took 1.5x the
-    env steps, with power 1 or 2 as many as without the preservation, and T-Maze 100 kept the arrival the
-    preservation buys. Off by default: on RepeatPrevious Easy it recovered only part of the cost (docs/learning.md,
-    "Why the preservation costs")."""
+    (0: no weight; 2: the loss in the returns' own units). The preservation scales the value head's last layer by
+    1 / that std (the statistics start at std 1), so where rewards are bounded (std 0.05-0.3) the head grows 3-18x,
+    and with it the value fit's pull on its own output through the shared core: on delayed recall D = 40 the GRU
+    then took 1.5x the env steps, with power 1 or 2 as many as without the preservation, and T-Maze 100 kept the
+    arrival the preservation buys. Off by default: on RepeatPrevious Easy it recovered only part of the cost
+    (docs/learning.md, "Why the preservation costs")."""
     ent_coef: float = 0.001
     """Weight of the entropy bonus."""
     vf_coef: float = 0.5
