@@ -9,10 +9,9 @@ policy (policy lag) is corrected by the clipped importance ratio like any PPO da
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import numpy as np
@@ -249,7 +248,7 @@ class PPO:
         return_scale = 1.0 if value_norm is None else float(value_norm.std().mean())
         if value_norm is not None and cfg.preserve_values and cfg.preserve_values_loss_power:
             # the preservation has grown the head by 1 / return_scale since the statistics' start at std 1
-            cfg = dataclasses.replace(cfg, vf_coef=cfg.vf_coef * return_scale**cfg.preserve_values_loss_power)
+            cfg = replace(cfg, vf_coef=cfg.vf_coef * return_scale**cfg.preserve_values_loss_power)
         adv_std_floor = cfg.adv_std_floor * return_scale
         n = batch.num_envs
         mb_count = max(1, min(cfg.minibatches, n))
