@@ -30,9 +30,11 @@ def test_small_model_learns_short_tmaze(stack, preset: str):
 
 
 # Cue recall with a Gaussian policy is judged against what no memoryless policy can do. Its action cannot depend on
-# the cue, so it is right for at most one of the two cues: success <= 0.5, sampled or greedy. 0.7 over 100 (sampled)
-# or 200 (greedy) episodes is 4-6 binomial standard deviations above that.
-CUE_SUCCESS = 0.7
+# the cue, so it is right for at most one of the two cues: success <= 0.5, sampled or greedy. 0.6 over 400 greedy
+# episodes is 4 binomial standard deviations above that, and the training window's 0.6 over its last 100 episodes
+# 2; together they say the memory was learned, which is what this test is for.
+CUE_SUCCESS = 0.6
+CUE_GREEDY_EPISODES = 400
 
 
 @pytest.mark.e2e
@@ -46,7 +48,8 @@ def test_small_agalite_learns_cue_recall_with_continuous_actions(stack):
     now) 6 of 6 seeds ended at 0.935-1.0 greedy, but the sampled window still dipped to 0.61-0.89 after first
     reaching 0.9 (bench/results/solved_stability_test_cuerecall*.md). How well the stack learns is for the
     benchmarks (docs/learning.md); this test holds what it must do every time: learn the memory through
-    continuous actions."""
+    continuous actions. A CI run on another machine ended at 0.78 sampled and 0.69 greedy: well above what no memory
+    can do, but below the 0.7 this test once asked for, so the bar is now set by that bound (see CUE_SUCCESS)."""
     preset = "test-cuerecall-agalite"
     launcher = stack.learner("--num-actors", "2", preset=preset, module="learner.launch", name="launcher")
     rc = stack.wait_exit(launcher, timeout=240)
@@ -57,6 +60,6 @@ def test_small_agalite_learns_cue_recall_with_continuous_actions(stack):
     assert summary["episodes"] >= 100
     assert summary["success_rate"] >= CUE_SUCCESS, f"{preset}: {summary}\n{stack.report()}"
     step_function = StepFunction.from_file(stack.run_dir / "policy.onnx")
-    played = play(step_function, summary["env_id"], 200, env_kwargs=summary["env_kwargs"], greedy=True)
+    played = play(step_function, summary["env_id"], CUE_GREEDY_EPISODES, env_kwargs=summary["env_kwargs"], greedy=True)
     greedy = sum(float(r.success or 0.0) for r in played) / len(played)
     assert greedy >= CUE_SUCCESS, f"greedy play of the exported policy: success {greedy}\n{summary}"
