@@ -1,17 +1,20 @@
 """Any gymnasium env with nothing but ``--env.id``: the default preset's T-Maze kwargs stay with the T-Maze, a
 short run trains through the whole stack (`python -m learner.launch`: learner, actor processes, ONNX policies)
-on CartPole-v1 (discrete) and Pendulum-v1 (continuous), and the exported policy plays with `actor.play`. Env
+on CartPole-v1 (discrete) and Pendulum-v1 (continuous), and the exported policy plays with `actor.play`; an
+image env (MiniGrid Memory's pixel view) does the same through the CNN encoder, uint8 frames on the wire. Env
 mistakes are one line on stderr and exit status 2 from both entry points, before any process or run directory.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import onnx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,8 +107,10 @@ def check_env_mistake(module: str, flags: list[str], expect: list[str], tmp_path
     assert not run_dir.exists(), "nothing may be started or written before the env is checked"
 
 
-def _play(policy: Path, env_id: str) -> subprocess.CompletedProcess:
+def _play(policy: Path, env_id: str, env_kwargs: dict | None = None) -> subprocess.CompletedProcess:
     argv = [PYTHON, "-m", "actor.play", str(policy), "--env", env_id, "--episodes", "2"]
+    if env_kwargs:
+        argv += ["--env-kwargs", json.dumps(env_kwargs)]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
 
@@ -129,5 +134,28 @@ def test_any_gymnasium_env_trains_with_nothing_but_its_id(stack, env_id: str) ->
     assert policy.is_file() and summary["policy_path"] == str(policy)
 
     played = _play(policy, env_id)
+    assert played.returncode == 0, played.stderr
+    assert "mean over 2 episodes" in played.stdout, played.stdout
+
+
+@pytest.mark.e2e
+def test_an_image_env_trains_through_the_cnn_encoder(stack) -> None:
+    pytest.importorskip("minigrid", reason="the minigrid extra is not installed (make extras)")
+    env_id, env_kwargs = "agalite/MiniGrid-MemoryS7-v0", {"view": "pixels"}
+    argv = [PYTHON, "-m", "learner.launch", "--env.id", env_id, "--env.kwargs", json.dumps(env_kwargs)]
+    argv += ["--total-steps", str(STEPS), "--run-dir", str(stack.run_dir), *stack.ports.learner_flags()]
+    launcher = stack.start("launcher", argv)
+    assert stack.wait_exit(launcher, timeout=300) == 0, stack.report()
+
+    summary = stack.read_summary()
+    assert summary is not None, stack.report()
+    assert summary["interrupted"] is False and summary["env_kwargs"] == env_kwargs
+    assert summary["env_steps"] >= STEPS and summary["updates"] >= 1, summary
+    policy = stack.run_dir / "policy.onnx"
+    meta = json.loads(policy.with_suffix(".json").read_text())
+    assert meta["obs_shape"] == [56, 56, 3] and meta["obs_dtype"] == "uint8", meta
+    assert "Conv" in {node.op_type for node in onnx.load(str(policy)).graph.node}  # the auto encoder chose the CNN
+
+    played = _play(policy, env_id, env_kwargs)
     assert played.returncode == 0, played.stderr
     assert "mean over 2 episodes" in played.stdout, played.stdout
