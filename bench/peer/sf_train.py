@@ -14,7 +14,9 @@ checkpoint here. The env factory never forwards Sample Factory's ``render_mode``
 take no such argument).
 
 Model: GRU with 128 units (``--rnn_size 128``) on Sample Factory's default encoder for vector observations (an MLP
-of 512-512, ELU), which is Sample Factory's, not ours; 2 rollout workers x 8 envs. Configs:
+of 512-512, ELU), which is Sample Factory's, not ours; for image observations (height x width x channels, as our
+envs give them) its default convolutional encoder, the frames turned channels-first by its own
+``PixelFormatChwWrapper`` because its encoder reads them so. 2 rollout workers x 8 envs. Configs:
 
 * ``default``: Sample Factory's defaults (APPO, lr 1e-4, rollout 32, batch 1024, 1 epoch);
 * ``tuned``: lr 1e-3 with a 64-step rollout (recurrence 64), the rest default.
@@ -69,7 +71,13 @@ class EnvFactory:
     def __call__(self, full_env_name: str, cfg: Any = None, env_config: Any = None, render_mode: str | None = None):
         from envs import make_env
 
-        return SuccessStats(make_env(self.env_id, **self.env_kwargs))
+        env = make_env(self.env_id, **self.env_kwargs)
+        shape = env.observation_space.shape
+        if shape is not None and len(shape) == 3 and shape[-1] <= 4:  # HWC frames; Sample Factory's encoder reads CHW
+            from sample_factory.envs.env_wrappers import PixelFormatChwWrapper
+
+            env = PixelFormatChwWrapper(env)
+        return SuccessStats(env)
 
 
 class StopAfterThreshold:

@@ -93,6 +93,14 @@ TASKS: dict[str, Task] = {
             chance=0.5,
         ),
         Task(
+            "minigrid_memory_s7_pixels",
+            "agalite/MiniGrid-MemoryS7-v0",
+            {"view": "pixels"},
+            budget=2_000_000,
+            horizon="the walk down the corridor (seen as 56x56 images)",
+            chance=0.5,
+        ),
+        Task(
             "minigrid_memory_s11",
             "agalite/MiniGrid-MemoryS11-v0",
             budget=3_000_000,
