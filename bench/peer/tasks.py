@@ -96,7 +96,7 @@ TASKS: dict[str, Task] = {
             "minigrid_memory_s7_pixels",
             "agalite/MiniGrid-MemoryS7-v0",
             {"view": "pixels"},
-            budget=1_000_000,  # half the one-hot task's: a CNN run steps at about half the rate on two CPU cores
+            budget=1_000_000,  # half the one-hot task's: with the CNN a run steps at under half its rate here
             horizon="the walk down the corridor (seen as 56x56 images)",
             chance=0.5,
         ),
