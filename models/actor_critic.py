@@ -17,7 +17,7 @@ from torch.distributions import Distribution
 from models.base import SequenceModel, State, StateSpec
 from models.config import ModelConfig
 from models.distributions import ACTION_KINDS, action_distribution
-from models.encoders import NatureCNN, build_encoder
+from models.encoders import build_encoder, resolve_encoder_kind
 from models.normalization import RunningNorm
 from models.sequence_models import build_sequence_model
 
@@ -61,10 +61,10 @@ class ActorCritic(nn.Module):
         self.obs_shape = tuple(int(s) for s in obs_shape)
         self.obs_dtype = str(np.dtype(obs_dtype))
         self.num_actions = int(num_actions)
-        self.encoder = build_encoder(cfg.encoder, self.obs_shape, cfg.encoder_hidden, self.obs_dtype)
-        self.obs_norm = (
-            RunningNorm(self.obs_shape) if cfg.normalize_obs and not isinstance(self.encoder, NatureCNN) else None
-        )
+        images = resolve_encoder_kind(cfg.encoder, self.obs_shape) == "cnn"
+        standardize = cfg.normalize_obs and (cfg.normalize_images or not images)
+        self.encoder = build_encoder(cfg.encoder, self.obs_shape, cfg.encoder_hidden, self.obs_dtype, standardize)
+        self.obs_norm = RunningNorm(self.obs_shape) if standardize else None
         core_in = self.encoder.output_dim + int(cfg.episode_start_input)
         if sequence_model is None:
             sequence_model = build_sequence_model(cfg, core_in)

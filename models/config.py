@@ -70,7 +70,10 @@ class ModelConfig:
     learned nothing in 1M env steps without it (docs/learning.md). The paper presets turn it off."""
     normalize_obs: bool = True
     """Standardise vector observations with running statistics kept inside the model (and so inside the exported
-    graph); image observations are scaled by the CNN instead."""
+    graph); image observations too when ``normalize_images`` is set."""
+    normalize_images: bool = False
+    """With ``normalize_obs``: standardise image observations per pixel and channel as well (the CNN then takes
+    them as they come); without it the CNN only scales uint8 pixels to [0, 1]."""
     normalize_value: bool = True
     """The value head predicts standardised returns; running return statistics inside the model map it back, so
     the value output is in reward units while the value loss stays O(1) whatever the reward scale."""
@@ -99,7 +102,10 @@ class ModelConfig:
         return cls(**data)
 
 
-_HEADS = {"kind", "encoder", "encoder_hidden", "head_hidden", "episode_start_input", "normalize_obs", "normalize_value"}
+_HEADS = {
+    "kind", "encoder", "encoder_hidden", "head_hidden", "episode_start_input",
+    "normalize_obs", "normalize_images", "normalize_value",
+}  # fmt: skip
 _TRUNK = {"num_layers", "d_model", "num_heads", "d_head", "gru_bias"}
 _MEMORY_GATES = {"memory_init", "memory_horizon"}
 _LINEAR_ATTENTION = _TRUNK | _MEMORY_GATES | {"d_ffc", "eta", "feature_map", "gating"}

@@ -53,10 +53,13 @@ class MLPEncoder(nn.Module):
 class NatureCNN(nn.Module):
     """Nature-DQN CNN (32@8x8/4, 64@4x4/2, 64@3x3/1, ReLU) + Dense(hidden)+ReLU for HWC images.
 
-    uint8 images are scaled by 1/255 inside the module; float images are taken to be in [0, 1] already.
+    uint8 images are scaled by 1/255 inside the module; float images are taken to be in [0, 1] already, and so are
+    images that the model standardised before the encoder (``standardized``).
     """
 
-    def __init__(self, obs_shape: tuple[int, ...], hidden: int, obs_dtype: str = "uint8") -> None:
+    def __init__(
+        self, obs_shape: tuple[int, ...], hidden: int, obs_dtype: str = "uint8", standardized: bool = False
+    ) -> None:
         super().__init__()
         if len(obs_shape) != 3:
             raise ValueError(f"NatureCNN needs HWC image observations (3 axes), got shape {tuple(obs_shape)}")
@@ -64,7 +67,7 @@ class NatureCNN(nn.Module):
         if h < 36 or w < 36:
             raise ValueError(f"NatureCNN needs images of at least 36x36 pixels, got {h}x{w}")
         self.obs_shape = tuple(obs_shape)
-        self.scale = 1.0 / 255.0 if obs_dtype == "uint8" else 1.0
+        self.scale = 1.0 / 255.0 if obs_dtype == "uint8" and not standardized else 1.0
         self.conv = nn.Sequential(
             nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
@@ -88,13 +91,8 @@ class NatureCNN(nn.Module):
         return torch.relu(self.fc(x.flatten(1)))
 
 
-def build_encoder(
-    kind: EncoderKind, obs_shape: tuple[int, ...], hidden: int, obs_dtype: str
-) -> FlattenEncoder | MLPEncoder | NatureCNN:
-    """Encoder for ``obs_shape``; ``auto`` flattens 1-D observations and uses the CNN for 3-D (HWC) ones.
-
-    The returned module has an ``output_dim`` attribute.
-    """
+def resolve_encoder_kind(kind: EncoderKind, obs_shape: tuple[int, ...]) -> EncoderKind:
+    """The encoder ``auto`` stands for: flatten for 1-D observations, the CNN for 3-D (HWC) ones."""
     obs_shape = tuple(int(s) for s in obs_shape)
     if kind == "auto":
         if len(obs_shape) == 1:
@@ -106,10 +104,23 @@ def build_encoder(
                 f"encoder 'auto' handles 1-D vectors and 3-D HWC images, got observation shape {obs_shape}; "
                 "choose encoder 'flatten' or 'mlp' explicitly"
             )
+    return kind
+
+
+def build_encoder(
+    kind: EncoderKind, obs_shape: tuple[int, ...], hidden: int, obs_dtype: str, standardized: bool = False
+) -> FlattenEncoder | MLPEncoder | NatureCNN:
+    """Encoder for ``obs_shape`` (``auto``: see ``resolve_encoder_kind``); ``standardized`` says the model
+    standardises observations before the encoder, so the CNN must not scale pixels again.
+
+    The returned module has an ``output_dim`` attribute.
+    """
+    obs_shape = tuple(int(s) for s in obs_shape)
+    kind = resolve_encoder_kind(kind, obs_shape)
     if kind == "flatten":
         return FlattenEncoder(obs_shape)
     if kind == "mlp":
         return MLPEncoder(obs_shape, hidden)
     if kind == "cnn":
-        return NatureCNN(obs_shape, hidden, obs_dtype)
+        return NatureCNN(obs_shape, hidden, obs_dtype, standardized)
     raise ValueError(f"unknown encoder {kind!r}; expected one of auto, flatten, mlp, cnn")

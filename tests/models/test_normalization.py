@@ -42,6 +42,25 @@ def test_statistics_are_untrained_parameters_of_the_actor_critic() -> None:
     assert images.obs_norm is None  # the CNN scales pixels itself
 
 
+def test_images_standardised_per_pixel_reach_the_cnn_unscaled() -> None:
+    """With ``normalize_images`` a pixel that rarely changes (a cue) reaches the CNN as loud as one that often does,
+    and the CNN must not divide the standardised values by 255 again."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(kind="gru", rnn_hidden=16, normalize_images=True)
+    ac = ActorCritic(cfg, (36, 36, 3), "uint8", 3)
+    assert ac.obs_norm is not None and ac.obs_norm.mean.shape == (36, 36, 3)
+    frames = torch.zeros(200, 36, 36, 3, dtype=torch.uint8)
+    frames[::10, 0, 0, 0] = 255  # one pixel lit in a tenth of the frames
+    ac.obs_norm.update(frames)
+    lit = ac.obs_norm(frames[:1].float())
+    assert float(lit[0, 0, 0, 0]) == pytest.approx(3.0, rel=1e-3)  # (255 - 25.5) / 76.5
+    assert float(lit[0, 1:].abs().max()) == 0.0
+    seen: list[torch.Tensor] = []
+    ac.encoder.conv.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    ac(frames[:1].unsqueeze(1), torch.ones(1, 1, dtype=torch.bool), ac.initial_state(1))
+    torch.testing.assert_close(seen[0].permute(0, 2, 3, 1), lit)
+
+
 def test_value_output_is_in_return_units() -> None:
     torch.manual_seed(0)
     ac = ActorCritic(ModelConfig(kind="gru", rnn_hidden=16), (5,), "float32", 3)
