@@ -8,6 +8,7 @@ import torch
 
 from models.actor_critic import ActorCritic
 from models.config import ModelConfig
+from models.encoders import NatureCNN
 from models.normalization import RunningNorm, preserve_denormalized_outputs
 
 
@@ -56,6 +57,7 @@ def test_images_standardised_per_pixel_reach_the_cnn_unscaled() -> None:
     assert float(lit[0, 0, 0, 0]) == pytest.approx(3.0, rel=1e-3)  # (255 - 25.5) / 76.5
     assert float(lit[0, 1:].abs().max()) == 0.0
     seen: list[torch.Tensor] = []
+    assert isinstance(ac.encoder, NatureCNN) and ac.encoder.scale == 1.0
     ac.encoder.conv.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
     ac(frames[:1].unsqueeze(1), torch.ones(1, 1, dtype=torch.bool), ac.initial_state(1))
     torch.testing.assert_close(seen[0].permute(0, 2, 3, 1), lit)
