@@ -76,3 +76,18 @@ def test_statistics_survive_a_checkpoint(tmp_path: Path) -> None:
     for name in ("mean", "var", "count"):
         torch.testing.assert_close(getattr(restored, name), getattr(saved, name))
     assert float(restored.count) > 100
+
+
+def test_per_pixel_statistics_of_an_image_policy_are_in_the_graph() -> None:
+    """``normalize_images``: uint8 frames in, standardised per pixel inside the graph, ONNX Runtime equals torch."""
+    torch.manual_seed(0)
+    ac = ActorCritic(ModelConfig(kind="gru", rnn_hidden=16, normalize_images=True), (36, 36, 3), "uint8", 3)
+    assert ac.obs_norm is not None
+    gen = torch.Generator().manual_seed(4)
+    frames = torch.randint(0, 256, (300, 36, 36, 3), generator=gen).float()
+    frames[:, :12] = 40.0  # a band that never changes: zero after standardisation, as in the graph
+    ac.obs_norm.update(frames)
+    exported = export_step_function(ac, policy_version=0)
+    assert {"obs_norm.mean", "obs_norm.var"} <= set(exported.metadata["weights"])
+    result = check_parity(ac, exported.onnx_bytes, steps=10, batch=3)
+    assert result["logits"] < 1e-4 and result["value"] < 1e-4 and result["state"] < 1e-4
