@@ -139,6 +139,12 @@ COLORS = {
     # AGaLiTe's default since these runs (the scoreboard counts them, bench.peer.scoreboard.ALIASES), not the GRU's
     "ours-gru-pv": "deepskyblue",
     "ours-agalite-pv": "forestgreen",
+    # MiniGrid S7 seen as pixels: one gradient pass per batch ("--ppo.epochs 1 --ppo.minibatches 1"), images
+    # standardised per pixel ("--model.normalize-images", Sample Factory's default), the CNN's dense layer at 512
+    # units as Sample Factory's ("--model.encoder-hidden 512")
+    "ours-gru-1pass": "mediumpurple",
+    "ours-gru-normimg": "darkturquoise",
+    "ours-gru-enc512": "indigo",
 }
 
 
