@@ -96,6 +96,12 @@ class MiniGridMemoryEnv(gymnasium.Env[np.ndarray, np.int64]):
             raise ValueError(f"expected MiniGrid's Discrete actions, got {inner_actions}")
         self.action_space = spaces.Discrete(int(inner_actions.n))
 
+    @property
+    def minigrid(self) -> Any:
+        """MiniGrid's own MemoryEnv: its grid and ``agent_sees`` tell a diagnostic where the cue is and whether the
+        agent has it in sight (bench/minigrid_cue_probe.py)."""
+        return self._env
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         obs, _ = self._env.reset(seed=seed, options=options)
