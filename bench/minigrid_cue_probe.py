@@ -3,9 +3,10 @@
 Run: ``python -m bench.minigrid_cue_probe LABEL=runs/x/policy.onnx [LABEL=...] --episodes 600``. Writes
 bench/results/minigrid_cue_probe.{json,md} (rows merge by label). A minute or two per policy on a CPU.
 
-Why: on MiniGrid Memory the agent starts facing away from the cue (MiniGrid puts it at a random cell of the corridor,
-facing east; the cue lies in the start room, in view only from the room's first column), so a policy must first learn
-to turn back and look, and only then can its memory matter. A success rate at chance says neither which of the two
+Why: on MiniGrid Memory the agent starts facing away from the cue (MiniGrid puts it at one of four cells, the start
+room's middle row and the corridor's first cell, facing east; the cue lies in the room's corner, in view at the start
+only from the room's first column), so a policy must learn to turn back and look before its memory can matter in the
+other episodes. A success rate at chance says neither which of the two
 failed nor whether the recurrent state ever carried the cue. This plays an exported policy with ONNX Runtime (as an
 actor does; the view, one-hot or pixels, is read off the policy's observation shape), actions sampled, and reports per
 policy: the success rate; the share of episodes in which the cue was ever in the agent's sight (MiniGrid's

@@ -141,10 +141,11 @@ COLORS = {
     "ours-agalite-pv": "forestgreen",
     # MiniGrid S7 seen as pixels: one gradient pass per batch ("--ppo.epochs 1 --ppo.minibatches 1"), images
     # standardised per pixel ("--model.normalize-images", Sample Factory's default), the CNN's dense layer at 512
-    # units as Sample Factory's ("--model.encoder-hidden 512")
+    # units as Sample Factory's ("--model.encoder-hidden 512"), entropy coefficient 0.03 ("--ppo.ent-coef 0.03")
     "ours-gru-1pass": "mediumpurple",
     "ours-gru-normimg": "darkturquoise",
     "ours-gru-enc512": "indigo",
+    "ours-gru-ent003": "chocolate",
 }
 
 
