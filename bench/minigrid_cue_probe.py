@@ -41,7 +41,8 @@ def play(path: Path, episodes: int, seed: int, max_steps: int | None = None) -> 
     summarise whether the cue was seen, success, and what the last state says of the cue."""
     policy = Policy(StepFunction.from_file(path), 1)
     view = "pixels" if len(policy.metadata.obs_shape) == 3 else "one-hot"
-    env = gymnasium.make(ENV_ID, view=view, **({} if max_steps is None else {"max_steps": max_steps}))
+    kwargs: dict[str, Any] = {"view": view} if max_steps is None else {"view": view, "max_steps": max_steps}
+    env = gymnasium.make(ENV_ID, **kwargs)
     adapter = env.unwrapped
     assert isinstance(adapter, MiniGridMemoryEnv)
     inner = adapter.minigrid
