@@ -24,6 +24,23 @@ def test_merged_batches_equal_the_statistics_of_all_data() -> None:
     assert float(norm.count) == pytest.approx(1000, abs=1e-3)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_float32_batch_statistics_match_float64_for_far_offsets_and_frames(dtype: type) -> None:
+    """The batch's statistics are reduced in float32 (only the merge is float64): returns far from zero with a
+    small spread, and uint8 frames, must still come out as float64 arithmetic on the same data gives them."""
+    rng = np.random.default_rng(1)
+    if dtype is np.uint8:
+        data = rng.integers(0, 256, size=(300, 6, 5, 3)).astype(np.uint8)
+    else:
+        data = (1e4 + rng.normal(0.0, 0.5, size=(300, 4))).astype(np.float32)
+    norm, reference = RunningNorm(data.shape[1:]), RunningNorm(data.shape[1:])
+    for chunk in np.array_split(data, 3):
+        norm.update(torch.from_numpy(chunk))
+        reference.update(torch.from_numpy(chunk.astype(np.float64)))  # float64 batches are reduced in float64
+    np.testing.assert_allclose(norm.mean.numpy(), reference.mean.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(norm.var.numpy(), reference.var.numpy(), rtol=1e-4)
+
+
 def test_standardises_clips_and_round_trips() -> None:
     norm = RunningNorm(())
     norm.update(torch.tensor([1.0, 3.0, 5.0, 7.0]))  # mean 4, var 5
