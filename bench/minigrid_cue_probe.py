@@ -10,9 +10,9 @@ other episodes. A success rate at chance says neither which of the two
 failed nor whether the recurrent state ever carried the cue. This plays an exported policy with ONNX Runtime (as an
 actor does; the view, one-hot or pixels, is read off the policy's observation shape), actions sampled, and reports per
 policy: the success rate; the share of episodes in which the cue was ever in the agent's sight (MiniGrid's
-``agent_sees``, occlusion included) before the episode ended; and a held-out linear probe (ridge least squares on the
-first half of the episodes, accuracy on the second) of the cue's kind from the recurrent state at the last step, where
-the agent has chosen. A probe near chance with the cue seen says the state lost it (or never took it in); a low
+``agent_sees``, occlusion included) before the episode ended; and a held-out linear probe (the shrinkage linear
+discriminant of ``bench.cue_at_init``, fitted on the first half of the episodes, accuracy on the second) of the cue's
+kind from the recurrent state at the last step, where the agent has chosen. A probe near chance with the cue seen says the state lost it (or never took it in); a low
 share seen says the policy never learned to look.
 """
 
@@ -27,13 +27,13 @@ import gymnasium
 import numpy as np
 
 import envs  # noqa: F401  (registers the agalite/ ids)
+from bench.cue_at_init import linear_probe
 from bench.machine import machine_info, machine_markdown
 from envs.minigrid import MiniGridMemoryEnv
 from policy.runtime import Policy, StepFunction
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV_ID = "agalite/MiniGrid-MemoryS7-v0"
-RIDGE = 1e-2
 
 
 def play(path: Path, episodes: int, seed: int, max_steps: int | None = None) -> dict[str, Any]:
@@ -56,11 +56,10 @@ def play(path: Path, episodes: int, seed: int, max_steps: int | None = None) -> 
         looked = bool(inner.agent_sees(*cue_cell))
         first = True
         while True:
-            logits, _ = policy.step(obs[None], np.array([first]))
+            action, _, _ = policy.act(obs[None], np.array([first]), rng)
             first = False
             state = np.concatenate([np.ravel(v) for v in policy.state.values()])
-            p = np.exp(logits[0] - logits[0].max())
-            obs, _, terminated, truncated, info = env.step(int(rng.choice(len(p), p=p / p.sum())))
+            obs, _, terminated, truncated, info = env.step(int(action[0]))
             if terminated or truncated:
                 break
             looked = looked or bool(inner.agent_sees(*cue_cell))
@@ -68,13 +67,13 @@ def play(path: Path, episodes: int, seed: int, max_steps: int | None = None) -> 
         success.append(float(info.get("success", 0.0)))
         states.append(state)
     env.close()
-    y = np.array(cues, dtype=np.float64) * 2 - 1
+    y = np.array(cues, dtype=np.int64)
     x = np.array(states, dtype=np.float64)
     half = episodes // 2
-    a = np.c_[(x - x[:half].mean(0)) / (x[:half].std(0) + 1e-6), np.ones(episodes)]
-    w = np.linalg.solve(a[:half].T @ a[:half] + RIDGE * half * np.eye(a.shape[1]), a[:half].T @ y[:half])
-    accuracy = float(((a[half:] @ w > 0) == (y[half:] > 0)).mean())
-    majority = float(max((y[half:] > 0).mean(), (y[half:] <= 0).mean()))
+    if len(set(y[:half].tolist())) < 2:
+        raise ValueError(f"the first {half} episodes all had the same cue: play more episodes to fit the probe")
+    accuracy, _ = linear_probe(x[:half], y[:half], x[half:], y[half:])
+    majority = float(max(y[half:].mean(), 1 - y[half:].mean()))
     return {
         "view": view,
         "episodes": episodes,
@@ -128,7 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     data = json.loads(out_json.read_text()) if out_json.is_file() else {"rows": {}}
     data["machine"] = machine_info()
     for label, path in pairs:
-        data["rows"][label] = play(path, args.episodes, args.seed, args.max_steps)
+        try:
+            data["rows"][label] = play(path, args.episodes, args.seed, args.max_steps)
+        except ValueError as err:
+            parser.error(f"{label}: {err}")
         print(f"[cue probe] {label}: {json.dumps(data['rows'][label])}", flush=True)
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(data, indent=1) + "\n")
