@@ -146,6 +146,13 @@ COLORS = {
     "ours-gru-normimg": "darkturquoise",
     "ours-gru-enc512": "indigo",
     "ours-gru-ent003": "chocolate",
+    # MiniGrid S7 pixels, closer to Sample Factory's run: its PPO settings ("--segment-length 64 --ppo.epochs 1
+    # --ppo.minibatches 1 --ppo.lr 1e-3 --ppo.lr-kl-target None --ppo.ent-coef 0.003 --ppo.clip-coef 0.1");
+    # its CNN's layout (ELU, a third layer of 128 channels at stride 2, "--model.encoder-hidden 512"), a patch of
+    # models/encoders.py not kept; and both with the images standardised per pixel ("--model.normalize-images")
+    "ours-gru-sfppo": "maroon",
+    "ours-gru-sfcnn": "darkgoldenrod",
+    "ours-gru-sflike": "magenta",
 }
 
 
