@@ -12,8 +12,8 @@ actor does; the view, one-hot or pixels, is read off the policy's observation sh
 policy: the success rate; the share of episodes in which the cue was ever in the agent's sight (MiniGrid's
 ``agent_sees``, occlusion included) before the episode ended; and a held-out linear probe (the shrinkage linear
 discriminant of ``bench.cue_at_init``, fitted on the first half of the episodes, accuracy on the second) of the cue's
-kind from the recurrent state at the last step, where the agent has chosen. A probe near chance with the cue seen says the state lost it (or never took it in); a low
-share seen says the policy never learned to look.
+kind from the recurrent state at the last step, where the agent has chosen. A probe near chance with the cue seen
+says the state lost it (or never took it in); a low share seen says the policy never learned to look.
 """
 
 from __future__ import annotations
