@@ -153,6 +153,9 @@ COLORS = {
     "ours-gru-sfppo": "maroon",
     "ours-gru-sfcnn": "darkgoldenrod",
     "ours-gru-sflike": "magenta",
+    # and, on top of sflike, the GRU's default initialisation and no episode-start input ("--model.memory-init default
+    # --model.no-episode-start-input"): the closest to Sample Factory's run that flags and the encoder patch give
+    "ours-gru-sfreplica": "darkred",
 }
 
 
