@@ -58,14 +58,14 @@ def play(path: Path, episodes: int, seed: int, max_steps: int | None = None) -> 
         while True:
             action, _, _ = policy.act(obs[None], np.array([first]), rng)
             first = False
-            state = np.concatenate([np.ravel(v) for v in policy.state.values()])
             obs, _, terminated, truncated, info = env.step(int(action[0]))
             if terminated or truncated:
                 break
             looked = looked or bool(inner.agent_sees(*cue_cell))
         seen.append(looked)
         success.append(float(info.get("success", 0.0)))
-        states.append(state)
+        # the state after the last policy step (the one that chose the final action): read once per episode
+        states.append(np.concatenate([np.ravel(v) for v in policy.state.values()]))
     env.close()
     y = np.array(cues, dtype=np.int64)
     x = np.array(states, dtype=np.float64)
