@@ -52,8 +52,9 @@ from learner.config import ppo_from_saved
 from models.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results"
-RUNS = ROOT / "runs" / "peer"
+DEFAULT_RESULTS = ROOT / "bench" / "results"
+DEFAULT_RUNS = ROOT / "runs" / "peer"
+RESULTS, RUNS = DEFAULT_RESULTS, DEFAULT_RUNS  # where this process writes (main() sets them from its flags)
 SF_PYTHON = ROOT / "bench" / "peer" / ".venv-sf" / "bin" / "python"
 SF_RUNNERS = ("sf-default", "sf-tuned")
 OURS_RUNNERS = ("ours-gru", "ours-agalite")
@@ -72,7 +73,7 @@ COLORS = {
     "sf-tuned": "tab:orange",
     "ours-gru": "tab:blue",
     "ours-agalite": "tab:green",
-    # variants run by hand (--ours-args="--segment-length 64") and renamed in the .json
+    # variants (--label seg64 --ours-args="--segment-length 64"; the older ones were renamed in the .json by hand)
     "ours-gru-seg64": "tab:cyan",
     "ours-agalite-seg64": "tab:olive",
     # encoder and gate-init ablations (--ours-args="--model.encoder mlp --model.encoder-hidden 512", and
@@ -388,9 +389,18 @@ def code_state() -> dict[str, Any]:
 
 
 def run_one(
-    task: Task, runner: str, seed: int, extra: list[str], timeout_s: float, stop_after: int | None = None
+    task: Task,
+    runner: str,
+    seed: int,
+    extra: list[str],
+    timeout_s: float,
+    stop_after: int | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    run_dir = RUNS / task.name / f"{runner}-s{seed}"
+    """One seed of one runner; ``name`` (default: the runner's) names its row, run directory and log, so that a
+    variant made with extra flags stands apart from the runner's default runs."""
+    name = name or runner
+    run_dir = RUNS / task.name / f"{name}-s{seed}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -412,8 +422,8 @@ def run_one(
 
     code = code_state()
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    log_path = RUNS / task.name / f"{runner}-s{seed}.log"
-    print(f"[peer] {task.name} {runner} seed {seed}: {' '.join(cmd[1:4])} ... (log {log_path})", flush=True)
+    log_path = RUNS / task.name / f"{name}-s{seed}.log"
+    print(f"[peer] {task.name} {name} seed {seed}: {' '.join(cmd[1:4])} ... (log {log_path})", flush=True)
     proc = run_process(cmd, log_path, timeout_s, env, stop_when)
     if family(runner) == "sf":
         summary_dir = run_dir / ".summary" / "0"
@@ -428,7 +438,7 @@ def run_one(
     tag = TAGS[family(runner)][task.measure]
     stats = curve_stats(windowed_curve(summary_dir, tag), task.threshold)
     result = {
-        "runner": runner,
+        "runner": name,
         "seed": seed,
         "started_utc": started,
         "tag": tag,
@@ -722,6 +732,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerun", action="store_true", help="run again even where a result is saved")
     parser.add_argument("--report-only", action="store_true", help="rewrite the .md/.png from the .json")
     parser.add_argument("--ours-args", default="", help="extra learner.launch flags for our runners, one string")
+    parser.add_argument(
+        "--label",
+        help="store our runs as <runner>-<LABEL> (e.g. --runners ours-gru --label sfppo --ours-args=...: rows "
+        "'ours-gru-sfppo'), so that a variant stands apart from the runner's default runs",
+    )
     parser.add_argument("--timeout-s", type=float, default=3600.0, help="stop a run that takes longer than this")
     parser.add_argument(
         "--stop-after-threshold",
@@ -731,10 +746,15 @@ def main(argv: list[str] | None = None) -> int:
         "steps to the threshold are unaffected)",
     )
     parser.add_argument("--list", action="store_true", help="print the task suite and exit")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where peer_<task>.* go")
-    parser.add_argument("--runs-dir", type=Path, default=RUNS, help="where the run directories go")
+    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help="where peer_<task>.* go")
+    parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS, help="where the run directories go")
     args = parser.parse_args(argv)
     RESULTS, RUNS = args.results_dir.resolve(), args.runs_dir.resolve()
+    if not RUNS.is_relative_to(ROOT):
+        # the runs are recorded by their path relative to the repository, so that results name no machine's paths
+        parser.error(f"--runs-dir must lie inside the repository {ROOT}, got {RUNS}")
+    if args.label is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.label):
+        parser.error(f"--label takes lowercase letters, digits and dashes, got {args.label!r}")
     if args.list:
         for t in TASKS.values():
             print(f"{t.name:28s} {t.env_id:36s} {json.dumps(t.env_kwargs):36s} {t.measure} >= {t.threshold}")
@@ -756,12 +776,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.report_only:
             # seeds outer, runners inner: a sweep stopped early still has every runner at the first seeds
             for seed, runner in [(seed, runner) for seed in args.seeds for runner in runners]:
-                key = f"{runner}/s{seed}"
+                name = f"{runner}-{args.label}" if args.label and family(runner) == "ours" else runner
+                key = f"{name}/s{seed}"
                 if key in data["runs"] and not args.rerun:
                     continue
                 data["machine"] = machine_info()
                 data["runs"][key] = run_one(
-                    task, runner, seed, args.ours_args.split(), args.timeout_s, args.stop_after_threshold
+                    task, runner, seed, args.ours_args.split(), args.timeout_s, args.stop_after_threshold, name
                 )
                 data["runs"][key]["budget"] = task.budget
                 write_report(task, data)
