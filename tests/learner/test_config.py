@@ -224,3 +224,31 @@ def test_learner_bad_kwargs_exits_with_message():
     assert result.returncode != 0
     assert "env.kwargs must be a JSON object" in result.stderr
     assert not Path("/nonexistent/never-created").exists()
+
+
+def test_image_observations_take_one_gradient_pass_per_batch_unless_a_flag_says_otherwise():
+    """A pass through the CNN bounds a CPU learner (docs/learning.md): an image env outside the preset gets one epoch
+    of one minibatch; vector envs, and either flag given, keep the preset's passes."""
+    pytest.importorskip("minigrid")
+    preset = load_preset(DEFAULT_PRESET).ppo
+    assert (preset.epochs, preset.minibatches) != (1, 1)
+    pixels = ["--env.id", "agalite/MiniGrid-MemoryS7-v0", "--env.kwargs", '{"view": "pixels"}']
+    cfg = parse_config([*pixels, "--model.kind", "gru"], "test")
+    assert (cfg.ppo.epochs, cfg.ppo.minibatches) == (1, 1)
+    assert cfg.to_dict()["ppo"]["epochs"] == 1  # the saved config holds what was resolved
+    one_hot = parse_config(["--env.id", "agalite/MiniGrid-MemoryS7-v0", "--model.kind", "gru"], "test").ppo
+    assert (one_hot.epochs, one_hot.minibatches) == (preset.epochs, preset.minibatches)
+    typed = parse_config([*pixels, "--ppo.epochs", "2"], "test").ppo
+    assert (typed.epochs, typed.minibatches) == (2, preset.minibatches)
+    typed = parse_config([*pixels, "--ppo.minibatches=2"], "test").ppo
+    assert (typed.epochs, typed.minibatches) == (preset.epochs, 2)
+    # an encoder that flattens the image is no CNN: the preset's passes stay
+    flat = parse_config([*pixels, "--model.encoder", "mlp"], "test").ppo
+    assert (flat.epochs, flat.minibatches) == (preset.epochs, preset.minibatches)
+
+
+def test_a_preset_for_an_image_task_keeps_its_own_passes():
+    pytest.importorskip("memory_gym")
+    own = load_preset("mysterypath-agalite").ppo
+    cfg = parse_config(["--preset", "mysterypath-agalite"], "test").ppo
+    assert (cfg.epochs, cfg.minibatches) == (own.epochs, own.minibatches) != (1, 1)
