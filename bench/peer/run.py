@@ -157,6 +157,10 @@ COLORS = {
     # and, on top of sflike, the GRU's default initialisation and no episode-start input ("--model.memory-init default
     # --model.no-episode-start-input"): the closest to Sample Factory's run that flags and the encoder patch give
     "ours-gru-sfreplica": "darkred",
+    # and, on top of sfreplica, the rest of Sample Factory's learner (--label sffull, with "--ppo.max-grad-norm 4
+    # --ppo.adam-eps 1e-6 --ppo.vf-coef 1.0": its value loss is 0.5 (v - R)^2 where ours is 0.25 (v - R)^2 at the same
+    # coefficient) and a patch not kept: linear heads (--model.head-hidden 0) and every layer's orthogonal gain 1
+    "ours-gru-sffull": "deeppink",
 }
 
 

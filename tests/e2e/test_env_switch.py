@@ -156,3 +156,5 @@ def test_an_image_env_trains_through_the_cnn_encoder(stack) -> None:
     meta = json.loads(policy.with_suffix(".json").read_text())
     assert meta["obs_shape"] == [56, 56, 3] and meta["obs_dtype"] == "uint8", meta
     assert "Conv" in {node.op_type for node in onnx.load(str(policy)).graph.node}  # the auto encoder chose the CNN
+    ppo = json.loads((policy.parent / "config.json").read_text())["ppo"]
+    assert (ppo["epochs"], ppo["minibatches"]) == (1, 1), ppo  # images: one gradient pass per batch
