@@ -161,6 +161,8 @@ COLORS = {
     # --ppo.adam-eps 1e-6 --ppo.vf-coef 1.0": its value loss is 0.5 (v - R)^2 where ours is 0.25 (v - R)^2 at the same
     # coefficient) and a patch not kept: linear heads (--model.head-hidden 0) and every layer's orthogonal gain 1
     "ours-gru-sffull": "deeppink",
+    # our defaults with only Sample Factory's value-loss weight (--label vf1 --ours-args="--ppo.vf-coef 1.0")
+    "ours-gru-vf1": "cadetblue",
 }
 
 
