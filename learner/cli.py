@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+import gymnasium
 import tyro
 
 from envs import EnvInfo, EnvSetupError, check_env
@@ -69,8 +70,9 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
     if kind_rule:
         log.info("value preservation off for the %s (its default); --ppo.preserve-values turns it on", cfg.model.kind)
     fit_segment_to_memory(cfg, info.memory_horizon, typed=_given(rest, "--segment-length"))
-    if cfg.env.id != base.env.id:
-        one_pass_for_images(cfg, info, typed=any(_given(rest, f) for f in ("--ppo.epochs", "--ppo.minibatches")))
+    images = encoder_takes_images(cfg, info)
+    if images and cfg.env.id != base.env.id:
+        one_pass_for_images(cfg, typed=any(_given(rest, f) for f in ("--ppo.epochs", "--ppo.minibatches")))
     try:
         check_config(cfg)
     except ValueError as err:
@@ -101,16 +103,28 @@ def check_env_config(cfg: RunConfig) -> EnvInfo:
         usage_error(str(err))
 
 
-def one_pass_for_images(cfg: RunConfig, info: EnvInfo, *, typed: bool) -> None:
+def encoder_takes_images(cfg: RunConfig, info: EnvInfo) -> bool:
+    """Whether the encoder ``cfg.model.encoder`` resolves to for this env's observations is the CNN; an encoder that
+    cannot take them (``auto`` on a 2-D array) is a command-line mistake, said in one line before any process starts."""
+    shape = getattr(info.observation_space, "shape", None)
+    if not isinstance(info.observation_space, gymnasium.spaces.Box) or shape is None:
+        return False
+    try:
+        return resolve_encoder_kind(cfg.model.encoder, tuple(shape)) == "cnn"
+    except ValueError as err:
+        usage_error(str(err))
+
+
+def one_pass_for_images(cfg: RunConfig, *, typed: bool) -> None:
     """Image observations take one gradient pass over each batch (one epoch, one minibatch; Sample Factory's
     default) unless ``--ppo.epochs`` or ``--ppo.minibatches`` is given, saying so.
 
     A pass through the CNN costs far more than one through a vector encoder, and on a CPU learner it bounds the whole
     stack: on MiniGrid Memory S7 seen as pixels the default preset's two epochs of four minibatches stepped 0.9x
-    Sample Factory's env steps/s, one pass 1.45x, and one pass learned that task no worse (docs/learning.md). Only
-    where the env is not the preset's own: a preset for an image task states its own passes."""
-    shape = getattr(info.observation_space, "shape", None)
-    if typed or shape is None or resolve_encoder_kind(cfg.model.encoder, tuple(shape)) != "cnn":
+    Sample Factory's env steps/s, one pass 1.2x (medians of three pairs of runs), and one pass learned that task no
+    worse (docs/learning.md). Only where the env is not the preset's own: a preset for an image task states its
+    own passes."""
+    if typed:
         return
     if (cfg.ppo.epochs, cfg.ppo.minibatches) != (1, 1):
         log.info(

@@ -31,7 +31,7 @@ ODD_ENVS = textwrap.dedent(
 
     class OddEnv(gymnasium.Env):
         def __init__(self, kind="dict"):
-            box = spaces.Box(0.0, 1.0, (3,), np.float32)
+            box = spaces.Box(0.0, 1.0, (4, 4) if kind == "grid" else (3,), np.float32)
             self.observation_space = spaces.Dict({"a": box}) if kind == "dict" else box
             self.action_space = spaces.MultiBinary(4) if kind == "multibinary" else spaces.Discrete(2)
 
@@ -45,6 +45,7 @@ ODD_ENVS = textwrap.dedent(
 
     gymnasium.register(id="odd/Dict-v0", entry_point=OddEnv, kwargs={"kind": "dict"})
     gymnasium.register(id="odd/MultiBinary-v0", entry_point=OddEnv, kwargs={"kind": "multibinary"})
+    gymnasium.register(id="odd/Grid-v0", entry_point=OddEnv, kwargs={"kind": "grid"})  # a 2-D array: no image
     """
 )
 
@@ -74,6 +75,9 @@ ENV_MISTAKES = [
     pytest.param(["--env.id", "odd_envs:odd/Dict-v0"], ["'odd_envs:odd/Dict-v0'", "Dict"], id="dict-space"),
     pytest.param(
         ["--env.id", "odd_envs:odd/MultiBinary-v0"], ["'odd_envs:odd/MultiBinary-v0'", "MultiBinary"], id="multibinary"
+    ),
+    pytest.param(
+        ["--env.id", "odd_envs:odd/Grid-v0"], ["encoder 'auto'", "(4, 4)", "'flatten' or 'mlp'"], id="2d-array"
     ),
     pytest.param(
         ["--env.id", "broken_envs:Foo-v0"], ["'broken_envs'", "RuntimeError: broken on purpose"], id="module-fails"
