@@ -106,11 +106,11 @@ def check_env_config(cfg: RunConfig) -> EnvInfo:
 def encoder_takes_images(cfg: RunConfig, info: EnvInfo) -> bool:
     """Whether the encoder ``cfg.model.encoder`` resolves to for this env's observations is the CNN; an encoder that
     cannot take them (``auto`` on a 2-D array) is a command-line mistake, said in one line before any process starts."""
-    shape = getattr(info.observation_space, "shape", None)
-    if not isinstance(info.observation_space, gymnasium.spaces.Box) or shape is None:
+    space = info.observation_space
+    if not isinstance(space, gymnasium.spaces.Box):
         return False
     try:
-        return resolve_encoder_kind(cfg.model.encoder, tuple(shape)) == "cnn"
+        return resolve_encoder_kind(cfg.model.encoder, space.shape) == "cnn"
     except ValueError as err:
         usage_error(str(err))
 
