@@ -114,6 +114,18 @@ class LossOutput:
     """CleanRL's first KL estimator, mean(-log ratio), logged beside the unbiased ``approx_kl``."""
 
 
+def policy_kl(logits: torch.Tensor, batch: Batch, action_kind: str) -> float:
+    """How far the learner's policy is from the one that acted, on the batch as it arrives (before any gradient step
+    of its update): the estimator of ``approx_kl`` over every (t, env).
+
+    Why: the per-minibatch KLs are read before each step too, but after earlier steps of the same update; this one
+    is the gap the update starts from (policy lag, initial states written by older weights, the observation
+    statistics' move on this batch), so a policy that changes without a large gradient step shows where it changed.
+    """
+    log_ratio = action_distribution(logits, action_kind).log_prob(batch.actions) - batch.logp
+    return float(((log_ratio.exp() - 1.0) - log_ratio).mean())
+
+
 def normalize_advantages(advantages: torch.Tensor, std_floor: float = 0.0) -> torch.Tensor:
     """Centred and divided by their std, or by ``std_floor`` when that is larger (see ``PPOConfig.adv_std_floor``)."""
     if advantages.numel() < 2:
@@ -226,7 +238,8 @@ class PPO:
         if obs_norm is not None:  # obs[T] is the next segment's obs[0]: count each observation once
             obs_norm.update(batch.obs[:num_t])
         with torch.no_grad():
-            _, values, _ = self.model(batch.obs, batch.reset, batch.initial_state)
+            logits, values, _ = self.model(batch.obs, batch.reset, batch.initial_state)
+            arrival_kl = policy_kl(logits[:num_t], batch, getattr(self.model, "action_kind", "discrete"))
             advantages, returns = compute_gae(
                 batch.rewards,
                 values,
@@ -334,6 +347,7 @@ class PPO:
         stats["losses/explained_variance"] = (
             float("nan") if var == 0 else 1.0 - float((returns - old_values).var()) / var
         )
+        stats["losses/arrival_kl"] = arrival_kl
         stats["losses/gradient_steps"] = float(steps)
         stats["losses/skipped_steps"] = float(skipped)
         stats["charts/learning_rate"] = float(self.optimizer.param_groups[0]["lr"])

@@ -281,6 +281,27 @@ def _batch(model, seed: int = 3) -> Batch:
     )
 
 
+def test_arrival_kl_is_the_gap_between_the_acting_and_the_learning_policy():
+    """``losses/arrival_kl``: zero for a batch acted by the learner's own weights; after one update, the same batch
+    arrives from an older policy and the metric is that KL, computed by hand (before any step of the update)."""
+    model = _model()
+    batch = _batch(model)
+    t = batch.actions.shape[0]
+
+    def logp_now() -> torch.Tensor:
+        with torch.no_grad():
+            logits, _, _ = model(batch.obs, batch.reset, batch.initial_state)
+        return torch.distributions.Categorical(logits=logits[:t]).log_prob(batch.actions)
+
+    own = dataclasses.replace(batch, logp=logp_now())
+    ppo = PPO(model, PPOConfig(epochs=1, minibatches=1, lr=1e-2, lr_kl_target=None), seed=0)
+    assert abs(ppo.update(own)["losses/arrival_kl"]) < 1e-6
+    log_ratio = logp_now() - own.logp
+    expected = float(((log_ratio.exp() - 1.0) - log_ratio).mean())
+    assert expected > 1e-5  # the update moved the policy (a metric stuck at zero fails here)
+    assert ppo.update(own)["losses/arrival_kl"] == pytest.approx(expected, rel=1e-4)
+
+
 def test_a2c_update_is_exactly_one_gradient_step():
     """epochs=1, minibatches=1 is one Adam step on the whole batch's loss: the same loss, the same gradient, and
     the weights moved by Adam's first step of that gradient.
