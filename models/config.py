@@ -30,10 +30,11 @@ class ModelConfig:
     r: int = 2
     frequencies: Literal["reference", "distinct"] = "reference"
     """reference: linspace(-pi, pi, r) as in the paper's code (r=2 is rank 1); distinct: r frequencies in [0, pi]."""
-    first_write: Literal["gated", "full"] = "gated"
+    first_write: Literal["gated", "full", "mixed"] = "gated"
     """AGaLiTe's write at an episode start. gated: as at every step, scaled by the write gates (the paper); full: the
     gates are 1 there, so the emptied state is filled with the first step, which then fades at each memory's own
-    decay (docs/models.md, "The first write")."""
+    decay; mixed: full in the first half of each layer's heads (rounded up), gated in the rest (docs/models.md, "The
+    first write")."""
     reset_counter: bool = True
     """Restart AGaLiTe's time counter at each episode start; False keeps the reference's never-reset counter."""
     galite_variant: Literal["paper", "code"] = "paper"

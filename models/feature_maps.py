@@ -69,6 +69,12 @@ def feature_dim(feature_map: str, d_head: int, eta: int) -> int:
     raise ValueError(f"unknown feature_map {feature_map!r}; expected one of {FEATURE_MAPS}")
 
 
+def full_first_write_heads(cfg: ModelConfig) -> int:
+    """How many of a layer's heads write an episode's first step whole: none (gated), all (full), or the first half
+    of them, rounded up (mixed)."""
+    return {"gated": 0, "full": cfg.num_heads, "mixed": (cfg.num_heads + 1) // 2}[cfg.first_write]
+
+
 def _outer(a: torch.Tensor, b: torch.Tensor, h: int, n: int, m: int, column: bool = False) -> torch.Tensor:
     """vec(a (x) b), a-major, for a [N, H, 1, n] and b [N, H, 1, m] -> [N, H, 1, n*m] (or [N, H, n*m, 1]).
 
@@ -128,7 +134,7 @@ class GatedFeatures(nn.Module):
         feature_map: str = "pp_relu",
         gating: str = "vector",
         memory_horizon: int | None = None,
-        full_first_write: bool = False,
+        full_first_write: bool | int = False,
     ) -> None:
         super().__init__()
         if feature_map not in FEATURE_MAPS:
@@ -159,14 +165,23 @@ class GatedFeatures(nn.Module):
         self.n_gate = self.width - d_head - self.n_feat
         self.proj = nn.Linear(d_model, num_heads * self.width)
         self.memory_horizon = memory_horizon
-        self.full_first_write = full_first_write and gating != "none"
+        # how many heads (the first ones) write an episode's first step whole; True: all of them
+        full_heads = num_heads if full_first_write is True else int(full_first_write)
+        if not 0 <= full_heads <= num_heads:
+            raise ValueError(f"full_first_write must name 0..{num_heads} heads, got {full_first_write!r}")
+        self.full_heads = 0 if gating == "none" else full_heads
+        self.full_first_write = self.full_heads > 0
+        # per head, 1 where the first write is whole: broadcast against the [N, 1, 1, 1] keep-mask (not saved: it
+        # follows from the config, so checkpoints of every first-write setting keep one set of parameters)
+        open_heads = (torch.arange(num_heads) < self.full_heads).to(torch.get_default_dtype()).view(num_heads, 1, 1)
+        self.register_buffer("open_heads", open_heads, persistent=False)
         self.reset_parameters()
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> GatedFeatures:
         """The projections of one AGaLiTe or GaLiTe layer, with chrono gate biases when ``cfg`` asks for them."""
         horizon = cfg.memory_horizon if cfg.memory_init == "chrono" else None
-        full = cfg.kind == "agalite" and cfg.first_write == "full"
+        full = full_first_write_heads(cfg) if cfg.kind == "agalite" else 0
         return cls(cfg.d_model, cfg.num_heads, cfg.d_head, cfg.eta, cfg.feature_map, cfg.gating, horizon, full)
 
     def _open_at_start(self, gate: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
@@ -176,9 +191,15 @@ class GatedFeatures(nn.Module):
         the normalised read-out, so after n steps of a corridor a cue is 1 part in ~n of what a query reads (a
         fresh AGaLiTe's output does not carry the T-Maze cue, bench/results/cue_at_init.md). Written whole, the
         first step is what each memory holds until its decay lets later writes in: an exponential average started
-        at its first value instead of at zero. The decay m (1 - gate) is unchanged by this (m = 0 there)."""
+        at its first value instead of at zero. The decay m (1 - gate) is unchanged by this (m = 0 there).
+
+        With only some heads open (``first_write = "mixed"``), the others keep the gated write, whose memories give a
+        cue seen a few steps after the start its share of the read-out instead of the first step's fading remainder.
+        """
         if not self.full_first_write or keep is None:
             return gate
+        if self.full_heads < self.h:  # per head: the keep-mask where the first write is whole, 1 (no opening) elsewhere
+            keep = torch.addcmul(1.0 - self.open_heads, self.open_heads, keep)
         return torch.addcmul(1.0 - keep, keep, gate)
 
     def reset_parameters(self) -> None:

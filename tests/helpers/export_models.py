@@ -15,7 +15,7 @@ ACT_SPACE = spaces.Discrete(3)
 
 #: (test id, kind, config overrides): every model kind, both GTrXL memory forms, the episode-start input, and
 #: AGaLiTe as the default preset builds it (the distinct frequency grid at r 2, no component pair to scan once; the
-#: full first write).
+#: full first write), and the mixed first write (one head of two opened at an episode start).
 KINDS = [
     ("agalite", "agalite", {}),
     ("galite", "galite", {}),
@@ -30,6 +30,7 @@ KINDS = [
         "agalite",
         {"episode_start_input": True, "frequencies": "distinct", "r": 2, "first_write": "full"},
     ),
+    ("agalite-mixed-first-write", "agalite", {"first_write": "mixed"}),
 ]
 KIND_PARAMS = [pytest.param(kind, kw, id=name) for name, kind, kw in KINDS]
 

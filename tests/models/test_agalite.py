@@ -218,7 +218,13 @@ def test_training_terms_equal_forward(feature_map: str, gating: str) -> None:
 
 @pytest.mark.parametrize(
     "cfg",
-    [small(), small(r=3, frequencies="distinct"), small(feature_map="dpfp"), small(first_write="full")],
+    [
+        small(),
+        small(r=3, frequencies="distinct"),
+        small(feature_map="dpfp"),
+        small(first_write="full"),
+        small(first_write="mixed"),
+    ],
 )
 def test_gradients_of_sequence_form_match_step_loop(cfg: ModelConfig, gradient_gap) -> None:
     """The training form's hand-written backward passes give the step loop's gradients (float64)."""
@@ -253,9 +259,10 @@ def test_sequence_equals_step_by_step_feature_maps_and_gating(feature_map: str, 
 
 @pytest.mark.parametrize(("feature_map", "gating"), [("pp_relu", "vector"), ("elu1", "vector"), ("dpfp", "scalar")])
 @pytest.mark.parametrize("scan", ["chunked", "doubling"])
-def test_sequence_equals_step_by_step_full_first_write(feature_map: str, gating: str, scan: str) -> None:
+@pytest.mark.parametrize("first_write", ["full", "mixed"])
+def test_sequence_equals_step_by_step_full_first_write(feature_map: str, gating: str, scan: str, first_write) -> None:
     cfg = small(
-        r=3, frequencies="distinct", feature_map=feature_map, gating=gating, first_write="full", agalite_scan=scan
+        r=3, frequencies="distinct", feature_map=feature_map, gating=gating, first_write=first_write, agalite_scan=scan
     )
     check_sequence_equals_steps(make(cfg), t_len=48, batch=3)
 
@@ -288,8 +295,46 @@ def test_full_first_write_fills_the_emptied_state(gating: str) -> None:
     assert state_diff(s_full, s_open) < 1e-12
 
 
+@pytest.mark.parametrize("gating", ["vector", "scalar"])
+def test_mixed_first_write_opens_the_first_half_of_the_heads(gating: str) -> None:
+    """With ``first_write = "mixed"`` the first layer's first head writes an episode's first step as the full write
+    does and its second head as the gated write does (the first layer: later layers read a mix of both)."""
+    cfg = small(gating=gating, num_heads=2, first_write="mixed")
+    mixed = make(cfg).double()
+    twins = {}
+    for kind in ("full", "gated"):
+        twins[kind] = make(dataclasses.replace(cfg, first_write=kind)).double()
+        twins[kind].load_state_dict(mixed.state_dict())
+    g = torch.Generator().manual_seed(6)
+    x = randn64(1, 3, IN, generator=g)
+    reset = torch.ones(1, 3, dtype=torch.bool)
+    _, init = to64(mixed, mixed.initial_state(3))
+    with torch.no_grad():
+        states = {name: model(x, reset, init)[1] for name, model in (("mixed", mixed), *twins.items())}
+    # under scalar gating the values are written ungated: only the keys and the normaliser tell the writes apart
+    written = ("l0_s", "l0_tilde_k", "l0_tilde_v") if gating == "vector" else ("l0_s", "l0_tilde_k")
+    for key in written:
+        full, gated, got = states["full"][key], states["gated"][key], states["mixed"][key]
+        assert (full[:, 1] - gated[:, 1]).abs().max().item() > 1e-3  # the two writes differ in each head
+        assert (got[:, 0] - full[:, 0]).abs().max().item() < 1e-12
+        assert (got[:, 1] - gated[:, 1]).abs().max().item() < 1e-12
+
+
+@pytest.mark.parametrize(("num_heads", "opened"), [(1, 1), (2, 1), (3, 2), (4, 2)])
+def test_mixed_first_write_rounds_half_the_heads_up(num_heads: int, opened: int) -> None:
+    model = make(small(num_heads=num_heads, d_head=4, first_write="mixed"))
+    assert [a.features.full_heads for a in model.attentions] == [opened, opened]
+
+
 @pytest.mark.parametrize(
-    "cfg", [small(r=8, frequencies="distinct"), small(r=4), small(r=2, gating="scalar"), small(first_write="full")]
+    "cfg",
+    [
+        small(r=8, frequencies="distinct"),
+        small(r=4),
+        small(r=2, gating="scalar"),
+        small(first_write="full"),
+        small(first_write="mixed"),
+    ],
 )
 def test_reset_mid_sequence_equals_fresh_state(cfg: ModelConfig) -> None:
     model = make(cfg)
