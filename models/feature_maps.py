@@ -125,6 +125,8 @@ def outer_row(a: torch.Tensor, b: torch.Tensor, h: int, mask: torch.Tensor | Non
 class GatedFeatures(nn.Module):
     """x [N, d_model] (already layer-normed) -> ``Features``; one fused Linear, few graph nodes."""
 
+    open_heads: torch.Tensor  # buffer, registered in __init__ (declared for type checkers)
+
     def __init__(
         self,
         d_model: int,
