@@ -11,7 +11,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from envs.kwargs import parse_env_kwargs
 from models.config import ModelConfig
@@ -54,7 +54,11 @@ PRESERVE_VALUES_OFF_FOR: frozenset[str] = frozenset({"gru", "lstm"})
 
 #: PPO settings added after runs were saved, with the value that reproduces how those runs trained: a run directory
 #: or a stored result written before a setting existed reads as this value, not as today's default.
-PPO_LEGACY_DEFAULTS: dict[str, Any] = {"preserve_values": False, "preserve_values_loss_power": 0.0}
+PPO_LEGACY_DEFAULTS: dict[str, Any] = {
+    "preserve_values": False,
+    "preserve_values_loss_power": 0.0,
+    "lr_kl_rise": "minibatch",
+}
 
 
 def ppo_from_saved(saved: dict[str, Any]) -> dict[str, Any]:
@@ -117,6 +121,12 @@ class PPOConfig:
     """Adapt the learning rate to the policy's movement: after every minibatch it is divided by 1.5 when the
     approximate KL exceeds 2x this and multiplied by 1.5 when it is below half of it, within [lr_min, lr_max];
     None keeps ``lr`` (or its annealing). The adapted rate is saved with the optimiser and resumed."""
+    lr_kl_rise: Literal["minibatch", "update"] = "minibatch"
+    """When the KL-adapted rate may rise. minibatch: after any minibatch whose KL is below half the target (x1.5, up
+    to 25x over an update of eight); update: at most once per update, after one whose every KL reading was below half
+    the target, while it still falls after any minibatch above twice the target. Why the second: the readings are
+    taken before each step, so the last step of an update is never read, and a rate that climbs within an update
+    takes its largest unread step last (docs/learning.md, "MiniGrid Memory S7 at today's defaults")."""
     lr_min: float = 1e-5
     """Lower bound of the KL-adapted learning rate."""
     lr_max: float | None = None

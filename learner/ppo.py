@@ -217,12 +217,13 @@ class PPO:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.cfg.lr * max(remaining, 0.0)
 
-    def _adapt_lr(self, kl: float) -> None:
+    def _adapt_lr(self, kl: float, rise: bool = True) -> None:
         """The step size that keeps the policy's movement per minibatch near ``lr_kl_target``: models differ by
-        several times in how far one Adam step at a given rate moves their policy (docs/learning.md)."""
+        several times in how far one Adam step at a given rate moves their policy (docs/learning.md). ``rise``:
+        whether a KL below half the target may raise it now (``PPOConfig.lr_kl_rise``)."""
         cfg = self.cfg
         assert cfg.lr_kl_target is not None
-        factor = 1 / 1.5 if kl > 2 * cfg.lr_kl_target else 1.5 if kl < cfg.lr_kl_target / 2 else 1.0
+        factor = 1 / 1.5 if kl > 2 * cfg.lr_kl_target else 1.5 if rise and kl < cfg.lr_kl_target / 2 else 1.0
         for group in self.optimizer.param_groups:
             group["lr"] = min(max(group["lr"] * factor, cfg.lr_min), cfg.lr_ceiling)
 
@@ -278,6 +279,7 @@ class PPO:
         steps = 0
         skipped = cfg.epochs * mb_count if poisoned else 0
         stop = False
+        low_kl_only = True  # every KL reading of this update below half the target (lr_kl_rise = "update")
         # Advantages are normalised over each whole minibatch before it is split between ranks, and each rank's
         # loss is weighted by its share of the rows: the all-reduced gradient is the single-learner gradient.
         for _ in range(0 if poisoned else cfg.epochs):
@@ -328,12 +330,15 @@ class PPO:
                     # every rank takes the same decisions, on the whole minibatch's KL
                     kl = distributed.mean_over_ranks(kl, weight=len(idx))
                 if cfg.lr_kl_target is not None:
-                    self._adapt_lr(kl)
+                    self._adapt_lr(kl, rise=cfg.lr_kl_rise == "minibatch")
+                    low_kl_only = low_kl_only and kl < cfg.lr_kl_target / 2
                 if cfg.target_kl is not None and kl > cfg.target_kl:
                     stop = True
                     break
             if stop:
                 break
+        if cfg.lr_kl_target is not None and cfg.lr_kl_rise == "update" and steps and low_kl_only:
+            self._adapt_lr(0.0)
         if skipped:
             if not self.skipped_steps:
                 log.warning(

@@ -458,6 +458,29 @@ def test_kl_adaptive_lr_follows_the_policy_movement_within_its_bounds():
     assert capped.update(_batch(_model()))["charts/learning_rate"] == pytest.approx(1e-3)
 
 
+def test_kl_adaptive_lr_rises_at_most_once_per_update_with_lr_kl_rise_update():
+    # six low readings: one rise (x1.5) at the end of the update, not six
+    cfg = PPOConfig(epochs=3, minibatches=2, lr=1e-4, lr_kl_target=1e3, lr_max=3e-3, lr_kl_rise="update")
+    model = _model()
+    ppo = PPO(model, cfg, seed=0)
+    stats = ppo.update(_batch(model))
+    assert stats["losses/gradient_steps"] == 6.0
+    assert stats["charts/learning_rate"] == pytest.approx(1e-4 * 1.5)
+    assert ppo.update(_batch(model, seed=4))["charts/learning_rate"] == pytest.approx(1e-4 * 1.5**2)
+    # it still falls after every minibatch above twice the target, and an update that read one does not raise it
+    low = PPOConfig(epochs=3, minibatches=2, lr=1e-3, lr_kl_target=1e-12, lr_min=1e-5, lr_kl_rise="update")
+    stats = PPO(_model(), low, seed=0).update(_batch(_model()))
+    assert stats["losses/approx_kl"] > 2e-12
+    assert stats["charts/learning_rate"] == pytest.approx(1e-3 / 1.5**6)
+
+
+def test_runs_saved_before_lr_kl_rise_read_as_the_per_minibatch_rise():
+    from learner.config import ppo_from_saved
+
+    assert ppo_from_saved({"lr": 1e-3})["lr_kl_rise"] == "minibatch"
+    assert PPOConfig().lr_kl_rise == "minibatch"
+
+
 def test_kl_adaptive_lr_settings_are_checked():
     from learner.config import RunConfig, config_problems
 
