@@ -119,7 +119,8 @@ class PPOConfig:
     """Stop the epochs of an update early when the approximate KL exceeds this."""
     lr_kl_target: float | None = None
     """Adapt the learning rate to the policy's movement: after every minibatch it is divided by 1.5 when the
-    approximate KL exceeds 2x this and multiplied by 1.5 when it is below half of it, within [lr_min, lr_max];
+    approximate KL exceeds 2x this and multiplied by 1.5 when it is below half of it (or once per update:
+    ``lr_kl_rise``), within [lr_min, lr_max];
     None keeps ``lr`` (or its annealing). The adapted rate is saved with the optimiser and resumed."""
     lr_kl_rise: Literal["minibatch", "update"] = "minibatch"
     """When the KL-adapted rate may rise. minibatch: after any minibatch whose KL is below half the target (x1.5, up

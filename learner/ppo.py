@@ -123,7 +123,14 @@ def policy_kl(logits: torch.Tensor, batch: Batch, action_kind: str) -> float:
     statistics' move on this batch), so a policy that changes without a large gradient step shows where it changed.
     """
     log_ratio = action_distribution(logits, action_kind).log_prob(batch.actions) - batch.logp
-    return float(((log_ratio.exp() - 1.0) - log_ratio).mean())
+    return float(kl_estimate(log_ratio, log_ratio.exp()))
+
+
+def kl_estimate(log_ratio: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """The KL of the acting policy from the new one, mean((r - 1) - log r) with r = ``ratio`` = exp(``log_ratio``)
+    (passed in, as the loss has it already): unbiased and never negative (Schulman's k3), the one ``approx_kl`` and
+    the KL-adapted rate read."""
+    return ((ratio - 1.0) - log_ratio).mean()
 
 
 def normalize_advantages(advantages: torch.Tensor, std_floor: float = 0.0) -> torch.Tensor:
@@ -155,7 +162,7 @@ def ppo_loss(
     log_ratio = new_logp - old_logp
     ratio = log_ratio.exp()
     with torch.no_grad():
-        approx_kl = ((ratio - 1.0) - log_ratio).mean()
+        approx_kl = kl_estimate(log_ratio, ratio)
         clip_fraction = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
         old_approx_kl = (-log_ratio).mean()
     pg1 = -advantages * ratio
@@ -223,9 +230,12 @@ class PPO:
         whether a KL below half the target may raise it now (``PPOConfig.lr_kl_rise``)."""
         cfg = self.cfg
         assert cfg.lr_kl_target is not None
-        factor = 1 / 1.5 if kl > 2 * cfg.lr_kl_target else 1.5 if rise and kl < cfg.lr_kl_target / 2 else 1.0
+        self._scale_lr(1 / 1.5 if kl > 2 * cfg.lr_kl_target else 1.5 if rise and kl < cfg.lr_kl_target / 2 else 1.0)
+
+    def _scale_lr(self, factor: float) -> None:
+        """The KL-adapted rate times ``factor``, within [lr_min, the ceiling]."""
         for group in self.optimizer.param_groups:
-            group["lr"] = min(max(group["lr"] * factor, cfg.lr_min), cfg.lr_ceiling)
+            group["lr"] = min(max(group["lr"] * factor, self.cfg.lr_min), self.cfg.lr_ceiling)
 
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg
@@ -338,7 +348,7 @@ class PPO:
             if stop:
                 break
         if cfg.lr_kl_target is not None and cfg.lr_kl_rise == "update" and steps and low_kl_only:
-            self._adapt_lr(0.0)
+            self._scale_lr(1.5)  # the update's one rise: every reading was below half the target
         if skipped:
             if not self.skipped_steps:
                 log.warning(

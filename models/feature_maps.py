@@ -136,7 +136,7 @@ class GatedFeatures(nn.Module):
         feature_map: str = "pp_relu",
         gating: str = "vector",
         memory_horizon: int | None = None,
-        full_first_write: bool | int = False,
+        full_heads: int = 0,
     ) -> None:
         super().__init__()
         if feature_map not in FEATURE_MAPS:
@@ -167,10 +167,9 @@ class GatedFeatures(nn.Module):
         self.n_gate = self.width - d_head - self.n_feat
         self.proj = nn.Linear(d_model, num_heads * self.width)
         self.memory_horizon = memory_horizon
-        # how many heads (the first ones) write an episode's first step whole; True: all of them
-        full_heads = num_heads if full_first_write is True else int(full_first_write)
+        # how many heads (the first ones) write an episode's first step whole
         if not 0 <= full_heads <= num_heads:
-            raise ValueError(f"full_first_write must name 0..{num_heads} heads, got {full_first_write!r}")
+            raise ValueError(f"full_heads must be in 0..{num_heads}, got {full_heads}")
         self.full_heads = 0 if gating == "none" else full_heads
         self.full_first_write = self.full_heads > 0
         # per head, 1 where the first write is whole: broadcast against the [N, 1, 1, 1] keep-mask (not saved: it
