@@ -58,6 +58,7 @@ PPO_LEGACY_DEFAULTS: dict[str, Any] = {
     "preserve_values": False,
     "preserve_values_loss_power": 0.0,
     "lr_kl_rise": "minibatch",
+    "update_kl_limit": None,
 }
 
 
@@ -128,6 +129,13 @@ class PPOConfig:
     the target, while it still falls after any minibatch above twice the target. Why the second: the readings are
     taken before each step, so the last step of an update is never read, and a rate that climbs within an update
     takes its largest unread step last (docs/learning.md, "MiniGrid Memory S7 at today's defaults")."""
+    update_kl_limit: float | None = None
+    """Bound the policy's movement over a whole update: after the update's last step, the KL from the learner's
+    policy before the update to the one after it is computed exactly on the batch; above this limit the update's
+    weight change is halved (up to four times, then undone) until it is within, and the KL-adapted rate is scaled by
+    the same factor. Why: the per-minibatch readings are taken before each step, so the step that moves a
+    near-deterministic policy far is read only on the next batch, after the actors have played it (docs/learning.md,
+    "A bound on the update's KL"). Costs one forward pass over the batch per update; None: off."""
     lr_min: float = 1e-5
     """Lower bound of the KL-adapted learning rate."""
     lr_max: float | None = None
@@ -285,6 +293,8 @@ def config_problems(cfg: RunConfig) -> list[str]:
             )
         if p.anneal_lr:
             problems.append("ppo.anneal_lr and ppo.lr_kl_target both set the learning rate: choose one")
+    if p.update_kl_limit is not None and not p.update_kl_limit > 0:
+        problems.append(f"ppo.update_kl_limit must be > 0 (or None: off), got {p.update_kl_limit}")
     if p.preserve_values_loss_power and not p.preserve_values:
         problems.append(
             f"ppo.preserve_values_loss_power ({p.preserve_values_loss_power}) weights the value loss only under the "

@@ -17,6 +17,7 @@ from typing import cast
 import numpy as np
 import torch
 from torch import nn
+from torch.distributions import kl_divergence
 
 from learner import distributed
 from learner.config import PPOConfig
@@ -237,6 +238,44 @@ class PPO:
         for group in self.optimizer.param_groups:
             group["lr"] = min(max(group["lr"] * factor, self.cfg.lr_min), self.cfg.lr_ceiling)
 
+    def _bound_update(self, batch: Batch, start_logits: torch.Tensor, start: list[torch.Tensor]) -> tuple[float, float]:
+        """``PPOConfig.update_kl_limit``: the update's KL on the whole batch (before -> after), and the fraction of
+        its weight change kept (1: all; halved while the KL is above the limit; 0: undone after four halvings).
+
+        The weights move back along the update's own straight line, as a trust-region line search does: the
+        direction the gradient steps found is kept, only its length is cut. The optimiser's moments are kept too
+        (they summarise gradients that were measured)."""
+        cfg = self.cfg
+        assert cfg.update_kl_limit is not None
+        kind = getattr(self.model, "action_kind", "discrete")
+        num_t = start_logits.shape[0]
+        before = action_distribution(start_logits, kind)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        end = [p.detach().clone() for p in params]
+
+        def kl_now() -> float:
+            with torch.no_grad():
+                logits, _, _ = self.model(batch.obs[:num_t], batch.reset[:num_t], batch.initial_state)
+                kl = float(kl_divergence(before, action_distribution(logits, kind)).mean())
+            return distributed.mean_over_ranks(kl)  # every rank computed it on the whole batch; one decision
+
+        def place(fraction: float) -> None:
+            with torch.no_grad():
+                for p, a, b in zip(params, start, end, strict=True):
+                    p.copy_(torch.lerp(a, b, fraction))
+
+        update_kl = kl = kl_now()
+        kept = 1.0
+        while kl > cfg.update_kl_limit and kept > 1 / 16:
+            kept /= 2
+            place(kept)
+            kl = kl_now()
+        if kl > cfg.update_kl_limit:
+            place(0.0)
+        if kept < 1.0 and cfg.lr_kl_target is not None:
+            self._scale_lr(kept)  # the next update starts at the step length this one could keep
+        return update_kl, kept if kl <= cfg.update_kl_limit else 0.0
+
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg
         num_t = batch.actions.shape[0]
@@ -250,7 +289,8 @@ class PPO:
             obs_norm.update(batch.obs[:num_t])
         with torch.no_grad():
             logits, values, _ = self.model(batch.obs, batch.reset, batch.initial_state)
-            arrival_kl = policy_kl(logits[:num_t], batch, getattr(self.model, "action_kind", "discrete"))
+            start_logits = logits[:num_t]
+            arrival_kl = policy_kl(start_logits, batch, getattr(self.model, "action_kind", "discrete"))
             advantages, returns = compute_gae(
                 batch.rewards,
                 values,
@@ -285,6 +325,8 @@ class PPO:
             assert value_norm is not None
             layer = cast(ActorCritic, self.model).value_output_layer()
             preserve_denormalized_outputs(layer, value_norm, *value_stats)
+        bound = cfg.update_kl_limit is not None and not poisoned
+        start = [p.detach().clone() for p in self.model.parameters() if p.requires_grad] if bound else []
         sums: dict[str, float] = {}
         steps = 0
         skipped = cfg.epochs * mb_count if poisoned else 0
@@ -347,7 +389,10 @@ class PPO:
                     break
             if stop:
                 break
-        if cfg.lr_kl_target is not None and cfg.lr_kl_rise == "update" and steps and low_kl_only:
+        update_kl, kept = float("nan"), 1.0
+        if bound and steps:
+            update_kl, kept = self._bound_update(batch, start_logits, start)
+        if cfg.lr_kl_target is not None and cfg.lr_kl_rise == "update" and steps and low_kl_only and kept == 1.0:
             self._scale_lr(1.5)  # the update's one rise: every reading was below half the target
         if skipped:
             if not self.skipped_steps:
@@ -363,6 +408,9 @@ class PPO:
             float("nan") if var == 0 else 1.0 - float((returns - old_values).var()) / var
         )
         stats["losses/arrival_kl"] = arrival_kl
+        if cfg.update_kl_limit is not None:
+            stats["losses/update_kl"] = update_kl
+            stats["losses/update_kept"] = kept
         stats["losses/gradient_steps"] = float(steps)
         stats["losses/skipped_steps"] = float(skipped)
         stats["charts/learning_rate"] = float(self.optimizer.param_groups[0]["lr"])

@@ -481,6 +481,72 @@ def test_runs_saved_before_lr_kl_rise_read_as_the_per_minibatch_rise():
     assert PPOConfig().lr_kl_rise == "minibatch"
 
 
+def _batch_kl(before, after, batch: Batch) -> float:
+    """The exact KL from ``before``'s policy to ``after``'s, averaged over every (t, env) of the batch."""
+    t = batch.actions.shape[0]
+    with torch.no_grad():
+        p, _, _ = before(batch.obs[:t], batch.reset[:t], batch.initial_state)
+        q, _, _ = after(batch.obs[:t], batch.reset[:t], batch.initial_state)
+    return float(
+        torch.distributions.kl_divergence(
+            torch.distributions.Categorical(logits=p), torch.distributions.Categorical(logits=q)
+        ).mean()
+    )
+
+
+def test_update_kl_limit_shrinks_the_update_along_its_own_line():
+    """``ppo.update_kl_limit``: an update within the limit is untouched; one beyond it keeps the largest halving of
+    its weight change whose KL is within (the same gradient steps, then moved back); one that no halving brings
+    within is undone, and the KL-adapted rate is cut by the fraction kept."""
+    base = PPOConfig(epochs=2, minibatches=2, lr=3e-2, lr_kl_target=None)
+    start = _model()
+    batch = _batch(start)
+    free = copy.deepcopy(start)
+    PPO(free, base, seed=0).update(batch)
+    full_kl = _batch_kl(start, free, batch)
+    assert full_kl > 1e-3  # the unbounded update moved the policy: the limits below bite
+
+    def bounded(limit: float, **extra) -> tuple[torch.nn.Module, dict[str, float]]:
+        model = copy.deepcopy(start)
+        ppo = PPO(model, dataclasses.replace(base, update_kl_limit=limit, **extra), seed=0)
+        return model, ppo.update(batch)
+
+    model, stats = bounded(full_kl * 2)
+    assert stats["losses/update_kept"] == 1.0 and stats["losses/update_kl"] == pytest.approx(full_kl, rel=1e-4)
+    for p, q in zip(model.parameters(), free.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+    model, stats = bounded(full_kl / 3)
+    kept = stats["losses/update_kept"]
+    assert kept in (0.5, 0.25, 0.125, 0.0625)
+    assert stats["losses/update_kl"] == pytest.approx(full_kl, rel=1e-4)  # read before the shrink
+    for p, a, b in zip(model.parameters(), start.parameters(), free.parameters(), strict=True):
+        torch.testing.assert_close(p, torch.lerp(a, b, kept))
+    assert _batch_kl(start, model, batch) <= full_kl / 3
+    longer = copy.deepcopy(start)  # the halving before it was still beyond the limit
+    with torch.no_grad():
+        for p, a, b in zip(longer.parameters(), start.parameters(), free.parameters(), strict=True):
+            p.copy_(torch.lerp(a, b, 2 * kept))
+    assert _batch_kl(start, longer, batch) > full_kl / 3
+
+    model, stats = bounded(1e-12, lr_kl_target=1e3, lr_max=3e-2)
+    assert stats["losses/update_kept"] == 0.0
+    for p, q in zip(model.parameters(), start.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert stats["charts/learning_rate"] == pytest.approx(3e-2 / 16)
+
+
+def test_update_kl_limit_is_off_by_default_and_checked():
+    from learner.config import RunConfig, config_problems, ppo_from_saved
+
+    assert PPOConfig().update_kl_limit is None and ppo_from_saved({"lr": 1e-3})["update_kl_limit"] is None
+    stats = PPO(_model(), PPOConfig(epochs=1, minibatches=1), seed=0).update(_batch(_model()))
+    assert "losses/update_kl" not in stats
+    cfg = RunConfig()
+    cfg.ppo = PPOConfig(update_kl_limit=0.0)
+    assert "ppo.update_kl_limit must be > 0" in " ".join(config_problems(cfg))
+
+
 def test_kl_adaptive_lr_settings_are_checked():
     from learner.config import RunConfig, config_problems
 
