@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 from models.agalite import AGaLiTe
 from models.config import ModelConfig
 from models.galite import GaLiTe
@@ -263,7 +264,7 @@ def main() -> None:
             f"{speedups[f'GaLiTe B={args.batch} threads=1']:.1f}x.",
         ]
     lines += ["", NOTES, ""]
-    (RESULTS / "agalite_scan.md").write_text("\n".join(lines))
+    write_with_notes(RESULTS / "agalite_scan.md", "\n".join(lines))
     print("\n".join(lines))
 
 

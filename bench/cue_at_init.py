@@ -26,6 +26,7 @@ import torch
 
 from bench.machine import machine_info, machine_markdown
 from bench.memory_probe import episodes, first_step_resets, model_for
+from bench.report import write_with_notes
 from envs.tmaze import TMazeEnv
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     info = machine_info()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cue_at_init.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
-    (args.out / "cue_at_init.md").write_text(report(rows, info, args.seeds))
+    write_with_notes(args.out / "cue_at_init.md", report(rows, info, args.seeds))
     print(f"wrote {args.out / 'cue_at_init.md'}")
 
 

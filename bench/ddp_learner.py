@@ -29,6 +29,7 @@ import numpy as np
 
 from bench.e2e_throughput import measure_e2e
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -182,7 +183,7 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
             f"| {r['ranks']} | {r['sps']:,.0f} | {r['updates_measured']} | "
             f"{r['loadavg_before'][0]:.2f} / {r['loadavg_after'][0]:.2f} |"
         )
-    path.write_text("\n".join(lines) + "\n")
+    write_with_notes(path, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_with_notes
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
@@ -338,7 +340,7 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         "inside the window.",
         "",
     ]
-    path.write_text("\n".join(lines))
+    write_with_notes(path, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 from models.config import ModelConfig
 from models.sequence_models import build_sequence_model
 
@@ -82,7 +83,7 @@ def main() -> None:
         lines.append(
             f"| {r['model']} | {r['memory_init']} | " + " | ".join(f"{r['flow'][str(d)]:.1e}" for d in DELAYS) + " |"
         )
-    (out / "gradient_flow.md").write_text("\n".join(lines) + "\n")
+    write_with_notes(out / "gradient_flow.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

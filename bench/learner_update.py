@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL_FLAGS = {
@@ -95,7 +96,7 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         lines.append("")
     if res.get("notes"):
         lines += ["Notes (added by hand):", "", res["notes"], ""]
-    path.write_text("\n".join(lines))
+    write_with_notes(path, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -307,7 +308,7 @@ def write_markdown(out: Path) -> None:
         *rows,
         "",
     ]
-    (out / "learning_curve.md").write_text("\n".join(lines))
+    write_with_notes(out / "learning_curve.md", "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from bench.machine import machine_info, machine_markdown
 from bench.peer.run import median_or_none
+from bench.report import write_with_notes
 from envs.tmaze import CUE_BITS, DOWN, LEFT, POSITION_BITS, RIGHT, UP, TMazeEnv, decode_gray
 from learner.cli import parse_config
 from models.actor_critic import ActorCritic
@@ -201,7 +202,7 @@ def save_row(out: Path, key: str, row: dict[str, Any]) -> None:
         rows[key] = {**row, "runs": sorted(kept + row["runs"], key=lambda r: r.get("seed", 0))}
         info = machine_info()
         path.write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
-        (out / "memory_probe.md").write_text(report(rows, info))
+        write_with_notes(out / "memory_probe.md", report(rows, info))
 
 
 def report(rows: dict[str, Any], info: dict[str, Any]) -> str:

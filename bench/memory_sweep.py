@@ -41,6 +41,7 @@ from typing import Any
 
 from bench.learning_curve import first_at_or_above, fresh_run_dir, launch, read_scalars, stays_at_or_above_from, stop
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PRESET = "tmaze-agalite"
@@ -262,7 +263,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
     notes = result.get("notes") or []
     if notes:
         lines += ["## Notes", "", *[f"{i}. {n}" for i, n in enumerate(notes, 1)], ""]
-    path.write_text("\n".join(lines))
+    write_with_notes(path, "\n".join(lines))
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

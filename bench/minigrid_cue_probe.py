@@ -29,6 +29,7 @@ import numpy as np
 import envs  # noqa: F401  (registers the agalite/ ids)
 from bench.cue_at_init import linear_probe
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 from envs.minigrid import MiniGridMemoryEnv
 from policy.runtime import Policy, StepFunction
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[cue probe] {label}: {json.dumps(data['rows'][label])}", flush=True)
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(data, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(report(data["rows"], data["machine"]))
+        write_with_notes(args.out.with_suffix(".md"), report(data["rows"], data["machine"]))
 
 
 if __name__ == "__main__":

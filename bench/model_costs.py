@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 from models import build_sequence_model, paper_config
 from models.config import ModelConfig
 from models.macs import PAPER_TABLE, GTrXLCount, model_cost
@@ -70,7 +71,7 @@ def main() -> None:
         model_floats = f"{r['state_floats_model']:,}" if r["state_floats_model"] is not None else "n/a"
         md.append(f"| {r['model']} | {r['macs_per_layer']:,} | {r['layers']} | {r['macs_per_step']:,} | "
                   f"{r['state_floats_formula']:,} | {model_floats} | {r['state_bools']} |")  # fmt: skip
-    (out / "model_costs.md").write_text("\n".join(md) + "\n")
+    write_with_notes(out / "model_costs.md", "\n".join(md))
     print("\n".join(md))
     if not all(r["match"] for r in check):
         raise SystemExit("the analytic counts no longer reproduce the paper's table (models.macs.PAPER_TABLE)")

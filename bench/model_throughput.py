@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 from models import build_actor_critic, paper_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -91,7 +92,7 @@ def main() -> None:
         else:
             md.append(f"| {r['model']} | {r['parameters']:,} | {r['samples_per_s']:,.0f} | {r['median_s']:.3f} "
                       f"| {r['iterations']} |")  # fmt: skip
-    (RESULTS / "model_throughput.md").write_text("\n".join(md) + "\n")
+    write_with_notes(RESULTS / "model_throughput.md", "\n".join(md))
     print("\n".join(md))
 
 

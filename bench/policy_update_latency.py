@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+from bench.report import write_with_notes
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 NUM_ENVS = 8
@@ -380,7 +382,7 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         f"({'equal' if eq['equal'] else 'DIFFERENT'}).",
         "",
     ]
-    path.write_text("\n".join(lines))
+    write_with_notes(path, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 from models.agalite import AGaLiTe, counter_period
 from models.config import ModelConfig
 from models.galite import GaLiTe
@@ -131,8 +132,8 @@ def main() -> None:
             f"{PAPER_NUMBERS[r]:.2f} | {get('reference', r, 0)['best_scale']:.2f} |"
         )
     lines += [""]
-    (RESULTS / "r_approximation.md").write_text(
-        "\n".join(lines).replace("tau0=2", "tau=2").replace("tau0=1002", "tau=1002")
+    write_with_notes(
+        RESULTS / "r_approximation.md", "\n".join(lines).replace("tau0=2", "tau=2").replace("tau0=1002", "tau=1002")
     )
     try:
         import matplotlib

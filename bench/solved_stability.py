@@ -29,6 +29,7 @@ from typing import Any
 from actor.play import play
 from bench.learning_curve import ROOT, default_log_path, first_at_or_above, fresh_run_dir, launch, windowed_curve
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 from learner.config import load_preset
 from policy.runtime import StepFunction
 
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             result["runs"].append(run_seed(args.preset, seed, args.flags, args.name))
             path.write_text(json.dumps(result, indent=2) + "\n")
             print(json.dumps(result["runs"][-1]), flush=True)
-    path.with_suffix(".md").write_text(report(result))
+    write_with_notes(path.with_suffix(".md"), report(result))
     return 0
 
 

@@ -31,6 +31,7 @@ from gymnasium import spaces
 from torch import nn
 
 from bench.machine import machine_info
+from bench.report import write_with_notes
 from export import export_step_function, weights_for
 from models.actor_critic import ActorCritic
 from models.registry import build_actor_critic, paper_config
@@ -439,7 +440,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "step_latency.json").write_text(json.dumps(res, indent=2) + "\n")
-    (out / "step_latency.md").write_text(markdown(res))
+    write_with_notes(out / "step_latency.md", markdown(res))
     print(markdown(res))
 
 

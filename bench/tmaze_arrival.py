@@ -40,6 +40,7 @@ import numpy as np
 
 from bench.learning_curve import fresh_run_dir, launch, stop
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 from envs.tmaze import TMazeEnv
 from learner.checkpoint import load_checkpoint
 
@@ -209,7 +210,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
                 )
         lines.append("")
     lines += ["## Machine", "", machine_markdown(result["machine"]), ""]
-    path.write_text("\n".join(lines))
+    write_with_notes(path, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ import torch
 
 from actor.rollout import SegmentCollector
 from bench.machine import machine_info, machine_markdown
+from bench.report import write_with_notes
 from envs import env_spaces, make_env
 from learner.config import load_preset
 from learner.ppo import batch_from_segments, compute_gae
@@ -183,7 +184,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "value_source.json").write_text(json.dumps(res, indent=2))
     text = markdown(res, summary)
-    (RESULTS / "value_source.md").write_text(text)
+    write_with_notes(RESULTS / "value_source.md", text)
     print(text)
 
 

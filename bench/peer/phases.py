@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench.peer.run import RESULTS, load
 from bench.peer.tasks import TASKS
+from bench.report import write_with_notes
 
 #: Success rate that marks regular arrivals at the junction (about half of them right: the agent is guessing).
 ARRIVAL = 0.3
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         *table(tasks, [r for r in args.runners.split(",") if r], args.results_dir),
         "",
     ]
-    out.write_text("\n".join(lines))
+    write_with_notes(out, "\n".join(lines))
     print(f"wrote {out}")
     return 0
 

@@ -48,6 +48,7 @@ from typing import Any
 from bench.learning_curve import first_at_or_above, free_ports, windowed_curve
 from bench.machine import machine_info, machine_markdown
 from bench.peer.tasks import TASKS, Task
+from bench.report import write_with_notes
 from learner.config import ppo_from_saved
 from models.config import ModelConfig
 
@@ -674,7 +675,7 @@ def write_report(task: Task, data: dict[str, Any]) -> None:
             *code_lines,
             "",
         ]
-    base.with_suffix(".md").write_text("\n".join(lines))
+    write_with_notes(base.with_suffix(".md"), "\n".join(lines))
 
 
 def plot(task: Task, data: dict[str, Any], path: Path) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 from bench.peer.run import RESULTS, RUNS, family, median_or_none, ours_command, resolved_settings, summarise
 from bench.peer.tasks import TASKS, Task
+from bench.report import write_with_notes
 from envs.registry import check_env
 from learner.cli import parse_config
 
@@ -220,7 +221,7 @@ def write(rows: list[dict[str, Any]], out: Path, candidate: Sequence[str] = ()) 
         "with three to five seeds a median's lead backed by a share near 0.5 is within the seeds' spread.",
         "",
     ]
-    out.write_text("\n".join(lines))
+    write_with_notes(out, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
