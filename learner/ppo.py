@@ -238,9 +238,13 @@ class PPO:
         for group in self.optimizer.param_groups:
             group["lr"] = min(max(group["lr"] * factor, self.cfg.lr_min), self.cfg.lr_ceiling)
 
-    def _bound_update(self, batch: Batch, start_logits: torch.Tensor, start: list[torch.Tensor]) -> tuple[float, float]:
-        """``PPOConfig.update_kl_limit``: the update's KL on the whole batch (before -> after), and the fraction of
-        its weight change kept (1: all; halved while the KL is above the limit; 0: undone after four halvings).
+    def _bound_update(
+        self, batch: Batch, start_logits: torch.Tensor, start: list[torch.Tensor]
+    ) -> tuple[float, float, float]:
+        """``PPOConfig.update_kl_limit``: the update's KL on the whole batch (before -> after), its largest value at
+        any one (t, env), and the fraction of its weight change kept (1: all; halved while the KL is above the limit;
+        0: undone after four halvings). The largest is logged, not bounded: a decision taken at one step in twenty
+        can flip while the mean stays small.
 
         The weights move back along the update's own straight line, as a trust-region line search does: the
         direction the gradient steps found is kept, only its length is cut. The optimiser's moments are kept too
@@ -253,28 +257,30 @@ class PPO:
         params = [p for p in self.model.parameters() if p.requires_grad]
         end = [p.detach().clone() for p in params]
 
-        def kl_now() -> float:
+        def kl_now() -> tuple[float, float]:
             with torch.no_grad():
                 logits, _, _ = self.model(batch.obs[:num_t], batch.reset[:num_t], batch.initial_state)
-                kl = float(kl_divergence(before, action_distribution(logits, kind)).mean())
-            return distributed.mean_over_ranks(kl)  # every rank computed it on the whole batch; one decision
+                kl = kl_divergence(before, action_distribution(logits, kind))
+            # every rank computed it on the whole batch; one decision
+            return distributed.mean_over_ranks(float(kl.mean())), float(kl.max())
 
         def place(fraction: float) -> None:
             with torch.no_grad():
                 for p, a, b in zip(params, start, end, strict=True):
                     p.copy_(torch.lerp(a, b, fraction))
 
-        update_kl = kl = kl_now()
+        kl, largest = kl_now()
+        update_kl = kl
         kept = 1.0
         while kl > cfg.update_kl_limit and kept > 1 / 16:
             kept /= 2
             place(kept)
-            kl = kl_now()
+            kl, _ = kl_now()
         if kl > cfg.update_kl_limit:
             place(0.0)
         if kept < 1.0 and cfg.lr_kl_target is not None:
             self._scale_lr(kept)  # the next update starts at the step length this one could keep
-        return update_kl, kept if kl <= cfg.update_kl_limit else 0.0
+        return update_kl, largest, kept if kl <= cfg.update_kl_limit else 0.0
 
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg
@@ -389,9 +395,9 @@ class PPO:
                     break
             if stop:
                 break
-        update_kl, kept = float("nan"), 1.0
+        update_kl, update_kl_max, kept = float("nan"), float("nan"), 1.0
         if bound and steps:
-            update_kl, kept = self._bound_update(batch, start_logits, start)
+            update_kl, update_kl_max, kept = self._bound_update(batch, start_logits, start)
         if cfg.lr_kl_target is not None and cfg.lr_kl_rise == "update" and steps and low_kl_only and kept == 1.0:
             self._scale_lr(1.5)  # the update's one rise: every reading was below half the target
         if skipped:
@@ -410,6 +416,7 @@ class PPO:
         stats["losses/arrival_kl"] = arrival_kl
         if cfg.update_kl_limit is not None:
             stats["losses/update_kl"] = update_kl
+            stats["losses/update_kl_max"] = update_kl_max
             stats["losses/update_kept"] = kept
         stats["losses/gradient_steps"] = float(steps)
         stats["losses/skipped_steps"] = float(skipped)

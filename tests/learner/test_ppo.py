@@ -481,17 +481,14 @@ def test_runs_saved_before_lr_kl_rise_read_as_the_per_minibatch_rise():
     assert PPOConfig().lr_kl_rise == "minibatch"
 
 
-def _batch_kl(before, after, batch: Batch) -> float:
-    """The exact KL from ``before``'s policy to ``after``'s, averaged over every (t, env) of the batch."""
+def _batch_kl(before, after, batch: Batch, reduce=torch.mean) -> float:
+    """The exact KL from ``before``'s policy to ``after``'s over every (t, env) of the batch, averaged (``reduce``)."""
     t = batch.actions.shape[0]
     with torch.no_grad():
         p, _, _ = before(batch.obs[:t], batch.reset[:t], batch.initial_state)
         q, _, _ = after(batch.obs[:t], batch.reset[:t], batch.initial_state)
-    return float(
-        torch.distributions.kl_divergence(
-            torch.distributions.Categorical(logits=p), torch.distributions.Categorical(logits=q)
-        ).mean()
-    )
+    categorical = torch.distributions.Categorical
+    return float(reduce(torch.distributions.kl_divergence(categorical(logits=p), categorical(logits=q))))
 
 
 def test_update_kl_limit_shrinks_the_update_along_its_own_line():
@@ -513,6 +510,8 @@ def test_update_kl_limit_shrinks_the_update_along_its_own_line():
 
     model, stats = bounded(full_kl * 2)
     assert stats["losses/update_kept"] == 1.0 and stats["losses/update_kl"] == pytest.approx(full_kl, rel=1e-4)
+    largest = _batch_kl(start, free, batch, reduce=torch.max)
+    assert stats["losses/update_kl_max"] == pytest.approx(largest, rel=1e-4) and largest > 2 * full_kl
     for p, q in zip(model.parameters(), free.parameters(), strict=True):
         torch.testing.assert_close(p, q)
 
