@@ -519,6 +519,15 @@ def row_labels(runs: dict[str, Any]) -> dict[str, str]:
     return labels
 
 
+def lowest_after(curve: list[list[float]] | None, reached_at: int | None) -> float | None:
+    """The curve's lowest point after the threshold was reached: how far a run fell back in the window the harness
+    ran after it (``--stop-after-threshold``); None when it never reached it or nothing was logged after."""
+    if not curve or reached_at is None:
+        return None
+    after = [value for step, value in curve if step > reached_at]
+    return min(after) if after else None
+
+
 def summarise(task: Task, runs: dict[str, Any]) -> dict[str, Any]:
     by_runner: dict[str, list[dict[str, Any]]] = {}
     labels = row_labels(runs)
@@ -536,6 +545,7 @@ def summarise(task: Task, runs: dict[str, Any]) -> dict[str, Any]:
             "steps_to_threshold": [r["steps_to_threshold"] for r in rs],
             "median_steps_to_threshold": median_or_none([r["steps_to_threshold"] for r in rs], len(rs)),
             "reached": sum(r["steps_to_threshold"] is not None for r in rs),
+            "lowest_after_threshold": [lowest_after(r.get("curve"), r["steps_to_threshold"]) for r in rs],
             "median_final": statistics.median(finals) if finals else None,
             "median_eval": statistics.median(evals) if evals else None,
             "median_env_steps_per_s": statistics.median(rates) if rates else None,
@@ -604,8 +614,9 @@ def write_report(task: Task, data: dict[str, Any]) -> None:
         "stacks, comparable only between runs made at a similar load.",
         "",
         f"| runner | seeds | reached {task.threshold} | env steps to {task.threshold} (per seed) | median | "
-        "median final | median eval (200 ep.) | median env steps/s | median wall s | load |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "lowest after reaching it (per seed) | median final | median eval (200 ep.) | median env steps/s | "
+        "median wall s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for runner, s in summary.items():
         if runner == "sf_better":
@@ -613,7 +624,8 @@ def write_report(task: Task, data: dict[str, Any]) -> None:
         per_seed = ", ".join(_fmt(v) for v in s["steps_to_threshold"])
         lines.append(
             f"| {runner} | {', '.join(map(str, s['seeds']))} | {s['reached']}/{len(s['seeds'])} | {per_seed} | "
-            f"{_fmt(s['median_steps_to_threshold'])} | {_fmt(s['median_final'])} | {_fmt(s['median_eval'])} | "
+            f"{_fmt(s['median_steps_to_threshold'])} | {', '.join(_fmt(v) for v in s['lowest_after_threshold'])} | "
+            f"{_fmt(s['median_final'])} | {_fmt(s['median_eval'])} | "
             f"{_fmt(s['median_env_steps_per_s'], 0)} | {_fmt(s['median_wall_s'], 0)} | {s['mean_load1']:.1f} |"
         )
     if "sf_better" in summary:
@@ -621,7 +633,9 @@ def write_report(task: Task, data: dict[str, Any]) -> None:
     lines += [
         "",
         "A `-` in the steps column: the run never reached the threshold within the budget (the median counts it as "
-        "worse than any number). Runner settings: `sf-default` is Sample Factory's defaults (lr 1e-4, rollout 32, "
+        "worse than any number). Lowest after reaching it: the curve's lowest point after its first at or above the "
+        "threshold, up to the run's end (the window below), so a run that fell back shows here though its final "
+        "value recovered. Runner settings: `sf-default` is Sample Factory's defaults (lr 1e-4, rollout 32, "
         "batch 1024, 1 epoch, clip 0.1, entropy 0.003, its MLP-512x2 ELU encoder, input and return normalisation "
         "on); `sf-tuned` is lr 1e-3 with rollout 64; "
         "`ours-*` are `python -m learner.launch` at the defaults of the code listed below, with the model "

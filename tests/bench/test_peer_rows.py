@@ -63,3 +63,11 @@ def test_a_ppo_setting_an_older_run_did_not_record_reads_as_the_value_it_trained
     labels = row_labels(runs)
     assert labels["ours-agalite/s1"] == labels["ours-agalite/s2"] == "ours-agalite (ppo.preserve_values False)"
     assert labels["ours-agalite/s3"] == "ours-agalite (ppo.preserve_values True)"
+
+
+def test_the_lowest_point_after_the_threshold_shows_a_fall_the_final_value_hides() -> None:
+    fell = {**_run("ours-gru", 1, 300, []), "curve": [[100, 0.5], [300, 0.92], [400, 0.61], [500, 0.95]]}
+    steady = {**_run("ours-gru", 2, 200, []), "curve": [[200, 0.9], [300, 0.97]]}
+    never = {**_run("ours-gru", 3, None, []), "curve": [[100, 0.5], [200, 0.6]]}
+    summary = summarise(TASKS["tmaze_20"], {"ours-gru/s1": fell, "ours-gru/s2": steady, "ours-gru/s3": never})
+    assert summary["ours-gru"]["lowest_after_threshold"] == [0.61, 0.97, None]
