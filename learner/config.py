@@ -59,6 +59,7 @@ PPO_LEGACY_DEFAULTS: dict[str, Any] = {
     "preserve_values_loss_power": 0.0,
     "lr_kl_rise": "minibatch",
     "update_kl_limit": None,
+    "update_kl_max_limit": None,
 }
 
 
@@ -136,6 +137,11 @@ class PPOConfig:
     the same factor. Why: the per-minibatch readings are taken before each step, so the step that moves a
     near-deterministic policy far is read only on the next batch, after the actors have played it (docs/learning.md,
     "A bound on the update's KL"). Costs one forward pass over the batch per update; None: off."""
+    update_kl_max_limit: float | None = None
+    """Like ``update_kl_limit``, on the largest KL at any one (t, env) of the batch instead of the mean: a decision
+    taken at one step in fifty can flip (a per-step KL of 1-6) while the mean stays near 0.005, and that is how solved
+    T-Maze runs fell (docs/learning.md, "A bound on the update's KL"). Either limit, or both, may be set; the update
+    is shrunk until both hold. None: off."""
     lr_min: float = 1e-5
     """Lower bound of the KL-adapted learning rate."""
     lr_max: float | None = None
@@ -293,8 +299,10 @@ def config_problems(cfg: RunConfig) -> list[str]:
             )
         if p.anneal_lr:
             problems.append("ppo.anneal_lr and ppo.lr_kl_target both set the learning rate: choose one")
-    if p.update_kl_limit is not None and not p.update_kl_limit > 0:
-        problems.append(f"ppo.update_kl_limit must be > 0 (or None: off), got {p.update_kl_limit}")
+    for name in ("update_kl_limit", "update_kl_max_limit"):
+        limit = getattr(p, name)
+        if limit is not None and not limit > 0:
+            problems.append(f"ppo.{name} must be > 0 (or None: off), got {limit}")
     if p.preserve_values_loss_power and not p.preserve_values:
         problems.append(
             f"ppo.preserve_values_loss_power ({p.preserve_values_loss_power}) weights the value loss only under the "

@@ -528,6 +528,16 @@ def test_update_kl_limit_shrinks_the_update_along_its_own_line():
             p.copy_(torch.lerp(a, b, 2 * kept))
     assert _batch_kl(start, longer, batch) > full_kl / 3
 
+    # the bound on the largest per-step KL, alone: the same line search, judged on the max
+    model = copy.deepcopy(start)
+    cfg = dataclasses.replace(base, update_kl_max_limit=largest / 3)
+    stats = PPO(model, cfg, seed=0).update(batch)
+    kept = stats["losses/update_kept"]
+    assert kept in (0.5, 0.25, 0.125, 0.0625) and stats["losses/update_kl_max"] == pytest.approx(largest, rel=1e-4)
+    for p, a, b in zip(model.parameters(), start.parameters(), free.parameters(), strict=True):
+        torch.testing.assert_close(p, torch.lerp(a, b, kept))
+    assert _batch_kl(start, model, batch, reduce=torch.max) <= largest / 3
+
     model, stats = bounded(1e-12, lr_kl_target=1e3, lr_max=3e-2)
     assert stats["losses/update_kept"] == 0.0
     for p, q in zip(model.parameters(), start.parameters(), strict=True):
@@ -538,12 +548,14 @@ def test_update_kl_limit_shrinks_the_update_along_its_own_line():
 def test_update_kl_limit_is_off_by_default_and_checked():
     from learner.config import RunConfig, config_problems, ppo_from_saved
 
-    assert PPOConfig().update_kl_limit is None and ppo_from_saved({"lr": 1e-3})["update_kl_limit"] is None
+    for name in ("update_kl_limit", "update_kl_max_limit"):
+        assert getattr(PPOConfig(), name) is None and ppo_from_saved({"lr": 1e-3})[name] is None
     stats = PPO(_model(), PPOConfig(epochs=1, minibatches=1), seed=0).update(_batch(_model()))
     assert "losses/update_kl" not in stats
     cfg = RunConfig()
-    cfg.ppo = PPOConfig(update_kl_limit=0.0)
-    assert "ppo.update_kl_limit must be > 0" in " ".join(config_problems(cfg))
+    cfg.ppo = PPOConfig(update_kl_limit=0.0, update_kl_max_limit=-1.0)
+    problems = " ".join(config_problems(cfg))
+    assert "ppo.update_kl_limit must be > 0" in problems and "ppo.update_kl_max_limit must be > 0" in problems
 
 
 def test_kl_adaptive_lr_settings_are_checked():
