@@ -150,6 +150,11 @@ class PPOConfig:
     step) drift at the bound until it breaks: an AGaLiTe T-Maze run at 3e-3 fell from 1.0 to 0.0 (docs/learning.md)."""
 
     @property
+    def bounds_update(self) -> bool:
+        """Whether an update's KL is read after its last step and bounded (either update limit set)."""
+        return self.update_kl_limit is not None or self.update_kl_max_limit is not None
+
+    @property
     def lr_ceiling(self) -> float:
         """The bound the KL-adapted rate never exceeds: ``lr_max``, or ``lr`` when that is None."""
         return self.lr if self.lr_max is None else self.lr_max

@@ -333,7 +333,7 @@ class PPO:
             assert value_norm is not None
             layer = cast(ActorCritic, self.model).value_output_layer()
             preserve_denormalized_outputs(layer, value_norm, *value_stats)
-        bound = (cfg.update_kl_limit is not None or cfg.update_kl_max_limit is not None) and not poisoned
+        bound = cfg.bounds_update and not poisoned
         start = [p.detach().clone() for p in self.model.parameters() if p.requires_grad] if bound else []
         sums: dict[str, float] = {}
         steps = 0
@@ -416,7 +416,7 @@ class PPO:
             float("nan") if var == 0 else 1.0 - float((returns - old_values).var()) / var
         )
         stats["losses/arrival_kl"] = arrival_kl
-        if cfg.update_kl_limit is not None or cfg.update_kl_max_limit is not None:
+        if cfg.bounds_update:
             stats["losses/update_kl"] = update_kl
             stats["losses/update_kl_max"] = update_kl_max
             stats["losses/update_kept"] = kept
