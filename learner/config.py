@@ -58,6 +58,7 @@ PPO_LEGACY_DEFAULTS: dict[str, Any] = {
     "preserve_values": False,
     "preserve_values_loss_power": 0.0,
     "lr_kl_rise": "minibatch",
+    "lr_kl_reading": "policy",
     "update_kl_limit": None,
     "update_kl_max_limit": None,
 }
@@ -130,6 +131,13 @@ class PPOConfig:
     the target, while it still falls after any minibatch above twice the target. Why the second: the readings are
     taken before each step, so the last step of an update is never read, and a rate that climbs within an update
     takes its largest unread step last (docs/learning.md, "MiniGrid Memory S7 at today's defaults")."""
+    lr_kl_reading: Literal["policy", "logits"] = "policy"
+    """What the KL-adapted rate reads after each minibatch. policy: the KL of the acting policy from the current one
+    on the actions taken. logits: the larger of that and the KL the logits' change since the update began would make
+    to a uniform policy over the same actions (discrete actions only; the same reading for Gaussian ones). Why the
+    second: a near-deterministic softmax hides how far its logits move (the KL shrinks with p (1 - p)), so the first
+    reads ~0 whatever the step and the rate climbs to its ceiling, where solved runs drifted until a rare decision
+    flipped (docs/learning.md, "A bound on the update's KL"). Near a uniform policy both read alike."""
     update_kl_limit: float | None = None
     """Bound the policy's movement over a whole update: after the update's last step, the KL from the learner's
     policy before the update to the one after it is computed exactly on the batch; above this limit the update's

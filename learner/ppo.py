@@ -135,6 +135,16 @@ def kl_estimate(log_ratio: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
     return ((ratio - 1.0) - log_ratio).mean()
 
 
+def logit_kl(logits: torch.Tensor, start_logits: torch.Tensor) -> torch.Tensor:
+    """The KL from a uniform policy to the one its logits become when they move by ``logits - start_logits``, per
+    (t, env): logsumexp(d) - log n - mean(d) for the change d over n actions; never negative, ~ half d's variance.
+
+    Why uniform: the KL of a near-deterministic policy is its logits' movement times ~p (1 - p), so it reads ~0 while
+    the logits drift; from a uniform policy every action's movement counts alike (``PPOConfig.lr_kl_reading``)."""
+    d = logits - start_logits
+    return torch.logsumexp(d, dim=-1) - math.log(d.shape[-1]) - d.mean(dim=-1)
+
+
 def normalize_advantages(advantages: torch.Tensor, std_floor: float = 0.0) -> torch.Tensor:
     """Centred and divided by their std, or by ``std_floor`` when that is larger (see ``PPOConfig.adv_std_floor``)."""
     if advantages.numel() < 2:
@@ -339,6 +349,7 @@ class PPO:
         steps = 0
         skipped = cfg.epochs * mb_count if poisoned else 0
         stop = False
+        reads_logits = cfg.lr_kl_reading == "logits" and getattr(self.model, "action_kind", "discrete") == "discrete"
         low_kl_only = True  # every KL reading of this update below half the target (lr_kl_rise = "update")
         # Advantages are normalised over each whole minibatch before it is split between ranks, and each rank's
         # loss is weighted by its share of the rows: the all-reduced gradient is the single-learner gradient.
@@ -386,12 +397,19 @@ class PPO:
                     sums[key] = sums.get(key, 0.0) + float(value.detach())
                 steps += 1
                 kl = float(out.approx_kl)
+                rate_kl = kl  # what the KL-adapted rate reads (PPOConfig.lr_kl_reading)
+                if reads_logits:
+                    with torch.no_grad():
+                        moved = float(logit_kl(logits.detach(), start_logits[:, idx]).mean())
+                    sums["losses/logit_kl"] = sums.get("losses/logit_kl", 0.0) + moved
+                    rate_kl = max(kl, moved)
                 if cfg.target_kl is not None or cfg.lr_kl_target is not None:
                     # every rank takes the same decisions, on the whole minibatch's KL
                     kl = distributed.mean_over_ranks(kl, weight=len(idx))
                 if cfg.lr_kl_target is not None:
-                    self._adapt_lr(kl, rise=cfg.lr_kl_rise == "minibatch")
-                    low_kl_only = low_kl_only and kl < cfg.lr_kl_target / 2
+                    rate_kl = distributed.mean_over_ranks(rate_kl, weight=len(idx)) if reads_logits else kl
+                    self._adapt_lr(rate_kl, rise=cfg.lr_kl_rise == "minibatch")
+                    low_kl_only = low_kl_only and rate_kl < cfg.lr_kl_target / 2
                 if cfg.target_kl is not None and kl > cfg.target_kl:
                     stop = True
                     break
