@@ -14,7 +14,7 @@ from gymnasium import spaces
 
 from envs import env_spaces
 from learner.config import PPOConfig
-from learner.ppo import PPO, Batch, batch_from_segments, compute_gae, normalize_advantages, ppo_loss
+from learner.ppo import PPO, Batch, batch_from_segments, compute_gae, logit_kl, normalize_advantages, ppo_loss
 from models.registry import build_actor_critic, small_config
 from protocol import Segment
 
@@ -479,6 +479,61 @@ def test_runs_saved_before_lr_kl_rise_read_as_the_per_minibatch_rise():
 
     assert ppo_from_saved({"lr": 1e-3})["lr_kl_rise"] == "minibatch"
     assert PPOConfig().lr_kl_rise == "minibatch"
+
+
+def test_logit_kl_is_the_kl_a_uniform_policy_feels_from_the_change():
+    start = torch.randn(5, 3, 4)
+    moved = start + torch.randn(5, 3, 4)
+    uniform = torch.distributions.Categorical(logits=torch.zeros(5, 3, 4))
+    expected = torch.distributions.kl_divergence(uniform, torch.distributions.Categorical(logits=moved - start))
+    assert torch.allclose(logit_kl(moved, start), expected, atol=1e-6)
+    # a change shared by every action moves no policy; and the reading ignores where the logits started
+    assert torch.allclose(logit_kl(start + 7.0, start), torch.zeros(5, 3), atol=1e-6)
+    assert torch.allclose(logit_kl(moved + 30 * start, start + 30 * start), logit_kl(moved, start), atol=1e-4)
+
+
+def _saturated_batch(model) -> Batch:
+    """A batch acted by ``model`` after its policy was made near-deterministic (action 0 ahead by a logit gap of ~40)
+    and its logits sensitive to the shared core, which the value loss moves (the policy's own gradient vanishes)."""
+    layer = model.policy[-1]
+    with torch.no_grad():
+        layer.weight.mul_(300.0)
+        layer.bias.zero_()
+        layer.bias[0] = 40.0
+    batch = _batch(model)
+    t = batch.actions.shape[0]
+    with torch.no_grad():
+        logits, _, _ = model(batch.obs, batch.reset, batch.initial_state)
+    dist = torch.distributions.Categorical(logits=logits[:t])
+    actions = torch.zeros_like(batch.actions)
+    return dataclasses.replace(batch, actions=actions, logp=dist.log_prob(actions))
+
+
+def test_lr_kl_reading_logits_sees_a_saturated_policy_move():
+    """``ppo.lr_kl_reading``: on a near-deterministic policy the policy's own KL reads ~0 whatever the step, so the
+    adapted rate climbs to its ceiling; read through the logits' movement the same steps hold it back."""
+    rates = {}
+    for reading in ("policy", "logits"):
+        model = _model()
+        batch = _saturated_batch(model)
+        cfg = PPOConfig(epochs=3, minibatches=2, lr=1e-3, lr_max=1e-2, lr_kl_target=1e-4, lr_kl_reading=reading)
+        stats = PPO(model, cfg, seed=0).update(batch)
+        assert stats["losses/gradient_steps"] == 6.0
+        assert stats["losses/approx_kl"] < 1e-8  # the policy's own reading: nothing moved
+        rates[reading] = stats["charts/learning_rate"]
+        if reading == "logits":
+            assert stats["losses/logit_kl"] > 2 * 1e-4  # the logits did move, by more than twice the target
+        else:
+            assert "losses/logit_kl" not in stats
+    assert rates["policy"] == pytest.approx(1e-2)  # risen after every step up to lr_max
+    assert rates["logits"] < 1e-3  # lowered
+
+
+def test_lr_kl_reading_defaults_to_the_policy_and_saved_runs_read_so():
+    from learner.config import ppo_from_saved
+
+    assert PPOConfig().lr_kl_reading == "policy"
+    assert ppo_from_saved({"lr": 1e-3})["lr_kl_reading"] == "policy"
 
 
 def _batch_kl(before, after, batch: Batch, reduce=torch.mean) -> float:
