@@ -519,6 +519,16 @@ def row_labels(runs: dict[str, Any]) -> dict[str, str]:
     return labels
 
 
+def cut_short(r: dict[str, Any], budget: int) -> bool:
+    """Whether a run ended before its budget without reaching the threshold: a time limit, a failure, or a stop from
+    outside the harness. The last one exits 0 like a finished run (the learner checkpoints and stops on SIGTERM), so
+    it is told by where the curve ends: short of 95% of the budget (Sample Factory's own runs stop up to ~1.5% short)."""
+    if r.get("steps_to_threshold") is not None:
+        return False
+    last = r.get("last_step")
+    return bool(r.get("timed_out") or r.get("returncode")) or (last is not None and last < 0.95 * budget)
+
+
 def lowest_after(curve: list[list[float]] | None, reached_at: int | None) -> float | None:
     """The curve's lowest point after the threshold was reached: how far a run fell back in the window the harness
     ran after it (``--stop-after-threshold``); None when it never reached it or nothing was logged after."""
@@ -656,10 +666,7 @@ def write_report(task: Task, data: dict[str, Any]) -> None:
     cut = [
         f"`{key}` (at {r['last_step']:,} env steps{': ' + r['note'] if r.get('note') else ''})"
         for key, r in sorted(data["runs"].items())
-        if r.get("last_step") is not None
-        and r["last_step"] < task.budget
-        and r.get("steps_to_threshold") is None
-        and (r.get("timed_out") or r.get("returncode"))
+        if r.get("last_step") is not None and r["last_step"] < task.budget and cut_short(r, task.budget)
     ]
     if cut:
         lines += [f"Stopped before the budget without reaching the threshold: {', '.join(cut)}.", ""]

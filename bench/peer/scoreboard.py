@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.peer.run import RESULTS, RUNS, family, median_or_none, ours_command, resolved_settings, summarise
+from bench.peer.run import RESULTS, RUNS, cut_short, family, median_or_none, ours_command, resolved_settings, summarise
 from bench.peer.tasks import TASKS, Task
 from bench.report import write_with_notes
 from envs.registry import check_env
@@ -70,7 +70,7 @@ class Side:
 
     steps: tuple[float | None, ...]  # env steps to the threshold per run (None: never)
     final: float | None  # median final value, shown where the threshold was never reached
-    stopped_early: int  # runs a time limit (or a failure) ended before the budget without reaching the threshold
+    stopped_early: int  # runs ended before the budget without reaching the threshold (run.cut_short)
 
     @property
     def runs(self) -> int:
@@ -86,11 +86,9 @@ class Side:
         return median_or_none(list(self.steps), self.runs)
 
 
-def side(runs: dict[str, Any]) -> Side:
+def side(runs: dict[str, Any], budget: int) -> Side:
     finals = [r["final"] for r in runs.values() if r.get("final") is not None]
-    early = sum(
-        r["steps_to_threshold"] is None and bool(r.get("timed_out") or r.get("returncode")) for r in runs.values()
-    )
+    early = sum(cut_short(r, budget) for r in runs.values())
     return Side(
         tuple(r["steps_to_threshold"] for r in runs.values()),
         statistics.median(finals) if finals else None,
@@ -141,12 +139,14 @@ def board_row(task: Task, data: dict[str, Any], candidate: Sequence[str] = ()) -
     runs = data.get("runs", {})
     horizon = check_env(task.env_id, task.env_kwargs).memory_horizon
     preview = bool(candidate)
-    gru = side(runs_at_defaults(runs, "ours-gru", todays_settings(task, "ours-gru", candidate), preview))
-    agalite = side(runs_at_defaults(runs, "ours-agalite", todays_settings(task, "ours-agalite", candidate), preview))
+    gru = side(runs_at_defaults(runs, "ours-gru", todays_settings(task, "ours-gru", candidate), preview), task.budget)
+    agalite = side(
+        runs_at_defaults(runs, "ours-agalite", todays_settings(task, "ours-agalite", candidate), preview), task.budget
+    )
     summary = summarise(task, runs)
     better = summary.get("sf_better")
     sf_runs = {k: r for k, r in runs.items() if better and r["runner"] == better}
-    sf = side(sf_runs)
+    sf = side(sf_runs, task.budget)
     long_memory = horizon is not None and horizon >= LONG_MEMORY
     return {
         "task": task.name,

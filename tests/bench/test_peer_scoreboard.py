@@ -35,7 +35,7 @@ def test_only_runs_at_todays_defaults_count() -> None:
     assert sorted(agalite) == ["ours-agalite-r2distinct/s3", "ours-agalite/s2"]
     gru = runs_at_defaults(runs, "ours-gru", todays_settings(TASK, "ours-gru"))
     assert sorted(gru) == ["ours-gru/s1"]
-    assert side(agalite).median == 70_000 and side(gru).median == 70_000
+    assert side(agalite, TASK.budget).median == 70_000 and side(gru, TASK.budget).median == 70_000
 
 
 def test_the_page_states_each_target(tmp_path: Path) -> None:
@@ -84,3 +84,14 @@ def test_a_candidate_default_counts_runs_made_with_its_flags_under_any_of_our_na
     assert cells("peer_scoreboard.md")[3:5] == ["60k (1/1)", "no run"]
     assert cells("peer_scoreboard_candidate.md")[3:5] == ["45k (2/2)", "30k (1/1)"]
     assert "if `--segment-length 128` were the default" in (tmp_path / "peer_scoreboard_candidate.md").read_text()
+
+
+def test_a_run_stopped_from_outside_counts_as_stopped_early() -> None:
+    """A learner stopped by hand exits 0 like a finished run; where its curve ends tells them apart."""
+    finished = _run("ours-gru", 1, None, [])
+    by_hand = {**finished, "last_step": TASK.budget // 3}
+    timed_out = {**by_hand, "timed_out": True}
+    reached = {**by_hand, "steps_to_threshold": 50_000}
+    short_by_a_batch = {**finished, "last_step": int(TASK.budget * 0.985)}  # how Sample Factory's runs end
+    assert [side({"a": r}, TASK.budget).stopped_early for r in (finished, by_hand, timed_out, reached)] == [0, 1, 1, 0]
+    assert side({"a": short_by_a_batch}, TASK.budget).stopped_early == 0
