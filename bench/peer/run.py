@@ -522,7 +522,8 @@ def row_labels(runs: dict[str, Any]) -> dict[str, str]:
 def cut_short(r: dict[str, Any], budget: int) -> bool:
     """Whether a run ended before its budget without reaching the threshold: a time limit, a failure, or a stop from
     outside the harness. The last one exits 0 like a finished run (the learner checkpoints and stops on SIGTERM), so
-    it is told by where the curve ends: short of 95% of the budget (Sample Factory's own runs stop up to ~1.5% short)."""
+    it is told by where the curve ends: short of 95% of the budget (Sample Factory's own runs stop
+    up to ~1.5% short)."""
     if r.get("steps_to_threshold") is not None:
         return False
     last = r.get("last_step")
