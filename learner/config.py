@@ -137,7 +137,8 @@ class PPOConfig:
     to a uniform policy over the same actions (discrete actions only; the same reading for Gaussian ones). Why the
     second: a near-deterministic softmax hides how far its logits move (the KL shrinks with p (1 - p)), so the first
     reads ~0 whatever the step and the rate climbs to its ceiling, where solved runs drifted until a rare decision
-    flipped (docs/learning.md, "A bound on the update's KL"). Near a uniform policy both read alike."""
+    flipped. Near a uniform policy both read alike. Measured: no cost and no steadier; on solved runs the logits
+    hardly move either (docs/learning.md, "The logits' movement as the rate's reading")."""
     update_kl_limit: float | None = None
     """Bound the policy's movement over a whole update: after the update's last step, the KL from the learner's
     policy before the update to the one after it is computed exactly on the batch; above this limit the update's
