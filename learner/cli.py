@@ -15,6 +15,7 @@ import tyro
 
 from envs import EnvInfo, EnvSetupError, check_env
 from learner.config import (
+    DEFAULT_ENT_COEF,
     DEFAULT_LR,
     DEFAULT_PRESET,
     PRESERVE_VALUES_OFF_FOR,
@@ -60,6 +61,11 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
         # another env takes the model kind's default. An adapted rate needs no such change (its KL target does the
         # per-model part; the preset's lr is only its ceiling).
         cfg.ppo.lr = DEFAULT_LR[cfg.model.kind]
+    # the entropy bonus too was measured for the preset's own kind; another kind takes its own (DEFAULT_ENT_COEF)
+    ent_rule = cfg.model.kind != base.model.kind and not _given(rest, "--ppo.ent-coef")
+    ent_rule = ent_rule and cfg.ppo.ent_coef != DEFAULT_ENT_COEF[cfg.model.kind]
+    if ent_rule:
+        cfg.ppo.ent_coef = DEFAULT_ENT_COEF[cfg.model.kind]
     # measured per kind, like the learning rate: the value preservation pays for the AGaLiTe and costs the GRU
     explicit = any(_given(rest, f) for f in ("--ppo.preserve-values", "--ppo.no-preserve-values"))
     kind_rule = cfg.model.kind in PRESERVE_VALUES_OFF_FOR and cfg.ppo.preserve_values and not explicit
@@ -67,6 +73,14 @@ def parse_config(argv: list[str] | None, description: str) -> RunConfig:
         cfg.ppo.preserve_values = False
     info = check_env_config(cfg)
     setup_logging()  # here, not in the commands: the segment length chosen below is logged
+    if ent_rule:
+        log.info(
+            "entropy coefficient %g for the %s (its default; the preset's %g is the %s's); --ppo.ent-coef sets it",
+            cfg.ppo.ent_coef,
+            cfg.model.kind,
+            base.ppo.ent_coef,
+            base.model.kind,
+        )
     if kind_rule:
         log.info("value preservation off for the %s (its default); --ppo.preserve-values turns it on", cfg.model.kind)
     fit_segment_to_memory(cfg, info.memory_horizon, typed=_given(rest, "--segment-length"))

@@ -37,7 +37,7 @@ from learner.cli import parse_config
 
 #: Runner names under which runs at what is now the default were stored (made by flag before the change).
 ALIASES: dict[str, tuple[str, ...]] = {
-    "ours-agalite": ("ours-agalite-r2distinct", "ours-agalite-firstwrite", "ours-agalite-pv"),
+    "ours-agalite": ("ours-agalite-r2distinct", "ours-agalite-firstwrite", "ours-agalite-pv", "ours-agalite-ent003"),
     "ours-gru": ("ours-gru-1pass",),
 }
 #: The AGaLiTe-versus-GRU target covers memories at least this long (env steps, as the env declares them).

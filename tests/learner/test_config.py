@@ -14,6 +14,7 @@ import pytest
 from learner.cli import parse_config
 from learner.config import (
     CONFIG_DIR,
+    DEFAULT_ENT_COEF,
     DEFAULT_LR,
     DEFAULT_PRESET,
     RunConfig,
@@ -132,7 +133,7 @@ def test_cli_overrides_the_preset():
     # untouched values keep the preset's, not the dataclass defaults
     assert cfg.segment_length == base.segment_length == 32
     assert cfg.model.d_model == base.model.d_model == 64
-    assert cfg.ppo.ent_coef == base.ppo.ent_coef
+    assert cfg.ppo.gae_lambda == base.ppo.gae_lambda and cfg.ppo.max_grad_norm == base.ppo.max_grad_norm
 
 
 @pytest.mark.parametrize(("kind", "lr"), [("gru", 1e-3), ("lstm", 1e-3), ("gtrxl", 3e-4)])
@@ -145,6 +146,28 @@ def test_another_model_kind_brings_its_own_constant_learning_rate(kind: str, lr:
     assert parse_config(preset, "test").ppo.lr == load_preset("tmaze-agalite-paper").ppo.lr != DEFAULT_LR["agalite"]
     # another env: the preset's lr was tuned for the T-Maze, so the kind's default applies
     assert parse_config([*preset, "--env.id", "CartPole-v1"], "test").ppo.lr == DEFAULT_LR["agalite"]
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm", "gtrxl", "galite"])
+def test_another_model_kind_brings_its_own_entropy_bonus_and_a_flag_wins(kind: str):
+    """The default preset's entropy bonus (0.03) was measured for its AGaLiTe; another kind keeps the 0.01 it was
+    measured with, the saved config holds what was resolved, and an explicit flag always wins."""
+    assert load_preset(DEFAULT_PRESET).model.kind == "agalite"
+    assert (
+        parse_config([], "test").ppo.ent_coef == load_preset(DEFAULT_PRESET).ppo.ent_coef == DEFAULT_ENT_COEF["agalite"]
+    )
+    cfg = parse_config(["--model.kind", kind], "test")
+    assert cfg.ppo.ent_coef == DEFAULT_ENT_COEF[kind] != DEFAULT_ENT_COEF["agalite"]
+    assert cfg.to_dict()["ppo"]["ent_coef"] == DEFAULT_ENT_COEF[kind]
+    assert parse_config(["--model.kind", kind, "--ppo.ent-coef", "0.03"], "test").ppo.ent_coef == 0.03
+    assert parse_config(["--model.kind", kind, "--ppo.ent-coef=0.005"], "test").ppo.ent_coef == 0.005
+    # a preset of the same kind keeps its own value: the rule is about leaving the preset's kind
+    assert (
+        parse_config(["--preset", "tmaze-lstm-paper"], "test").ppo.ent_coef
+        == load_preset("tmaze-lstm-paper").ppo.ent_coef
+    )
+    lstm_preset_agalite = parse_config(["--preset", "tmaze-lstm-paper", "--model.kind", "agalite"], "test")
+    assert lstm_preset_agalite.ppo.ent_coef == DEFAULT_ENT_COEF["agalite"]
 
 
 @pytest.mark.parametrize(("kind", "preserved"), [("agalite", True), ("gtrxl", True), ("gru", False), ("lstm", False)])
